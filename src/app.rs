@@ -1,0 +1,205 @@
+//! Puts the pieces together: config → instance id → credentials → pipelines → shutdown.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cli::{Args, Command};
+use crate::config::{self, Config, ConfigError};
+use crate::instance::{self, InstanceError, InstanceId, Origin};
+use crate::pipeline::{Labels, MetricsPipeline};
+use crate::sinks::cloudwatch_metrics::{MetricsSink, Spool, SpoolError};
+use crate::sources::host_metrics::HostMetrics;
+
+/// sysexits.h codes, so a service manager can tell a bad config (don't restart) from trouble.
+pub const EX_SOFTWARE: u8 = 70;
+pub const EX_CANTCREAT: u8 = 73;
+pub const EX_TEMPFAIL: u8 = 75;
+pub const EX_CONFIG: u8 = 78;
+
+/// After SIGTERM, in-flight requests get this long to finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{path}: {source}", path = .path.display())]
+    Instance {
+        path: PathBuf,
+        source: InstanceError,
+    },
+    #[error("{path}: {message}", path = .path.display())]
+    Setting { path: PathBuf, message: String },
+    #[error("{0}")]
+    Spool(#[from] SpoolError),
+    #[error("{0}")]
+    Io(std::io::Error),
+    #[error("{0}")]
+    HostMetrics(#[from] crate::sources::host_metrics::HostMetricsError),
+    #[error("not everything was accepted by CloudWatch; what was not is kept in the spool")]
+    NotAccepted,
+}
+
+impl AppError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Config(_) | AppError::Instance { .. } | AppError::Setting { .. } => EX_CONFIG,
+            AppError::Spool(_) | AppError::Io(_) => EX_CANTCREAT,
+            AppError::HostMetrics(_) => EX_SOFTWARE,
+            AppError::NotAccepted => EX_TEMPFAIL,
+        }
+    }
+}
+
+/// Runs what the command line asks for.
+pub async fn run(args: Args) -> Result<(), AppError> {
+    match args.command {
+        Some(Command::Validate { config }) => validate(&config).await,
+        None => daemon(&args.config, args.once, args.dry_run).await,
+    }
+}
+
+async fn validate(path: &Path) -> Result<(), AppError> {
+    let config = config::load(path)?;
+    let id = resolve_instance(&config).await?;
+    let text =
+        serde_json::to_string_pretty(&config.effective_json()).expect("JSON values serialize");
+    println!("{text}");
+    eprintln!("{}: valid; instance id {id}", path.display());
+    Ok(())
+}
+
+async fn resolve_instance(config: &Config) -> Result<InstanceId, AppError> {
+    let (id, origin) = instance::resolve(&config.agent.instance)
+        .await
+        .map_err(|source| AppError::Instance {
+            path: config.source.clone(),
+            source,
+        })?;
+    if origin == Origin::Placeholder {
+        tracing::warn!(
+            instance_id = %id,
+            "No agent.instance serial or command is configured; using a placeholder id that is fine for trying things out but not for production."
+        );
+    }
+    // Names built from the id must still be valid CloudWatch names.
+    let group = config
+        .logs
+        .log_group_name
+        .replace("{instance_id}", id.as_str())
+        .replace("{hostname}", "x");
+    if let Err(e) = config::check_log_group(&group) {
+        return Err(AppError::Setting {
+            path: config.source.clone(),
+            message: format!(
+                "logs.log_group_name: with instance id {id} it becomes {group:?}, which {e}"
+            ),
+        });
+    }
+    Ok(id)
+}
+
+fn hostname() -> String {
+    sysinfo::System::host_name().unwrap_or_else(|_| "unknown".into())
+}
+
+async fn daemon(path: &Path, once: bool, dry_run: bool) -> Result<(), AppError> {
+    let config = config::load(path)?;
+    let agent = &config.agent;
+    crate::logging::init(
+        (!dry_run).then_some(agent.logfile.as_path()),
+        agent.debug,
+        dry_run,
+    )
+    .map_err(AppError::Io)?;
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), dry_run, once, "Starting.");
+    let id = resolve_instance(&config).await?;
+
+    let sink = if dry_run {
+        MetricsSink::Stdout
+    } else {
+        let sdk =
+            crate::aws::sdk_config(agent.region.as_deref(), agent.authentication.as_ref(), &id)
+                .await;
+        let Some(region) = sdk.region() else {
+            return Err(AppError::Setting {
+                path: config.source.clone(),
+                message:
+                    "no AWS region: set agent.region, or AWS_REGION, or a region in the AWS profile"
+                        .into(),
+            });
+        };
+        let how = if agent.authentication.is_some() {
+            "Cognito user"
+        } else {
+            "default AWS credential chain"
+        };
+        tracing::info!(instance_id = %id, region = %region, credentials = how, "Publishing as this instance.");
+        MetricsSink::CloudWatch(aws_sdk_cloudwatch::Client::new(&sdk))
+    };
+    let spool = if dry_run {
+        None
+    } else {
+        let dir = agent.state_dir.join("metrics-spool");
+        let max = agent.metrics_spool_max_bytes;
+        let spool = tokio::task::spawn_blocking(move || Spool::open(&dir, max))
+            .await
+            .expect("spool open does not panic")?;
+        if !spool.is_empty() {
+            tracing::info!(
+                requests = spool.len(),
+                "Metrics from an earlier run are waiting in the spool."
+            );
+        }
+        Some(spool)
+    };
+    let source = tokio::task::spawn_blocking(HostMetrics::new)
+        .await
+        .expect("sampler setup does not panic")?;
+    let interval = agent.metrics_collection_interval;
+    let pipeline = MetricsPipeline {
+        source: Arc::new(Mutex::new(source)),
+        labels: Labels {
+            namespace: config.metrics.namespace.clone(),
+            dimensions: vec![
+                ("InstanceId".into(), id.to_string()),
+                ("Hostname".into(), hostname()),
+            ],
+            storage_resolution: if interval < Duration::from_secs(60) {
+                1
+            } else {
+                60
+            },
+        },
+        sink,
+        spool,
+        interval,
+        once,
+        shutdown_grace: SHUTDOWN_GRACE,
+    };
+
+    let shutdown = CancellationToken::new();
+    let signals = crate::signal::spawn(shutdown.clone()).map_err(AppError::Io)?;
+    let tracker = TaskTracker::new();
+    let metrics = tracker.spawn(pipeline.run(shutdown.child_token()));
+    tracker.close();
+    let report = metrics.await.expect("metrics pipeline does not panic");
+    shutdown.cancel();
+    tracker.wait().await;
+    let _ = signals.await;
+    tracing::info!(
+        rounds = report.rounds,
+        accepted = report.datums_accepted,
+        dropped = report.datums_dropped,
+        spooled_requests = report.segments_spooled,
+        "Stopped."
+    );
+    if once && !(report.last_round_accepted && report.segments_spooled == 0) {
+        return Err(AppError::NotAccepted);
+    }
+    Ok(())
+}

@@ -1,0 +1,844 @@
+//! Walks the parsed JSON and turns it into [`Config`], collecting every problem on the way
+//! instead of stopping at the first one. No I/O happens here.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use super::names::{self, GROUP_PLACEHOLDERS, STREAM_PLACEHOLDERS};
+use super::*;
+
+const TOP_KEYS: &[&str] = &["agent", "metrics", "logs"];
+const AGENT_KEYS: &[&str] = &[
+    "instance",
+    "authentication",
+    "region",
+    "metrics_collection_interval",
+    "logs_collection_interval",
+    "logfile",
+    "debug",
+    "state_dir",
+    "metrics_spool_max_mib",
+];
+const INSTANCE_KEYS: &[&str] = &["prefix", "serial", "command", "command_timeout"];
+const AUTH_KEYS: &[&str] = &[
+    "accountId",
+    "userPoolId",
+    "identityPoolId",
+    "appClientId",
+    "password",
+];
+const METRICS_KEYS: &[&str] = &["namespace"];
+const LOGS_KEYS: &[&str] = &[
+    "log_group_name",
+    "retention_in_days",
+    "force_flush_interval",
+    "logs_collected",
+];
+const COLLECTED_KEYS: &[&str] = &["files", "journal"];
+const FILES_KEYS: &[&str] = &["collect_list"];
+const FILE_KEYS: &[&str] = &[
+    "file_path",
+    "log_group_name",
+    "log_stream_name",
+    "retention_in_days",
+    "include_patterns",
+    "exclude_patterns",
+    "filters",
+    "from_beginning",
+];
+const JOURNAL_KEYS: &[&str] = &[
+    "collect",
+    "log_stream_name",
+    "include_patterns",
+    "exclude_patterns",
+    "units",
+    "priority",
+];
+const FILTER_KEYS: &[&str] = &["type", "expression"];
+const JOURNAL_PRIORITIES: &[&str] = &[
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug", "0", "1", "2", "3", "4",
+    "5", "6", "7",
+];
+
+pub(super) fn check(path: &Path, root: &Value) -> Result<Config, Vec<Problem>> {
+    let mut c = Checker::default();
+    let empty = Map::new();
+    let top = c.object("", root, TOP_KEYS).unwrap_or(&empty);
+    let agent = section(&mut c, top, "agent", AGENT_KEYS);
+    let agent = check_agent(&mut c, &agent);
+    let metrics = section(&mut c, top, "metrics", METRICS_KEYS);
+    let metrics = check_metrics(&mut c, &metrics);
+    let logs = section(&mut c, top, "logs", LOGS_KEYS);
+    let logs = check_logs(&mut c, &logs);
+    if c.problems.is_empty() {
+        Ok(Config {
+            source: path.to_owned(),
+            agent,
+            metrics,
+            logs,
+        })
+    } else {
+        Err(c.problems)
+    }
+}
+
+/// An object found at `path`, or an empty one when absent or of the wrong type.
+struct Section<'v> {
+    path: String,
+    map: Option<&'v Map<String, Value>>,
+}
+
+impl<'v> Section<'v> {
+    fn get(&self, key: &str) -> Option<&'v Value> {
+        self.map.and_then(|m| m.get(key)).filter(|v| !v.is_null())
+    }
+    fn at(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+}
+
+fn section<'v>(
+    c: &mut Checker,
+    parent: &'v Map<String, Value>,
+    key: &str,
+    known: &[&str],
+) -> Section<'v> {
+    sub(
+        c,
+        &Section {
+            path: String::new(),
+            map: Some(parent),
+        },
+        key,
+        known,
+    )
+}
+
+fn sub<'v>(c: &mut Checker, parent: &Section<'v>, key: &str, known: &[&str]) -> Section<'v> {
+    let path = parent.at(key);
+    let map = parent.get(key).and_then(|v| c.object(&path, v, known));
+    Section { path, map }
+}
+
+fn check_agent(c: &mut Checker, s: &Section) -> Agent {
+    let inst = sub(c, s, "instance", INSTANCE_KEYS);
+    let prefix = c
+        .string(&inst, "prefix")
+        .unwrap_or_else(|| DEFAULT_INSTANCE_PREFIX.into());
+    if inst.get("prefix").is_some() {
+        if let Err(e) = names::check_instance_id(&prefix) {
+            c.problem(&inst.at("prefix"), e);
+        }
+    }
+    let serial = c.string(&inst, "serial");
+    if let Some(serial) = &serial {
+        if let Err(e) = names::check_instance_id(serial) {
+            c.problem(&inst.at("serial"), e);
+        }
+    }
+    let command = c.string(&inst, "command");
+    if command.as_deref().is_some_and(|cmd| cmd.trim().is_empty()) {
+        c.problem(&inst.at("command"), "must not be empty");
+    }
+    let command_timeout = c
+        .interval(&inst, "command_timeout", 300)
+        .unwrap_or(DEFAULT_INSTANCE_COMMAND_TIMEOUT);
+    let instance = InstanceSpec {
+        prefix,
+        serial,
+        command,
+        command_timeout,
+    };
+
+    let authentication = s.get("authentication").and_then(|_| {
+        let a = sub(c, s, "authentication", AUTH_KEYS);
+        a.map?;
+        let mut field = |key: &str| -> Option<String> {
+            let v = c.string(&a, key);
+            if a.get(key).is_none() {
+                c.problem(&a.at(key), "is required when authentication is given");
+            } else if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                c.problem(&a.at(key), "must not be empty");
+                return None;
+            }
+            v
+        };
+        let (account_id, user_pool_id, identity_pool_id, app_client_id, password) = (
+            field("accountId"),
+            field("userPoolId"),
+            field("identityPoolId"),
+            field("appClientId"),
+            field("password"),
+        );
+        if let Some(id) = &account_id {
+            if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+                c.problem(&a.at("accountId"), format!("{id:?} is not a 12-digit AWS account id"));
+            }
+        }
+        if let Some(id) = &user_pool_id {
+            let ok = id.split_once('_').is_some_and(|(region, rest)| {
+                names::check_region(region).is_ok() && !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+            });
+            if !ok {
+                c.problem(&a.at("userPoolId"), format!("{id:?} is not a user pool id such as \"us-east-1_AbCdEf123\""));
+            }
+        }
+        if let Some(id) = &identity_pool_id {
+            let ok = id.split_once(':').is_some_and(|(region, rest)| {
+                names::check_region(region).is_ok() && rest.len() == 36 && rest.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+            });
+            if !ok {
+                c.problem(
+                    &a.at("identityPoolId"),
+                    format!("{id:?} is not an identity pool id such as \"us-east-1:00000000-0000-0000-0000-000000000000\""),
+                );
+            }
+        }
+        if let Some(id) = &app_client_id {
+            if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                c.problem(&a.at("appClientId"), format!("{id:?} is not an app client id (letters and digits)"));
+            }
+        }
+        Some(Authentication {
+            account_id: account_id?,
+            user_pool_id: user_pool_id?,
+            identity_pool_id: identity_pool_id?,
+            app_client_id: app_client_id?,
+            password: Secret::new(password?),
+        })
+    });
+
+    let region = c.string(s, "region");
+    if let Some(r) = &region {
+        if let Err(e) = names::check_region(r) {
+            c.problem(&s.at("region"), e);
+        }
+    }
+    let metrics_collection_interval = c
+        .interval(s, "metrics_collection_interval", MAX_INTERVAL_SECS)
+        .unwrap_or(DEFAULT_METRICS_INTERVAL);
+    let logs_collection_interval = c
+        .interval(s, "logs_collection_interval", MAX_INTERVAL_SECS)
+        .unwrap_or(DEFAULT_LOGS_INTERVAL);
+    let logfile = c
+        .abs_path(s, "logfile")
+        .unwrap_or_else(|| DEFAULT_LOGFILE.into());
+    let state_dir = c
+        .abs_path(s, "state_dir")
+        .unwrap_or_else(|| DEFAULT_STATE_DIR.into());
+    let debug = c.bool(s, "debug").unwrap_or(false);
+    let spool_mib = c
+        .integer(s, "metrics_spool_max_mib", 1, 1 << 20)
+        .unwrap_or(DEFAULT_SPOOL_MAX_MIB);
+    Agent {
+        instance,
+        authentication,
+        region,
+        metrics_collection_interval,
+        logs_collection_interval,
+        logfile,
+        debug,
+        state_dir,
+        metrics_spool_max_bytes: spool_mib * 1024 * 1024,
+    }
+}
+
+fn check_metrics(c: &mut Checker, s: &Section) -> Metrics {
+    let namespace = c
+        .string(s, "namespace")
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.into());
+    if let Err(e) = names::check_namespace(&namespace) {
+        c.problem(&s.at("namespace"), e);
+    }
+    Metrics { namespace }
+}
+
+fn check_logs(c: &mut Checker, s: &Section) -> Logs {
+    let log_group_name = c
+        .group_template(s, "log_group_name")
+        .unwrap_or_else(|| DEFAULT_LOG_GROUP.into());
+    let retention_in_days = c.retention(s, "retention_in_days");
+    let force_flush_interval = c.interval(s, "force_flush_interval", MAX_INTERVAL_SECS);
+    let collected = sub(c, s, "logs_collected", COLLECTED_KEYS);
+    let files_section = sub(c, &collected, "files", FILES_KEYS);
+    let mut files = Vec::new();
+    if let Some(list) = files_section.get("collect_list") {
+        let list_path = files_section.at("collect_list");
+        match list.as_array() {
+            Some(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let path = format!("{list_path}[{i}]");
+                    let map = c.object(&path, item, FILE_KEYS);
+                    if map.is_some() {
+                        if let Some(f) = check_file(c, &Section { path, map }) {
+                            files.push(f);
+                        }
+                    }
+                }
+            }
+            None => c.wrong_type(&list_path, "an array of objects", list),
+        }
+    }
+    let journal = collected.get("journal").and_then(|v| {
+        let path = collected.at("journal");
+        match v {
+            Value::Bool(false) => None,
+            Value::Bool(true) => Some(JournalSource {
+                log_stream_name: "journal".into(),
+                filters: Filters::default(),
+                units: Vec::new(),
+                priority: None,
+            }),
+            Value::Object(_) => {
+                let j = sub(c, &collected, "journal", JOURNAL_KEYS);
+                let collect = c.bool(&j, "collect").unwrap_or(true);
+                let log_stream_name = c
+                    .stream_template(&j, "log_stream_name")
+                    .unwrap_or_else(|| "journal".into());
+                let filters = Filters {
+                    include: c.regexes(&j, "include_patterns"),
+                    exclude: c.regexes(&j, "exclude_patterns"),
+                };
+                let units = c.strings(&j, "units");
+                let priority = c.string(&j, "priority");
+                if let Some(p) = &priority {
+                    if !JOURNAL_PRIORITIES.contains(&p.as_str()) {
+                        c.problem(
+                            &j.at("priority"),
+                            format!(
+                                "{p:?} is not a journal priority; use one of {}",
+                                JOURNAL_PRIORITIES[..8].join(", ")
+                            ),
+                        );
+                    }
+                }
+                collect.then_some(JournalSource {
+                    log_stream_name,
+                    filters,
+                    units,
+                    priority,
+                })
+            }
+            other => {
+                c.wrong_type(&path, "true, false or an object", other);
+                None
+            }
+        }
+    });
+    Logs {
+        log_group_name,
+        retention_in_days,
+        force_flush_interval,
+        files,
+        journal,
+    }
+}
+
+fn check_file(c: &mut Checker, s: &Section) -> Option<FileSource> {
+    let file_path = c.string(s, "file_path");
+    match &file_path {
+        None if s.get("file_path").is_none() => c.problem(&s.at("file_path"), "is required"),
+        Some(p) if !Path::new(p).is_absolute() => c.problem(
+            &s.at("file_path"),
+            format!("{p:?} must be an absolute path"),
+        ),
+        _ => {}
+    }
+    let log_group_name = c.group_template(s, "log_group_name");
+    let log_stream_name = c.stream_template(s, "log_stream_name");
+    let retention_in_days = c.retention(s, "retention_in_days");
+    let mut filters = Filters {
+        include: c.regexes(s, "include_patterns"),
+        exclude: c.regexes(s, "exclude_patterns"),
+    };
+    if let Some(v) = s.get("filters") {
+        let path = s.at("filters");
+        match v.as_array() {
+            Some(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let fpath = format!("{path}[{i}]");
+                    let f = Section {
+                        map: c.object(&fpath, item, FILTER_KEYS),
+                        path: fpath,
+                    };
+                    if f.map.is_none() {
+                        continue;
+                    }
+                    let kind = c.string(&f, "type");
+                    let re = match f.get("expression") {
+                        Some(e) => c.regex(&f.at("expression"), e),
+                        None => {
+                            c.problem(&f.at("expression"), "is required");
+                            None
+                        }
+                    };
+                    match (kind.as_deref(), re) {
+                        (Some("include"), Some(re)) => filters.include.push(re),
+                        (Some("exclude"), Some(re)) => filters.exclude.push(re),
+                        (Some("include" | "exclude"), None) => {}
+                        (Some(other), _) => c.problem(
+                            &f.at("type"),
+                            format!("{other:?} is neither \"include\" nor \"exclude\""),
+                        ),
+                        (None, _) if f.get("type").is_none() => {
+                            c.problem(&f.at("type"), "is required (\"include\" or \"exclude\")")
+                        }
+                        (None, _) => {}
+                    }
+                }
+            }
+            None => c.wrong_type(&path, "an array of {\"type\", \"expression\"} objects", v),
+        }
+    }
+    let from_beginning = c.bool(s, "from_beginning").unwrap_or(false);
+    Some(FileSource {
+        file_path: file_path?,
+        log_group_name,
+        log_stream_name,
+        retention_in_days,
+        filters,
+        from_beginning,
+    })
+}
+
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn problem(&mut self, path: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn wrong_type(&mut self, path: &str, expected: &str, found: &Value) {
+        self.problem(path, format!("must be {expected}, not {}", describe(found)));
+    }
+
+    /// An object whose keys are all known; unknown keys are reported with the closest known key.
+    fn object<'v>(
+        &mut self,
+        path: &str,
+        v: &'v Value,
+        known: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
+        let Some(map) = v.as_object() else {
+            self.wrong_type(if path.is_empty() { "" } else { path }, "an object", v);
+            return None;
+        };
+        for key in map.keys() {
+            if !known.contains(&key.as_str()) {
+                let hint = closest(key, known)
+                    .map(|k| format!("; did you mean \"{k}\"?"))
+                    .unwrap_or_default();
+                self.problem(
+                    &join(path, key),
+                    format!("unknown key{hint} (known here: {})", known.join(", ")),
+                );
+            }
+        }
+        Some(map)
+    }
+
+    fn string(&mut self, s: &Section, key: &str) -> Option<String> {
+        let v = s.get(key)?;
+        match v.as_str() {
+            Some(text) => Some(text.to_owned()),
+            None => {
+                self.wrong_type(&s.at(key), "a string", v);
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, s: &Section, key: &str) -> Vec<String> {
+        let Some(v) = s.get(key) else {
+            return Vec::new();
+        };
+        let path = s.at(key);
+        let Some(items) = v.as_array() else {
+            self.wrong_type(&path, "an array of strings", v);
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match item.as_str() {
+                Some(text) => out.push(text.to_owned()),
+                None => self.wrong_type(&format!("{path}[{i}]"), "a string", item),
+            }
+        }
+        out
+    }
+
+    fn bool(&mut self, s: &Section, key: &str) -> Option<bool> {
+        let v = s.get(key)?;
+        match v.as_bool() {
+            Some(b) => Some(b),
+            None => {
+                self.wrong_type(&s.at(key), "true or false", v);
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, s: &Section, key: &str, min: u64, max: u64) -> Option<u64> {
+        let v = s.get(key)?;
+        let path = s.at(key);
+        match v.as_i64() {
+            Some(n) if n < min as i64 => {
+                self.problem(&path, format!("{n} is too small; the least is {min}"))
+            }
+            Some(n) if n as u64 > max => {
+                self.problem(&path, format!("{n} is too large; the most is {max}"))
+            }
+            Some(n) => return Some(n as u64),
+            None if v.is_number() => self.problem(&path, format!("{v} is not a whole number")),
+            None => self.wrong_type(&path, "a whole number", v),
+        }
+        None
+    }
+
+    /// A whole number of seconds, 1 to `max`.
+    fn interval(&mut self, s: &Section, key: &str, max: u64) -> Option<Duration> {
+        self.integer(s, key, 1, max).map(Duration::from_secs)
+    }
+
+    fn abs_path(&mut self, s: &Section, key: &str) -> Option<PathBuf> {
+        let p = self.string(s, key)?;
+        if p.is_empty() || !Path::new(&p).is_absolute() {
+            self.problem(&s.at(key), format!("{p:?} must be an absolute path"));
+            return None;
+        }
+        Some(p.into())
+    }
+
+    fn retention(&mut self, s: &Section, key: &str) -> Option<u32> {
+        let v = s.get(key)?;
+        let path = s.at(key);
+        match v.as_u64() {
+            Some(n) if RETENTION_DAYS.contains(&(n as u32)) && n <= u32::MAX as u64 => {
+                Some(n as u32)
+            }
+            _ => {
+                let list: Vec<String> = RETENTION_DAYS.iter().map(u32::to_string).collect();
+                self.problem(&path, format!("{v} is not one of {}", list.join(", ")));
+                None
+            }
+        }
+    }
+
+    fn group_template(&mut self, s: &Section, key: &str) -> Option<String> {
+        let t = self.string(s, key)?;
+        match names::check_template(&t, GROUP_PLACEHOLDERS, names::check_log_group) {
+            Ok(()) => Some(t),
+            Err(e) => {
+                self.problem(
+                    &s.at(key),
+                    format!("{t:?} is not a valid log group name: {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn stream_template(&mut self, s: &Section, key: &str) -> Option<String> {
+        let t = self.string(s, key)?;
+        match names::check_template(&t, STREAM_PLACEHOLDERS, names::check_log_stream) {
+            Ok(()) => Some(t),
+            Err(e) => {
+                self.problem(
+                    &s.at(key),
+                    format!("{t:?} is not a valid log stream name: {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn regex(&mut self, path: &str, v: &Value) -> Option<Regex> {
+        let Some(pattern) = v.as_str() else {
+            self.wrong_type(path, "a regular expression string", v);
+            return None;
+        };
+        match Regex::new(pattern) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                let detail = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                self.problem(
+                    path,
+                    format!("{pattern:?} is not a valid regular expression: {detail}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn regexes(&mut self, s: &Section, key: &str) -> Vec<Regex> {
+        let Some(v) = s.get(key) else {
+            return Vec::new();
+        };
+        let path = s.at(key);
+        let Some(items) = v.as_array() else {
+            self.wrong_type(&path, "an array of regular expressions", v);
+            return Vec::new();
+        };
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| self.regex(&format!("{path}[{i}]"), item))
+            .collect()
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string {s:?}"),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+/// The known key most like `key`, if any is close enough to be a likely typo.
+fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    let lower = key.to_lowercase();
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(&lower, &k.to_lowercase()), *k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(json: &str) -> Vec<String> {
+        match crate::config::parse(Path::new("/etc/p.json"), json) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid { problems, .. }) => problems
+                .into_iter()
+                .map(|p| format!("{}: {}", p.path, p.message))
+                .collect(),
+            Err(other) => vec![other.to_string()],
+        }
+    }
+
+    fn ok(json: &str) -> Config {
+        crate::config::parse(Path::new("/etc/p.json"), json).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn empty_object_gives_the_original_defaults() {
+        let c = ok("{}");
+        assert_eq!(
+            c.agent.metrics_collection_interval,
+            Duration::from_secs(300)
+        );
+        assert_eq!(c.agent.logs_collection_interval, Duration::from_secs(10));
+        assert_eq!(c.metrics.namespace, "System/Default");
+        assert_eq!(c.logs.log_group_name, "/system/default/{instance_id}");
+        assert_eq!(c.agent.logfile, Path::new(DEFAULT_LOGFILE));
+        assert_eq!(c.agent.state_dir, Path::new(DEFAULT_STATE_DIR));
+        assert_eq!(c.agent.instance.prefix, "sys");
+        assert!(c.agent.authentication.is_none());
+        assert!(c.logs.journal.is_none() && c.logs.files.is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let p = problems(
+            r#"{"agent": {"metrics_colection_interval": 5, "logs_collection_interval": 0, "debug": "yes"},
+                "metrics": {"namespace": "AWS/Mine"},
+                "logs": {"retention_in_days": 8, "log_group_name": "bad name",
+                         "logs_collected": {"files": {"collect_list": [
+                            {"file_path": "/var/log/syslog", "include_patterns": ["("]},
+                            {"exclude_patterns": "x"}]}}}}"#,
+        );
+        let joined = p.join("\n");
+        assert!(joined.contains("agent.metrics_colection_interval: unknown key; did you mean \"metrics_collection_interval\"?"), "{joined}");
+        assert!(
+            joined.contains("agent.logs_collection_interval: 0 is too small"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("agent.debug: must be true or false, not the string \"yes\""),
+            "{joined}"
+        );
+        assert!(joined.contains("metrics.namespace:"), "{joined}");
+        assert!(
+            joined.contains("logs.retention_in_days: 8 is not one of 1, 3, 5"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("logs.log_group_name: \"bad name\" is not a valid log group name"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains(
+                "collect_list[0].include_patterns[0]: \"(\" is not a valid regular expression"
+            ),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("collect_list[1].file_path: is required"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("collect_list[1].exclude_patterns: must be an array"),
+            "{joined}"
+        );
+        assert_eq!(p.len(), 9, "{joined}");
+    }
+
+    #[test]
+    fn syntax_errors_have_line_and_column() {
+        let e =
+            crate::config::parse(Path::new("/etc/p.json"), "{\n  \"agent\": {,}\n}").unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("/etc/p.json:2:"), "{text}");
+        assert!(text.contains("invalid JSON"), "{text}");
+    }
+
+    #[test]
+    fn intervals_have_bounds() {
+        assert_eq!(
+            problems(r#"{"agent": {"metrics_collection_interval": 86400}}"#),
+            Vec::<String>::new()
+        );
+        assert!(
+            problems(r#"{"agent": {"metrics_collection_interval": 86401}}"#)[0]
+                .contains("too large")
+        );
+        assert!(
+            problems(r#"{"agent": {"metrics_collection_interval": -5}}"#)[0].contains("too small")
+        );
+        assert!(
+            problems(r#"{"agent": {"metrics_collection_interval": 1.5}}"#)[0]
+                .contains("not a whole number")
+        );
+    }
+
+    #[test]
+    fn authentication_needs_all_five_keys() {
+        let p = problems(
+            r#"{"agent": {"authentication": {"accountId": "123", "userPoolId": "nope", "password": ""}}}"#,
+        );
+        let joined = p.join("\n");
+        assert!(
+            joined.contains("agent.authentication.accountId: \"123\" is not a 12-digit"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("agent.authentication.userPoolId: \"nope\""),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("agent.authentication.identityPoolId: is required"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("agent.authentication.appClientId: is required"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("agent.authentication.password: must not be empty"),
+            "{joined}"
+        );
+    }
+
+    #[test]
+    fn full_authentication_parses_and_keeps_password_secret() {
+        let c = ok(
+            r#"{"agent": {"region": "eu-west-1", "authentication": {"accountId": "123456789012",
+            "userPoolId": "eu-west-1_AbC123", "identityPoolId": "eu-west-1:0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+            "appClientId": "a1b2c3d4e5", "password": "p\"a$s\\w"}}}"#,
+        );
+        let auth = c.agent.authentication.as_ref().unwrap();
+        assert_eq!(auth.password.expose(), "p\"a$s\\w");
+        assert_eq!(auth.user_pool_region(), "eu-west-1");
+        assert!(!format!("{c:?}").contains("a$s"));
+    }
+
+    #[test]
+    fn journal_forms() {
+        assert!(ok(r#"{"logs": {"logs_collected": {"journal": true}}}"#)
+            .logs
+            .journal
+            .is_some());
+        assert!(ok(r#"{"logs": {"logs_collected": {"journal": false}}}"#)
+            .logs
+            .journal
+            .is_none());
+        let j = ok(
+            r#"{"logs": {"logs_collected": {"journal": {"collect": true, "exclude_patterns": ["sshd"], "priority": "info"}}}}"#,
+        );
+        let j = j.logs.journal.unwrap();
+        assert!(!j.filters.keeps("sshd[1]: hello") && j.filters.keeps("kernel: hi"));
+        assert!(
+            problems(r#"{"logs": {"logs_collected": {"journal": "yes"}}}"#)[0]
+                .contains("must be true, false or an object")
+        );
+        assert!(
+            problems(r#"{"logs": {"logs_collected": {"journal": {"priority": "loud"}}}}"#)[0]
+                .contains("not a journal priority")
+        );
+    }
+
+    #[test]
+    fn agent_style_filters_join_the_patterns() {
+        let c = ok(
+            r#"{"logs": {"logs_collected": {"files": {"collect_list": [{"file_path": "/var/log/a.log",
+            "include_patterns": ["ERROR|WARN"],
+            "filters": [{"type": "exclude", "expression": "healthcheck"}]}]}}}}"#,
+        );
+        let f = &c.logs.files[0].filters;
+        assert!(f.keeps("ERROR boom"));
+        assert!(!f.keeps("ERROR healthcheck failed"));
+        assert!(!f.keeps("INFO fine"));
+        let p = problems(
+            r#"{"logs": {"logs_collected": {"files": {"collect_list": [{"file_path": "/a",
+            "filters": [{"type": "maybe", "expression": "x"}, {"type": "include"}]}]}}}}"#,
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+    }
+
+    #[test]
+    fn relative_paths_are_refused() {
+        let p = problems(
+            r#"{"agent": {"logfile": "publisher.log", "state_dir": ""},
+            "logs": {"logs_collected": {"files": {"collect_list": [{"file_path": "var/log/x"}]}}}}"#,
+        );
+        assert_eq!(p.len(), 3, "{p:?}");
+    }
+
+    #[test]
+    fn top_level_must_be_an_object() {
+        assert!(problems("[]")[0].contains("must be an object, not an array"));
+        assert!(problems(r#"{"agent": 5}"#)[0].starts_with("agent: must be an object"));
+        assert!(problems(r#"{"agnet": {}}"#)[0].contains("did you mean \"agent\"?"));
+    }
+}

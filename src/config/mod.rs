@@ -1,0 +1,251 @@
+//! The publisher's configuration: what the JSON file says, checked into the types the program
+//! runs on. [`load`] reads and checks a file and reports every problem at once.
+
+mod check;
+mod names;
+mod render;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::secret::Secret;
+
+pub use names::{check_instance_id, check_log_group, check_log_stream, RETENTION_DAYS};
+
+pub const DEFAULT_CONFIG_PATH: &str =
+    "/opt/aws/amazon-cloudwatch-publisher/etc/amazon-cloudwatch-publisher.json";
+pub const DEFAULT_LOGFILE: &str =
+    "/opt/aws/amazon-cloudwatch-publisher/logs/amazon-cloudwatch-publisher.log";
+pub const DEFAULT_STATE_DIR: &str = "/opt/aws/amazon-cloudwatch-publisher/state";
+pub const DEFAULT_NAMESPACE: &str = "System/Default";
+pub const DEFAULT_LOG_GROUP: &str = "/system/default/{instance_id}";
+pub const DEFAULT_INSTANCE_PREFIX: &str = "sys";
+pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(300);
+pub const DEFAULT_LOGS_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_INSTANCE_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_SPOOL_MAX_MIB: u64 = 32;
+/// Intervals above a day are a mistake (seconds taken for milliseconds, say), not a wish.
+pub const MAX_INTERVAL_SECS: u64 = 86_400;
+
+/// The checked configuration the daemon runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from, for messages.
+    pub source: PathBuf,
+    pub agent: Agent,
+    pub metrics: Metrics,
+    pub logs: Logs,
+}
+
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub instance: InstanceSpec,
+    pub authentication: Option<Authentication>,
+    pub region: Option<String>,
+    pub metrics_collection_interval: Duration,
+    pub logs_collection_interval: Duration,
+    pub logfile: PathBuf,
+    pub debug: bool,
+    pub state_dir: PathBuf,
+    /// Largest size of the metrics spool on disk, in bytes.
+    pub metrics_spool_max_bytes: u64,
+}
+
+/// How the instance id is formed: `prefix-serial`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSpec {
+    pub prefix: String,
+    pub serial: Option<String>,
+    pub command: Option<String>,
+    pub command_timeout: Duration,
+}
+
+/// Cognito sign-in for this device.
+#[derive(Debug, Clone)]
+pub struct Authentication {
+    pub account_id: String,
+    pub user_pool_id: String,
+    pub identity_pool_id: String,
+    pub app_client_id: String,
+    pub password: Secret,
+}
+
+impl Authentication {
+    /// The region a user pool lives in is the part of its id before the underscore.
+    pub fn user_pool_region(&self) -> &str {
+        self.user_pool_id.split('_').next().unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub namespace: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Logs {
+    /// Template; may contain `{instance_id}` and `{hostname}`.
+    pub log_group_name: String,
+    pub retention_in_days: Option<u32>,
+    pub force_flush_interval: Option<Duration>,
+    pub files: Vec<FileSource>,
+    pub journal: Option<JournalSource>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    pub file_path: String,
+    pub log_group_name: Option<String>,
+    pub log_stream_name: Option<String>,
+    pub retention_in_days: Option<u32>,
+    pub filters: Filters,
+    pub from_beginning: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct JournalSource {
+    pub log_stream_name: String,
+    pub filters: Filters,
+    pub units: Vec<String>,
+    pub priority: Option<String>,
+}
+
+/// Line filters: a line is kept when it matches every include pattern (or there are none) and
+/// no exclude pattern.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    pub include: Vec<Regex>,
+    pub exclude: Vec<Regex>,
+}
+
+impl Filters {
+    pub fn keeps(&self, line: &str) -> bool {
+        self.include.iter().all(|r| r.is_match(line))
+            && !self.exclude.iter().any(|r| r.is_match(line))
+    }
+}
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// JSON path such as `logs.retention_in_days`; empty for the file as a whole.
+    pub path: String,
+    pub message: String,
+}
+
+/// Why a config could not be used. Displays one line per problem, each naming the file.
+#[derive(Debug)]
+pub enum ConfigError {
+    Missing {
+        path: PathBuf,
+    },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Missing { path } => write!(
+                f,
+                "{}: config file not found. Create it (examples are in the configs/ folder of the \
+                 project, e.g. configs/linux.json), or give the path of an existing one: \
+                 amazon-cloudwatch-publisher validate PATH",
+                path.display()
+            ),
+            ConfigError::Read { path, source } => {
+                write!(f, "{}: cannot read: {source}", path.display())
+            }
+            ConfigError::Syntax {
+                path,
+                line,
+                column,
+                message,
+            } => {
+                write!(
+                    f,
+                    "{}:{line}:{column}: invalid JSON: {message}",
+                    path.display()
+                )
+            }
+            ConfigError::Invalid { path, problems } => {
+                for (i, p) in problems.iter().enumerate() {
+                    if i > 0 {
+                        writeln!(f)?;
+                    }
+                    if p.path.is_empty() {
+                        write!(f, "{}: {}", path.display(), p.message)?;
+                    } else {
+                        write!(f, "{}: {}: {}", path.display(), p.path, p.message)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and checks the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ConfigError::Missing {
+                path: path.to_owned(),
+            })
+        }
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    parse(path, &text)
+}
+
+/// Checks config text; `path` is only used in messages and as [`Config::source`].
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_owned(),
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e.to_string()),
+    })?;
+    check::check(path, &value).map_err(|problems| ConfigError::Invalid {
+        path: path.to_owned(),
+        problems,
+    })
+}
+
+/// serde_json appends " at line L column C"; we print the position in front instead.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+impl Config {
+    /// The effective configuration as JSON, every default filled in and secrets redacted.
+    pub fn effective_json(&self) -> serde_json::Value {
+        render::effective(self)
+    }
+}

@@ -1,0 +1,157 @@
+//! The effective configuration as JSON, in the file's own shape, for `validate`.
+
+use serde_json::{json, Map, Value};
+
+use super::{Config, FileSource, Filters};
+use crate::secret::Secret;
+
+pub(super) fn effective(c: &Config) -> Value {
+    let a = &c.agent;
+    let mut instance = Map::new();
+    instance.insert("prefix".into(), json!(a.instance.prefix));
+    if let Some(serial) = &a.instance.serial {
+        instance.insert("serial".into(), json!(serial));
+    }
+    if let Some(command) = &a.instance.command {
+        instance.insert("command".into(), json!(command));
+        instance.insert(
+            "command_timeout".into(),
+            json!(a.instance.command_timeout.as_secs()),
+        );
+    }
+    let mut agent = Map::new();
+    agent.insert("instance".into(), Value::Object(instance));
+    if let Some(auth) = &a.authentication {
+        agent.insert(
+            "authentication".into(),
+            json!({
+                "accountId": auth.account_id,
+                "userPoolId": auth.user_pool_id,
+                "identityPoolId": auth.identity_pool_id,
+                "appClientId": auth.app_client_id,
+                "password": Secret::REDACTED,
+            }),
+        );
+    }
+    if let Some(region) = &a.region {
+        agent.insert("region".into(), json!(region));
+    }
+    agent.insert(
+        "metrics_collection_interval".into(),
+        json!(a.metrics_collection_interval.as_secs()),
+    );
+    agent.insert(
+        "logs_collection_interval".into(),
+        json!(a.logs_collection_interval.as_secs()),
+    );
+    agent.insert("logfile".into(), json!(a.logfile));
+    agent.insert("debug".into(), json!(a.debug));
+    agent.insert("state_dir".into(), json!(a.state_dir));
+    agent.insert(
+        "metrics_spool_max_mib".into(),
+        json!(a.metrics_spool_max_bytes / (1024 * 1024)),
+    );
+
+    let l = &c.logs;
+    let mut logs = Map::new();
+    logs.insert("log_group_name".into(), json!(l.log_group_name));
+    if let Some(days) = l.retention_in_days {
+        logs.insert("retention_in_days".into(), json!(days));
+    }
+    if let Some(flush) = l.force_flush_interval {
+        logs.insert("force_flush_interval".into(), json!(flush.as_secs()));
+    }
+    let mut collected = Map::new();
+    if !l.files.is_empty() {
+        collected.insert(
+            "files".into(),
+            json!({ "collect_list": l.files.iter().map(file).collect::<Vec<_>>() }),
+        );
+    }
+    collected.insert(
+        "journal".into(),
+        match &l.journal {
+            None => json!(false),
+            Some(j) => {
+                let mut m = filters(&j.filters);
+                m.insert("collect".into(), json!(true));
+                m.insert("log_stream_name".into(), json!(j.log_stream_name));
+                if !j.units.is_empty() {
+                    m.insert("units".into(), json!(j.units));
+                }
+                if let Some(p) = &j.priority {
+                    m.insert("priority".into(), json!(p));
+                }
+                Value::Object(m)
+            }
+        },
+    );
+    logs.insert("logs_collected".into(), Value::Object(collected));
+
+    json!({
+        "agent": agent,
+        "metrics": { "namespace": c.metrics.namespace },
+        "logs": logs,
+    })
+}
+
+fn file(f: &FileSource) -> Value {
+    let mut m = filters(&f.filters);
+    m.insert("file_path".into(), json!(f.file_path));
+    if let Some(g) = &f.log_group_name {
+        m.insert("log_group_name".into(), json!(g));
+    }
+    if let Some(s) = &f.log_stream_name {
+        m.insert("log_stream_name".into(), json!(s));
+    }
+    if let Some(days) = f.retention_in_days {
+        m.insert("retention_in_days".into(), json!(days));
+    }
+    m.insert("from_beginning".into(), json!(f.from_beginning));
+    Value::Object(m)
+}
+
+fn filters(f: &Filters) -> Map<String, Value> {
+    let mut m = Map::new();
+    if !f.include.is_empty() {
+        m.insert(
+            "include_patterns".into(),
+            json!(f.include.iter().map(|r| r.as_str()).collect::<Vec<_>>()),
+        );
+    }
+    if !f.exclude.is_empty() {
+        m.insert(
+            "exclude_patterns".into(),
+            json!(f.exclude.iter().map(|r| r.as_str()).collect::<Vec<_>>()),
+        );
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn effective_config_is_valid_config_and_hides_the_password() {
+        let text = r#"{"agent": {"region": "us-east-1", "instance": {"prefix": "rpi", "serial": "abc"},
+            "authentication": {"accountId": "123456789012", "userPoolId": "us-east-1_Ab1",
+            "identityPoolId": "us-east-1:0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "appClientId": "abc123",
+            "password": "TopSecret!1"}},
+            "logs": {"retention_in_days": 30, "logs_collected": {"journal": true,
+            "files": {"collect_list": [{"file_path": "/var/log/syslog", "exclude_patterns": ["CRON"]}]}}}}"#;
+        let c = crate::config::parse(Path::new("/p.json"), text).unwrap();
+        let out = c.effective_json();
+        let printed = out.to_string();
+        assert!(!printed.contains("TopSecret"), "{printed}");
+        assert_eq!(out["agent"]["authentication"]["password"], "<redacted>");
+        assert_eq!(out["agent"]["metrics_collection_interval"], 300);
+        assert_eq!(
+            out["logs"]["logs_collected"]["journal"]["log_stream_name"],
+            "journal"
+        );
+        // What validate prints parses again into the same settings (bar the password).
+        let again = crate::config::parse(Path::new("/p.json"), &printed).unwrap();
+        assert_eq!(again.effective_json(), out);
+    }
+}

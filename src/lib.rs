@@ -1,0 +1,23 @@
+//! amazon-cloudwatch-publisher: host metrics (and logs) from machines AWS does not manage, to
+//! Amazon CloudWatch.
+//!
+//! The data path, in order: [`sources`] (the host's counters) → [`pipeline`] (every interval,
+//! label and deliver) → [`sinks`] (PutMetricData, or standard output for `--dry-run`), with a
+//! disk spool for what CloudWatch has not accepted yet. Around it: [`config`], [`instance`]
+//! (who this machine is), [`aws`] (credentials, including Cognito), [`logging`], [`signal`].
+
+pub mod app;
+pub mod aws;
+pub mod backoff;
+pub mod cli;
+pub mod config;
+pub mod instance;
+pub mod logging;
+pub mod metric;
+pub mod pipeline;
+pub mod secret;
+pub mod signal;
+pub mod sinks;
+pub mod sources;
+
+pub use app::run;

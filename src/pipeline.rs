@@ -1,0 +1,236 @@
+//! The metrics pipeline: every interval, sample the host → label the sample → PutMetricData.
+//! What CloudWatch does not accept goes to the spool and is sent, oldest first and with its
+//! original timestamps, as soon as a request succeeds again.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::metric::{now_ms, MetricRecord};
+use crate::sinks::cloudwatch_metrics::{
+    batches, Disposition, MetricsSink, Spool, MAX_DATUMS_PER_REQUEST,
+};
+use crate::sources::host_metrics::HostMetrics;
+
+/// The first sample's rates and CPU figure cover this much time after start, so the first
+/// datapoint arrives promptly instead of one whole interval later.
+pub const WARMUP: Duration = Duration::from_secs(1);
+
+/// What every record is published under.
+#[derive(Debug, Clone)]
+pub struct Labels {
+    pub namespace: String,
+    pub dimensions: Vec<(String, String)>,
+    /// 1 below a 60 s interval (high resolution), else 60.
+    pub storage_resolution: i32,
+}
+
+pub struct MetricsPipeline {
+    pub source: Arc<Mutex<HostMetrics>>,
+    pub labels: Labels,
+    pub sink: MetricsSink,
+    /// None for `--dry-run`, which keeps nothing.
+    pub spool: Option<Spool>,
+    pub interval: Duration,
+    /// Collect and publish one round, then stop.
+    pub once: bool,
+    /// How long an in-flight request may still take after shutdown was asked for.
+    pub shutdown_grace: Duration,
+}
+
+/// How a run ended, for `--once`'s exit code.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub rounds: u64,
+    pub datums_accepted: usize,
+    /// Requests' worth of records still waiting in the spool.
+    pub segments_spooled: usize,
+    pub datums_dropped: usize,
+    /// Whether the last round's data was accepted.
+    pub last_round_accepted: bool,
+}
+
+impl MetricsPipeline {
+    pub async fn run(mut self, cancel: CancellationToken) -> Report {
+        let mut report = Report::default();
+        let mut next = Instant::now() + WARMUP;
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep_until(next) => {}
+            }
+            next += self.interval;
+            let now = Instant::now();
+            if next < now {
+                next = now + self.interval;
+            }
+            let source = Arc::clone(&self.source);
+            let sample = match tokio::task::spawn_blocking(move || {
+                source.lock().expect("sampler not poisoned").sample()
+            })
+            .await
+            {
+                Ok(sample) => sample,
+                Err(e) => {
+                    tracing::error!(error = %e, "Sampling the host failed; skipping this round.");
+                    continue;
+                }
+            };
+            let record = MetricRecord {
+                namespace: self.labels.namespace.clone(),
+                dimensions: self.labels.dimensions.clone(),
+                timestamp_ms: sample.timestamp_ms,
+                storage_resolution: self.labels.storage_resolution,
+                values: sample.values,
+            };
+            report.rounds += 1;
+            let accepted = self.deliver(vec![record], &cancel, &mut report).await;
+            report.last_round_accepted = accepted;
+            if accepted {
+                if failing {
+                    tracing::info!("CloudWatch accepts metrics again.");
+                    failing = false;
+                }
+                if self.spool.as_ref().is_some_and(|s| !s.is_empty()) {
+                    self.drain(&cancel, &mut report).await;
+                }
+            } else {
+                failing = true;
+            }
+            if self.once || cancel.is_cancelled() {
+                break;
+            }
+        }
+        report.segments_spooled = self.spool.as_ref().map_or(0, Spool::len);
+        report
+    }
+
+    /// Sends records; on a retryable failure they go to the spool. True if all were accepted.
+    async fn deliver(
+        &mut self,
+        records: Vec<MetricRecord>,
+        cancel: &CancellationToken,
+        report: &mut Report,
+    ) -> bool {
+        let mut all = true;
+        for batch in batches(records) {
+            let n = batch.datum_count();
+            match self.send(&batch, cancel).await {
+                Ok(()) => {
+                    tracing::debug!(datums = n, "PutMetricData accepted.");
+                    report.datums_accepted += n;
+                }
+                Err((Disposition::Drop, message)) => {
+                    tracing::error!(datums = n, %message, "CloudWatch refused these metrics as invalid; they are dropped.");
+                    report.datums_dropped += n;
+                    all = false;
+                }
+                Err((Disposition::Retry, message)) => {
+                    all = false;
+                    let records = batch.records;
+                    match self.with_spool(move |s| s.append(&records)).await {
+                        Some(Ok(dropped)) => {
+                            tracing::warn!(datums = n, %message, "Cannot publish metrics now; kept them in the spool to send later.");
+                            if dropped > 0 {
+                                tracing::warn!(
+                                    records = dropped,
+                                    "Metrics spool is full; dropped its oldest records."
+                                );
+                                report.datums_dropped += dropped;
+                            }
+                        }
+                        Some(Err(e)) => {
+                            tracing::error!(datums = n, %message, error = %e, "Cannot publish metrics and cannot spool them; they are lost.");
+                            report.datums_dropped += n;
+                        }
+                        None => {
+                            tracing::error!(datums = n, %message, "Cannot publish metrics.");
+                            report.datums_dropped += n;
+                        }
+                    }
+                }
+            }
+        }
+        all
+    }
+
+    /// Sends spooled records, oldest first, until the spool is empty or a request fails.
+    async fn drain(&mut self, cancel: &CancellationToken, report: &mut Report) {
+        loop {
+            let unsent = match self
+                .with_spool(|s| {
+                    (!s.is_empty()).then(|| s.read_oldest(MAX_DATUMS_PER_REQUEST, now_ms()))
+                })
+                .await
+            {
+                Some(Some(unsent)) => unsent,
+                _ => return,
+            };
+            if unsent.expired > 0 {
+                tracing::warn!(
+                    records = unsent.expired,
+                    "Dropped spooled metrics older than CloudWatch accepts (14 days)."
+                );
+            }
+            tracing::info!(records = unsent.records.len(), "Sending spooled metrics.");
+            for batch in batches(unsent.records) {
+                let n = batch.datum_count();
+                match self.send(&batch, cancel).await {
+                    Ok(()) => report.datums_accepted += n,
+                    Err((Disposition::Drop, message)) => {
+                        tracing::error!(datums = n, %message, "CloudWatch refused spooled metrics as invalid; they are dropped.");
+                        report.datums_dropped += n;
+                    }
+                    Err((Disposition::Retry, message)) => {
+                        tracing::warn!(%message, "Sending spooled metrics failed; will try again next round.");
+                        return;
+                    }
+                }
+            }
+            let segments = unsent.segments;
+            if let Some(Err(e)) = self.with_spool(move |s| s.remove(&segments)).await {
+                tracing::error!(error = %e, "Cannot delete sent metrics from the spool; they may be sent twice.");
+                return;
+            }
+            if cancel.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    /// One request; after shutdown is asked for it gets `shutdown_grace` more to finish.
+    async fn send(
+        &self,
+        batch: &crate::sinks::cloudwatch_metrics::Batch,
+        cancel: &CancellationToken,
+    ) -> Result<(), (Disposition, String)> {
+        let deadline = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(self.shutdown_grace).await;
+        };
+        tokio::select! {
+            r = self.sink.send(batch) => r.map_err(|e| (e.disposition, e.message)),
+            _ = deadline => Err((Disposition::Retry, "shutting down before CloudWatch answered".into())),
+        }
+    }
+
+    /// Runs spool file work on a blocking thread.
+    async fn with_spool<R: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Spool) -> R + Send + 'static,
+    ) -> Option<R> {
+        let mut spool = self.spool.take()?;
+        let (spool, r) = tokio::task::spawn_blocking(move || {
+            let r = f(&mut spool);
+            (spool, r)
+        })
+        .await
+        .expect("spool work does not panic");
+        self.spool = Some(spool);
+        Some(r)
+    }
+}

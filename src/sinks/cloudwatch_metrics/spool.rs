@@ -1,0 +1,327 @@
+//! A bounded on-disk queue for metric records CloudWatch has not accepted yet.
+//!
+//! Each failed request becomes one segment file, written to a temp name, fsynced and renamed, so a
+//! crash leaves either the whole segment or none. Segments are read back oldest first. The spool
+//! never holds data CloudWatch would refuse (older than 14 days) and never grows past its size
+//! cap: the oldest segments go first, with a warning.
+
+use std::fs;
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::metric::MetricRecord;
+
+/// PutMetricData accepts timestamps up to two weeks old; keep a margin for the trip.
+pub const MAX_AGE_MS: i64 = 14 * 24 * 3600 * 1000 - 10 * 60 * 1000;
+/// Segment format, first line of each file.
+const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    version: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("metrics spool {}: {source}", path.display())]
+pub struct SpoolError {
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+fn err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
+    move |source| SpoolError {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub path: PathBuf,
+    seq: u64,
+    bytes: u64,
+}
+
+/// What [`Spool::read_oldest`] found.
+#[derive(Debug)]
+pub struct Unsent {
+    pub segments: Vec<Segment>,
+    pub records: Vec<MetricRecord>,
+    /// Records dropped because they were too old for CloudWatch.
+    pub expired: usize,
+}
+
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    segments: Vec<Segment>,
+    next_seq: u64,
+}
+
+impl Spool {
+    /// Opens (creating) the spool directory and lists what an earlier run left in it.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
+        fs::create_dir_all(dir).map_err(err(dir))?;
+        let mut segments = Vec::new();
+        for entry in fs::read_dir(dir).map_err(err(dir))? {
+            let entry = entry.map_err(err(dir))?;
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(seq) = name
+                .strip_suffix(".jsonl")
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                let bytes = entry.metadata().map_err(err(&path))?.len();
+                segments.push(Segment { path, seq, bytes });
+            } else if name.ends_with(".tmp") {
+                // A write that did not finish: its data was never counted as spooled.
+                let _ = fs::remove_file(&path);
+            }
+        }
+        segments.sort_by_key(|s| s.seq);
+        let next_seq = segments.last().map_or(1, |s| s.seq + 1);
+        Ok(Self {
+            dir: dir.to_owned(),
+            max_bytes,
+            segments,
+            next_seq,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes).sum()
+    }
+
+    /// Stores records durably. Returns how many older records were dropped to stay in the cap.
+    pub fn append(&mut self, records: &[MetricRecord]) -> Result<usize, SpoolError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let path = self.dir.join(format!("{seq:020}.jsonl"));
+        let tmp = self.dir.join(format!("{seq:020}.tmp"));
+        let mut body = serde_json::to_string(&Header {
+            version: FORMAT_VERSION,
+        })
+        .expect("header serializes");
+        body.push('\n');
+        for r in records {
+            body.push_str(&serde_json::to_string(r).expect("records serialize"));
+            body.push('\n');
+        }
+        write_durably(&tmp, &path, body.as_bytes())?;
+        if let Ok(d) = fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        self.segments.push(Segment {
+            path,
+            seq,
+            bytes: body.len() as u64,
+        });
+        self.enforce_cap()
+    }
+
+    /// Drops the oldest segments while the spool is over its cap; returns the records dropped.
+    fn enforce_cap(&mut self) -> Result<usize, SpoolError> {
+        let mut dropped = 0;
+        while self.bytes() > self.max_bytes && self.segments.len() > 1 {
+            let oldest = self.segments.remove(0);
+            dropped += read_segment(&oldest.path).map(|r| r.len()).unwrap_or(0);
+            fs::remove_file(&oldest.path).map_err(err(&oldest.path))?;
+        }
+        Ok(dropped)
+    }
+
+    /// Reads the oldest segments, as many as fit in `max_datums` (at least one segment), leaving
+    /// them on disk until [`Spool::remove`]. Unreadable segments are set aside as `.corrupt`.
+    pub fn read_oldest(&mut self, max_datums: usize, now_ms: i64) -> Unsent {
+        let mut out = Unsent {
+            segments: Vec::new(),
+            records: Vec::new(),
+            expired: 0,
+        };
+        let mut datums = 0;
+        let mut i = 0;
+        while i < self.segments.len() {
+            let seg = self.segments[i].clone();
+            let records = match read_segment(&seg.path) {
+                Ok(records) => records,
+                Err(e) => {
+                    tracing::error!(path = %seg.path.display(), error = %e, "Metrics spool segment is unreadable; setting it aside.");
+                    let _ = fs::rename(&seg.path, seg.path.with_extension("corrupt"));
+                    self.segments.remove(i);
+                    continue;
+                }
+            };
+            let (fresh, old): (Vec<_>, Vec<_>) = records
+                .into_iter()
+                .partition(|r| now_ms - r.timestamp_ms <= MAX_AGE_MS);
+            let n: usize = fresh.iter().map(MetricRecord::datum_count).sum();
+            if !out.segments.is_empty() && datums + n > max_datums {
+                break;
+            }
+            datums += n;
+            out.expired += old.len();
+            out.records.extend(fresh);
+            out.segments.push(seg);
+            i += 1;
+        }
+        out
+    }
+
+    /// Deletes segments whose records CloudWatch has accepted.
+    pub fn remove(&mut self, segments: &[Segment]) -> Result<(), SpoolError> {
+        for seg in segments {
+            match fs::remove_file(&seg.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(SpoolError {
+                        path: seg.path.clone(),
+                        source: e,
+                    })
+                }
+            }
+            self.segments.retain(|s| s.seq != seg.seq);
+        }
+        Ok(())
+    }
+}
+
+fn write_durably(tmp: &Path, path: &Path, body: &[u8]) -> Result<(), SpoolError> {
+    let mut f = fs::File::create(tmp).map_err(err(tmp))?;
+    f.write_all(body).map_err(err(tmp))?;
+    f.sync_all().map_err(err(tmp))?;
+    fs::rename(tmp, path).map_err(err(path))
+}
+
+fn read_segment(path: &Path) -> io::Result<Vec<MetricRecord>> {
+    let f = io::BufReader::new(fs::File::open(path)?);
+    let mut lines = f.lines();
+    let header: Header = match lines.next() {
+        Some(line) => serde_json::from_str(&line?)?,
+        None => return Err(io::Error::new(io::ErrorKind::InvalidData, "empty segment")),
+    };
+    if header.version != FORMAT_VERSION {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unknown format version {}", header.version),
+        ));
+    }
+    let mut records = Vec::new();
+    for line in lines {
+        records.push(serde_json::from_str(&line?)?);
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::{Measurement, Unit};
+
+    fn record(ts: i64) -> MetricRecord {
+        MetricRecord {
+            namespace: "NS".into(),
+            dimensions: vec![("InstanceId".into(), "x".into())],
+            timestamp_ms: ts,
+            storage_resolution: 60,
+            values: (0..13)
+                .map(|i| Measurement {
+                    name: format!("M{i}"),
+                    unit: Unit::BytesPerSecond,
+                    value: 1.5,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn survives_reopening_and_reads_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = crate::metric::now_ms();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.append(&[record(now - 3000)]).unwrap();
+        s.append(&[record(now - 2000), record(now - 1000)]).unwrap();
+        drop(s);
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.len(), 2);
+        let u = s.read_oldest(1000, now);
+        assert_eq!(
+            u.records.iter().map(|r| r.timestamp_ms).collect::<Vec<_>>(),
+            vec![now - 3000, now - 2000, now - 1000]
+        );
+        assert_eq!(u.records[0], record(now - 3000));
+        s.remove(&u.segments).unwrap();
+        assert!(s.is_empty());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn reads_at_most_the_datums_asked_for_but_at_least_one_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = crate::metric::now_ms();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        for i in 0..5 {
+            s.append(&[record(now - i)]).unwrap();
+        }
+        let u = s.read_oldest(30, now);
+        assert_eq!((u.segments.len(), u.records.len()), (2, 2));
+        let u = s.read_oldest(1, now);
+        assert_eq!(u.segments.len(), 1);
+    }
+
+    #[test]
+    fn cap_drops_oldest_and_age_limit_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = crate::metric::now_ms();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.append(&[record(now - MAX_AGE_MS - 1)]).unwrap();
+        s.append(&[record(now)]).unwrap();
+        let u = s.read_oldest(1000, now);
+        assert_eq!((u.records.len(), u.expired), (1, 1));
+
+        let one = s.bytes() / 2;
+        let capped_dir = tempfile::tempdir().unwrap();
+        let mut capped = Spool::open(capped_dir.path(), one * 3).unwrap();
+        let mut dropped = 0;
+        for i in 0..10 {
+            dropped += capped.append(&[record(now - 100 + i)]).unwrap();
+        }
+        assert!(capped.bytes() <= one * 3);
+        assert_eq!(dropped + capped.len(), 10);
+        let u = capped.read_oldest(1000, now);
+        assert_eq!(
+            u.records.last().unwrap().timestamp_ms,
+            now - 91,
+            "newest data is kept"
+        );
+    }
+
+    #[test]
+    fn corrupt_and_unfinished_files_do_not_stop_it() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("00000000000000000001.jsonl"), "not json\n").unwrap();
+        fs::write(dir.path().join("00000000000000000002.tmp"), "half").unwrap();
+        let now = crate::metric::now_ms();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.append(&[record(now)]).unwrap();
+        let u = s.read_oldest(1000, now);
+        assert_eq!(u.records.len(), 1);
+        assert!(dir.path().join("00000000000000000001.corrupt").exists());
+        assert!(!dir.path().join("00000000000000000002.tmp").exists());
+    }
+}

@@ -1,0 +1,3 @@
+//! Where data goes: CloudWatch (and, for `--dry-run`, standard output).
+
+pub mod cloudwatch_metrics;

@@ -1,0 +1,3 @@
+//! Where data comes from: the host's own counters (and, later, log files and the journal).
+
+pub mod host_metrics;
