@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use amazon_cloudwatch_publisher::{app, cli::Args};
+use amazon_cloudwatch_publisher::{app, cli::Args, logging};
 
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
@@ -27,8 +27,12 @@ fn main() -> ExitCode {
     match runtime.block_on(app::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("amazon-cloudwatch-publisher: {e}");
+            if logging::active() {
+                tracing::error!("{e}");
+            }
+            if !logging::to_stderr() {
+                eprintln!("amazon-cloudwatch-publisher: {e}");
+            }
             ExitCode::from(e.exit_code())
         }
     }

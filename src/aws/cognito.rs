@@ -15,7 +15,6 @@ use aws_credential_types::provider::{self, error::CredentialsError, future, Prov
 use aws_credential_types::Credentials;
 use aws_sdk_cognitoidentity as identity;
 use aws_sdk_cognitoidentityprovider as idp;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use idp::operation::initiate_auth::InitiateAuthError;
 use idp::types::AuthFlowType;
 use tokio::sync::Mutex;
@@ -273,7 +272,7 @@ impl Inner {
 
     fn sign_in_failed<R>(&self, e: &idp::error::SdkError<InitiateAuthError, R>) -> CognitoError
     where
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         let user = &self.user;
         let pool = &self.auth.user_pool_id;
@@ -296,7 +295,7 @@ impl Inner {
     fn failed<E, R>(&self, operation: &str, e: &idp::error::SdkError<E, R>) -> CognitoError
     where
         E: std::error::Error + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         let kind = match e {
             idp::error::SdkError::DispatchFailure(_) | idp::error::SdkError::TimeoutError(_) => {
@@ -304,9 +303,6 @@ impl Inner {
             }
             _ => "",
         };
-        CognitoError(format!(
-            "{operation} failed: {kind}{}",
-            DisplayErrorContext(e)
-        ))
+        CognitoError(format!("{operation} failed: {kind}{}", super::describe(e)))
     }
 }

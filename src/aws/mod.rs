@@ -9,6 +9,21 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 pub use cognito::CognitoCredentials;
 
+/// An error and its causes on one line, `outer: inner: root`, without the SDK's debug dumps.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 use crate::config::Authentication;
 use crate::instance::InstanceId;
 

@@ -7,6 +7,7 @@ mod rotate;
 
 use std::io::{self, IsTerminal};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tracing_subscriber::fmt::MakeWriter;
@@ -19,6 +20,19 @@ pub use rotate::RotatingFile;
 /// 100 MiB × 5 files, like the CloudWatch Agent.
 pub const MAX_LOG_BYTES: u64 = 100 * 1024 * 1024;
 pub const KEEP_LOG_FILES: usize = 5;
+
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static TO_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`init`] has run, so errors can go to the log.
+pub fn active() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+/// Whether log lines already reach standard error.
+pub fn to_stderr() -> bool {
+    TO_STDERR.load(Ordering::Relaxed)
+}
 
 fn filter(debug: bool) -> EnvFilter {
     let ours = if debug { "debug" } else { "info" };
@@ -79,6 +93,8 @@ pub fn init(logfile: Option<&Path>, debug: bool, force_stderr: bool) -> io::Resu
             .with_writer(io::stderr)
             .with_filter(filter(debug))
     });
+    ACTIVE.store(true, Ordering::Relaxed);
+    TO_STDERR.store(stderr_layer.is_some(), Ordering::Relaxed);
     let _ = tracing_subscriber::registry()
         .with(file_layer)
         .with(stderr_layer)

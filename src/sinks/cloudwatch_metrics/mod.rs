@@ -6,8 +6,6 @@ mod spool;
 
 use std::io::Write;
 
-use aws_smithy_types::error::display::DisplayErrorContext;
-
 pub use request::{batches, Batch, MAX_DATUMS_PER_REQUEST};
 pub use retry::Disposition;
 pub use spool::{Spool, SpoolError};
@@ -50,7 +48,7 @@ impl MetricsSink {
                 .map(|_| ())
                 .map_err(|e| SendError {
                     disposition: retry::classify(&e),
-                    message: DisplayErrorContext(&e).to_string(),
+                    message: crate::aws::describe(&e),
                 }),
         }
     }
