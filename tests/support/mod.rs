@@ -1,0 +1,315 @@
+//! Shared by the integration tests: the publisher binary, moto's server behind the test
+//! harness (tests/support/moto_harness.py), and configs in temporary directories.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_amazon-cloudwatch-publisher");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python with moto installed: $PUBLISHER_TEST_PYTHON, else the project's .venv.
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("PUBLISHER_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/python"));
+    let ok = Command::new(&p)
+        .args(["-c", "import moto, cbor2, boto3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{} cannot import moto, cbor2 and boto3. Run `scripts/test` (it creates .venv with \
+         tests/support/requirements.txt), or set PUBLISHER_TEST_PYTHON to a Python that has them.",
+        p.display()
+    );
+    p
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// moto's server behind the harness, killed on drop.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        Moto::start_on(0)
+    }
+
+    pub fn start_on(port: u16) -> Moto {
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let child = Command::new(python())
+            .arg(repo().join("tests/support/moto_harness.py"))
+            .args(["serve", "--port", &port.to_string(), "--port-file"])
+            .arg(&port_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the moto harness");
+        let mut moto = Moto { child, port: 0 };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&port_file) {
+                moto.port = text.trim().parse().unwrap();
+                if moto.try_get("/moto-api/").is_some() {
+                    return moto;
+                }
+            }
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("the moto harness exited early ({status}); is port {port} taken?");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the moto harness did not start within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn try_get(&self, path: &str) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.contains(" 200 ").then(|| body.to_owned())
+    }
+
+    fn get_json(&self, path: &str) -> Value {
+        let body = self
+            .try_get(path)
+            .unwrap_or_else(|| panic!("GET {path} from the moto harness failed"));
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// How often each AWS operation was called.
+    pub fn calls(&self) -> HashMap<String, u64> {
+        serde_json::from_value(self.get_json("/_harness/calls")).unwrap()
+    }
+
+    /// Every metric datum moto stored.
+    pub fn metrics(&self) -> Vec<Datum> {
+        serde_json::from_value(self.get_json("/_harness/metrics")).unwrap()
+    }
+
+    /// Waits until `pred` holds for the stored metrics.
+    pub fn wait_for_metrics(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&[Datum]) -> bool,
+    ) -> Vec<Datum> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.metrics();
+            if pred(&m) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "metrics did not arrive as expected within {timeout:?}; moto has {} datums",
+                m.len()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Creates a user pool, app client, identity pool and users with `password`.
+    pub fn cognito_setup(&self, users: &[&str], password: &str) -> Value {
+        let mut cmd = Command::new(python());
+        cmd.arg(repo().join("tests/support/moto_harness.py")).args([
+            "cognito-setup",
+            "--endpoint",
+            &self.url(),
+            "--password",
+            password,
+        ]);
+        for u in users {
+            cmd.args(["--username", u]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "cognito-setup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Datum {
+    pub namespace: String,
+    pub name: String,
+    pub value: f64,
+    pub unit: Option<String>,
+    pub dimensions: HashMap<String, String>,
+    pub timestamp_ms: i64,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A directory with a config file, log file and state directory for one publisher.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// Writes `config`, adding logfile and state_dir inside the temp dir unless given.
+    pub fn new(mut config: Value) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = config
+            .as_object_mut()
+            .unwrap()
+            .entry("agent")
+            .or_insert_with(|| serde_json::json!({}));
+        let agent = agent.as_object_mut().unwrap();
+        agent.entry("logfile").or_insert_with(|| {
+            dir.path()
+                .join("logs/publisher.log")
+                .to_str()
+                .unwrap()
+                .into()
+        });
+        agent
+            .entry("state_dir")
+            .or_insert_with(|| dir.path().join("state").to_str().unwrap().into());
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_string_pretty(&config).unwrap(),
+        )
+        .unwrap();
+        Setup { dir }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("config.json")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("logs/publisher.log")).unwrap_or_default()
+    }
+
+    pub fn spool_files(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("state/metrics-spool"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+/// The publisher with a clean AWS environment pointed at `endpoint`.
+pub fn publisher(endpoint: Option<&str>) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    let home = std::env::temp_dir().join("publisher-test-home-without-aws-files");
+    cmd.env("HOME", home)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("INVOCATION_ID")
+        .stdin(Stdio::null());
+    if let Some(url) = endpoint {
+        cmd.env("AWS_ENDPOINT_URL", url);
+    }
+    cmd
+}
+
+pub fn run(mut cmd: Command, timeout: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("the publisher did not finish within {timeout:?}");
+        }
+    }
+}
+
+pub fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn signal(child: &Child, sig: i32) {
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+/// Waits for a running child to exit; kills it and fails after `timeout`.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the publisher did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn hostname() -> String {
+    let out = Command::new("hostname").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
