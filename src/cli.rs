@@ -59,10 +59,10 @@ mod tests {
         let a = Args::try_parse_from(["p"]).unwrap();
         assert_eq!(a.config, PathBuf::from(DEFAULT_CONFIG_PATH));
         let a = Args::try_parse_from(["p", "--once", "--dry-run", "/etc/x.json"]).unwrap();
-        assert!(a.once && a.dry_run && a.config == PathBuf::from("/etc/x.json"));
+        assert!(a.once && a.dry_run && a.config.as_path() == std::path::Path::new("/etc/x.json"));
         let a = Args::try_parse_from(["p", "validate", "c.json"]).unwrap();
         assert!(
-            matches!(a.command, Some(Command::Validate { config }) if config == PathBuf::from("c.json"))
+            matches!(a.command, Some(Command::Validate { config }) if config.as_path() == std::path::Path::new("c.json"))
         );
         assert!(Args::try_parse_from(["p", "--bogus"]).is_err());
     }
