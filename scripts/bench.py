@@ -1,0 +1,84 @@
+"""Runs the publisher against the moto harness and measures it. See scripts/bench."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+binary, idle_seconds = sys.argv[1], int(sys.argv[2])
+here = os.path.dirname(os.path.abspath(__file__))
+harness = os.path.join(here, "..", "tests", "support", "moto_harness.py")
+ticks = os.sysconf("SC_CLK_TCK")
+page = os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * page // 1024
+
+
+def calls(url):
+    with urllib.request.urlopen(url + "/_harness/calls") as r:
+        return json.load(r)
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    port_file = os.path.join(tmp, "port")
+    moto = subprocess.Popen([sys.executable, harness, "serve", "--port-file", port_file], stderr=subprocess.DEVNULL)
+    try:
+        while not os.path.exists(port_file):
+            time.sleep(0.1)
+        url = "http://127.0.0.1:" + open(port_file).read().strip()
+        while True:
+            try:
+                calls(url)
+                break
+            except OSError:
+                time.sleep(0.1)
+        config = os.path.join(tmp, "config.json")
+        with open(config, "w") as f:
+            json.dump({"agent": {"instance": {"serial": "bench"}, "metrics_collection_interval": 60,
+                                 "logfile": os.path.join(tmp, "p.log"), "state_dir": os.path.join(tmp, "state")}}, f)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                   AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+        start = time.monotonic()
+        pub = subprocess.Popen([binary, config], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while not calls(url).get("PutMetricData"):
+            time.sleep(0.01)
+        first = time.monotonic() - start
+        # Idle: from just after the first round, for idle_seconds (several 60 s rounds).
+        time.sleep(2)
+        cpu0, t0 = cpu_seconds(pub.pid), time.monotonic()
+        peak = rss = rss_kib(pub.pid)
+        while time.monotonic() - t0 < idle_seconds:
+            time.sleep(1)
+            rss = rss_kib(pub.pid)
+            peak = max(peak, rss)
+        cpu = cpu_seconds(pub.pid) - cpu0
+        elapsed = time.monotonic() - t0
+        pub.send_signal(signal.SIGTERM)
+        pub.wait(timeout=15)
+        print(json.dumps({
+            "binary_bytes": os.path.getsize(binary),
+            "first_put_metric_data_seconds": round(first, 3),
+            "idle_seconds": round(elapsed),
+            "idle_rss_kib_end": rss,
+            "idle_rss_kib_peak": peak,
+            "idle_cpu_seconds": round(cpu, 3),
+            "idle_cpu_percent_of_one_core": round(100 * cpu / elapsed, 4),
+            "rounds": calls(url).get("PutMetricData"),
+        }, indent=2))
+    finally:
+        moto.kill()
