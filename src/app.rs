@@ -65,6 +65,8 @@ pub async fn run(args: Args) -> Result<(), AppError> {
 
 async fn validate(path: &Path) -> Result<(), AppError> {
     let config = config::load(path)?;
+    // Warnings (such as a placeholder instance id) go to stderr; validate writes no files.
+    crate::logging::init(None, false, true).map_err(AppError::Io)?;
     let id = resolve_instance(&config).await?;
     let text =
         serde_json::to_string_pretty(&config.effective_json()).expect("JSON values serialize");
