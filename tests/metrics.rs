@@ -245,3 +245,62 @@ fn spooled_metrics_are_sent_after_a_restart() {
         "the spool is emptied once CloudWatch accepted it"
     );
 }
+
+#[test]
+fn throttling_and_server_errors_are_retried() {
+    let moto = Moto::start();
+    let s = Setup::new(
+        json!({"agent": {"instance": {"serial": "t1"}, "metrics_collection_interval": 60}}),
+    );
+    for (status, code) in [(400, "ThrottlingException"), (503, "ServiceUnavailable")] {
+        moto.fail_next("PutMetricData", 2, status, code);
+        let mut cmd = publisher(Some(&moto.url()));
+        cmd.arg("--once").arg(s.config());
+        let out = run(cmd, Duration::from_secs(60));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{code}: {}\n{}",
+            text(&out).1,
+            s.log()
+        );
+    }
+    let calls = moto.calls();
+    assert_eq!(calls.get("PutMetricData.failed"), Some(&4), "{calls:?}");
+    assert_eq!(
+        calls.get("PutMetricData"),
+        Some(&6),
+        "two failures, then success, twice: {calls:?}"
+    );
+    assert_eq!(moto.metrics().len(), 26);
+    assert_eq!(s.spool_files(), 0);
+}
+
+#[test]
+fn invalid_data_is_dropped_not_retried_forever() {
+    let moto = Moto::start();
+    let s = Setup::new(
+        json!({"agent": {"instance": {"serial": "v1"}, "metrics_collection_interval": 60}}),
+    );
+    moto.fail_next("PutMetricData", 1, 400, "InvalidParameterValue");
+    let mut cmd = publisher(Some(&moto.url()));
+    cmd.arg("--once").arg(s.config());
+    let out = run(cmd, Duration::from_secs(60));
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "not accepted: {}",
+        text(&out).1
+    );
+    assert_eq!(
+        moto.calls().get("PutMetricData"),
+        Some(&1),
+        "no retry of invalid data"
+    );
+    assert_eq!(s.spool_files(), 0, "nor spooling");
+    assert!(
+        s.log().contains("refused these metrics as invalid"),
+        "{}",
+        s.log()
+    );
+}

@@ -116,6 +116,13 @@ impl Moto {
         serde_json::from_value(self.get_json("/_harness/calls")).unwrap()
     }
 
+    /// Makes the next `times` calls of `op` fail with `status` and error `code`.
+    pub fn fail_next(&self, op: &str, times: u32, status: u16, code: &str) {
+        self.get_json(&format!(
+            "/_harness/fail?op={op}&times={times}&status={status}&code={code}"
+        ));
+    }
+
     /// Every metric datum moto stored.
     pub fn metrics(&self) -> Vec<Datum> {
         serde_json::from_value(self.get_json("/_harness/metrics")).unwrap()

@@ -7,7 +7,9 @@
     enforce them) and forwarded to moto as the JSON 1.0 protocol it understands; answers are
     encoded back to CBOR;
   * counts the operations it sees (GET /_harness/calls);
-  * lists the metric datums moto stored, with their own timestamps (GET /_harness/metrics).
+  * lists the metric datums moto stored, with their own timestamps (GET /_harness/metrics);
+  * fails the next N calls of an operation on request, as throttling or a server error would
+    (GET /_harness/fail?op=PutMetricData&times=2&status=400&code=ThrottlingException).
 
 `cognito-setup` creates a user pool, app client, identity pool and one user, as a
 provisioning run would, and prints their ids as JSON.
@@ -72,6 +74,8 @@ class Harness:
         self.moto = moto_app
         self.calls = Counter()
         self.lock = threading.Lock()
+        # op -> [times left, HTTP status, error code]: answers to fail with, set by the tests.
+        self.failures = {}
 
     def count(self, op):
         with self.lock:
@@ -84,6 +88,13 @@ class Harness:
                 return self.answer_json(start_response, dict(self.calls))
         if path == "/_harness/metrics":
             return self.answer_json(start_response, stored_metrics())
+        if path == "/_harness/fail":
+            from urllib.parse import parse_qs
+
+            q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+            with self.lock:
+                self.failures[q["op"]] = [int(q.get("times", 1)), int(q.get("status", 400)), q.get("code", "ThrottlingException")]
+            return self.answer_json(start_response, {"ok": True})
         if path.startswith(CBOR_PREFIX):
             return self.cbor(environ, start_response, path[len(CBOR_PREFIX):])
         target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -102,20 +113,31 @@ class Harness:
         import cbor2
 
         body = cbor2.dumps(value)
-        start_response(
-            status,
-            [
-                ("Content-Type", "application/cbor"),
-                ("smithy-protocol", "rpc-v2-cbor"),
-                ("Content-Length", str(len(body))),
-            ],
-        )
+        headers = [
+            ("Content-Type", "application/cbor"),
+            ("smithy-protocol", "rpc-v2-cbor"),
+            ("Content-Length", str(len(body))),
+        ]
+        if isinstance(value, dict) and "__type" in value:
+            # CloudWatch is awsQuery-compatible: its errors carry the query error code too.
+            headers.append(("x-amzn-query-error", f"{value['__type']};Sender"))
+        start_response(status, headers)
         return [body]
 
     def cbor(self, environ, start_response, op):
         import cbor2
 
         self.count(op)
+        with self.lock:
+            failure = self.failures.get(op)
+            if failure and failure[0] > 0:
+                failure[0] -= 1
+                self.calls[op + ".failed"] += 1
+            else:
+                failure = None
+        if failure:
+            status = {400: "400 Bad Request", 500: "500 Internal Server Error", 503: "503 Service Unavailable"}[failure[1]]
+            return self.answer_cbor(start_response, status, {"__type": failure[2], "message": "injected by the test harness"})
         length = int(environ.get("CONTENT_LENGTH") or 0)
         raw = environ["wsgi.input"].read(length) if length else b""
         if environ.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip":
