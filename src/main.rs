@@ -12,9 +12,10 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(8)
+    // One async thread is plenty for a few requests a minute and keeps memory down on a Pi;
+    // sampling, file and spool work run on the blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(4)
         .enable_all()
         .build()
     {
