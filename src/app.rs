@@ -105,6 +105,21 @@ async fn resolve_instance(config: &Config) -> Result<InstanceId, AppError> {
     Ok(id)
 }
 
+/// A config holding a password should be readable by its owner only, as ssh insists for keys.
+fn warn_if_others_can_read(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                config = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "The config holds the Cognito password but other users can read it; restrict it with chmod 600."
+            );
+        }
+    }
+}
+
 fn hostname() -> String {
     sysinfo::System::host_name().unwrap_or_else(|_| "unknown".into())
 }
@@ -120,6 +135,9 @@ async fn daemon(path: &Path, once: bool, dry_run: bool) -> Result<(), AppError> 
     .map_err(AppError::Io)?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), dry_run, once, "Starting.");
     let id = resolve_instance(&config).await?;
+    if agent.authentication.is_some() {
+        warn_if_others_can_read(path);
+    }
 
     let sink = if dry_run {
         MetricsSink::Stdout

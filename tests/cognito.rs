@@ -85,6 +85,11 @@ fn a_wrong_password_is_reported_clearly_and_nothing_is_lost() {
     let moto = Moto::start();
     let ids = moto.cognito_setup(&["rpi-bad00001"], PASSWORD);
     let s = device_config(&ids, "bad00001", "Not-The-Password-1", 300);
+    std::fs::set_permissions(
+        s.config(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let mut cmd = device(&moto);
     cmd.arg("--once").arg(s.config());
     let out = run(cmd, Duration::from_secs(60));
@@ -100,6 +105,10 @@ fn a_wrong_password_is_reported_clearly_and_nothing_is_lost() {
     assert_no_secrets(&[&stdout, &stderr, &log]);
     assert_eq!(moto.calls().get("PutMetricData"), None);
     assert_eq!(s.spool_files(), 1, "the round waits in the spool");
+    assert!(
+        !log.contains("chmod 600"),
+        "a config only its owner can read is fine: {log}"
+    );
 }
 
 #[test]
