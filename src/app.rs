@@ -34,7 +34,7 @@ pub enum AppError {
     },
     #[error("{path}: {message}", path = .path.display())]
     Setting { path: PathBuf, message: String },
-    #[error("{0}")]
+    #[error("{0} (agent.state_dir must be a writable directory)")]
     Spool(#[from] SpoolError),
     #[error("{0}")]
     Io(std::io::Error),

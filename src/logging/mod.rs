@@ -75,7 +75,10 @@ pub fn init(logfile: Option<&Path>, debug: bool, force_stderr: bool) -> io::Resu
             let file = RotatingFile::open(path, MAX_LOG_BYTES, KEEP_LOG_FILES).map_err(|e| {
                 io::Error::new(
                     e.kind(),
-                    format!("cannot open log file {}: {e}", path.display()),
+                    format!(
+                        "cannot open log file {} (agent.logfile): {e}",
+                        path.display()
+                    ),
                 )
             })?;
             Some(
