@@ -144,8 +144,11 @@ fn an_unknown_user_is_reported_and_the_daemon_keeps_running() {
 
 #[test]
 fn credentials_are_refreshed_before_they_expire() {
-    // moto's credentials expire 90 s after issue; run past that with 5 s rounds.
+    // moto's credentials expire 90 s after issue; run past that with 5 s rounds. The id token
+    // is reported to live 125 s, so it is due for renewal (2 min before expiry) by the time
+    // new credentials are needed, and the refresh token must be used.
     let moto = Moto::start();
+    moto.token_lifetime(125);
     let ids = moto.cognito_setup(&["rpi-f00d0001"], PASSWORD);
     let s = device_config(&ids, "f00d0001", PASSWORD, 5);
     let mut cmd = device(&moto);

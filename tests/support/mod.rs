@@ -123,6 +123,11 @@ impl Moto {
         ));
     }
 
+    /// Makes InitiateAuth report id tokens that live `seconds`.
+    pub fn token_lifetime(&self, seconds: u32) {
+        self.get_json(&format!("/_harness/token-lifetime?seconds={seconds}"));
+    }
+
     /// Every metric datum moto stored.
     pub fn metrics(&self) -> Vec<Datum> {
         serde_json::from_value(self.get_json("/_harness/metrics")).unwrap()

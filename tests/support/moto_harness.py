@@ -8,6 +8,8 @@
     encoded back to CBOR;
   * counts the operations it sees (GET /_harness/calls);
   * lists the metric datums moto stored, with their own timestamps (GET /_harness/metrics);
+  * reports a shorter id token lifetime from InitiateAuth on request
+    (GET /_harness/token-lifetime?seconds=125), so token renewal can be tested in minutes;
   * fails the next N calls of an operation on request, as throttling or a server error would
     (GET /_harness/fail?op=PutMetricData&times=2&status=400&code=ThrottlingException).
 
@@ -76,6 +78,8 @@ class Harness:
         self.lock = threading.Lock()
         # op -> [times left, HTTP status, error code]: answers to fail with, set by the tests.
         self.failures = {}
+        # Cognito id tokens from moto last an hour; tests may shorten what InitiateAuth reports.
+        self.token_lifetime = None
 
     def count(self, op):
         with self.lock:
@@ -97,10 +101,43 @@ class Harness:
             return self.answer_json(start_response, {"ok": True})
         if path.startswith(CBOR_PREFIX):
             return self.cbor(environ, start_response, path[len(CBOR_PREFIX):])
+        if path == "/_harness/token-lifetime":
+            from urllib.parse import parse_qs
+
+            self.token_lifetime = int(parse_qs(environ.get("QUERY_STRING", ""))["seconds"][0])
+            return self.answer_json(start_response, {"ok": True})
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target:
             self.count(target.split(".")[-1])
+        if target.endswith(".InitiateAuth"):
+            return self.initiate_auth(environ, start_response)
         return self.moto(environ, start_response)
+
+    def initiate_auth(self, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        self.count("InitiateAuth." + json.loads(raw or b"{}").get("AuthFlow", "?"))
+        env = dict(environ)
+        env["wsgi.input"] = io.BytesIO(raw)
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None
+
+        chunks = self.moto(env, capture)
+        out = b"".join(chunks)
+        if hasattr(chunks, "close"):
+            chunks.close()
+        if self.token_lifetime and captured["status"].startswith("200"):
+            value = json.loads(out)
+            if "AuthenticationResult" in value:
+                value["AuthenticationResult"]["ExpiresIn"] = self.token_lifetime
+                out = json.dumps(value).encode()
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(out))))
+        start_response(captured["status"], headers)
+        return [out]
 
     @staticmethod
     def answer_json(start_response, value):
