@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metric::{now_ms, MetricRecord};
 use crate::sinks::cloudwatch_metrics::{
-    batches, Disposition, MetricsSink, Spool, MAX_DATUMS_PER_REQUEST,
+    batches, Batch, Disposition, MetricsSink, Spool, MAX_DATUMS_PER_REQUEST,
 };
 use crate::sources::host_metrics::HostMetrics;
 
@@ -137,7 +137,7 @@ impl MetricsPipeline {
                             tracing::warn!(datums = n, %message, "Cannot publish metrics now; kept them in the spool to send later.");
                             if dropped > 0 {
                                 tracing::warn!(
-                                    records = dropped,
+                                    datums = dropped,
                                     "Metrics spool is full; dropped its oldest records."
                                 );
                                 report.datums_dropped += dropped;
@@ -205,7 +205,7 @@ impl MetricsPipeline {
     /// One request; after shutdown is asked for it gets `shutdown_grace` more to finish.
     async fn send(
         &self,
-        batch: &crate::sinks::cloudwatch_metrics::Batch,
+        batch: &Batch,
         cancel: &CancellationToken,
     ) -> Result<(), (Disposition, String)> {
         let deadline = async {

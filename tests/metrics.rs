@@ -126,15 +126,7 @@ fn sigint_during_an_outage_keeps_the_data_in_the_spool() {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while s.spool_files() == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing was spooled: {}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    s.wait_for_spool_files(1, Duration::from_secs(30));
     signal(&child, libc::SIGINT);
     let status = wait_exit(&mut child, Duration::from_secs(15));
     assert_eq!(status.code(), Some(0), "{}", s.log());
@@ -155,15 +147,7 @@ fn metrics_from_an_outage_arrive_with_their_original_timestamps() {
     let started = now_ms();
     let mut child = cmd.spawn().unwrap();
     // CloudWatch is down: rounds go to the spool.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while s.spool_files() < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rounds were not spooled: {}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    s.wait_for_spool_files(3, Duration::from_secs(60));
     let back = now_ms();
     let moto = Moto::start_on(port);
     let data = moto.wait_for_metrics(Duration::from_secs(60), |m| {

@@ -9,6 +9,9 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 pub use cognito::CognitoCredentials;
 
+use crate::config::Authentication;
+use crate::instance::InstanceId;
+
 /// An error and its causes on one line, `outer: inner: root`, without the SDK's debug dumps.
 pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
@@ -23,9 +26,6 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     }
     out
 }
-
-use crate::config::Authentication;
-use crate::instance::InstanceId;
 
 /// Builds the SDK configuration every client shares.
 ///

@@ -246,6 +246,19 @@ impl Setup {
         std::fs::read_to_string(self.dir.path().join("logs/publisher.log")).unwrap_or_default()
     }
 
+    /// Waits until the metrics spool holds at least `n` files.
+    pub fn wait_for_spool_files(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.spool_files() < n {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {n} rounds were spooled within {timeout:?}: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn spool_files(&self) -> usize {
         std::fs::read_dir(self.dir.path().join("state/metrics-spool"))
             .map(|d| d.count())

@@ -104,7 +104,7 @@ impl Spool {
         self.segments.iter().map(|s| s.bytes).sum()
     }
 
-    /// Stores records durably. Returns how many older records were dropped to stay in the cap.
+    /// Stores records durably. Returns how many older datums were dropped to stay in the cap.
     pub fn append(&mut self, records: &[MetricRecord]) -> Result<usize, SpoolError> {
         if records.is_empty() {
             return Ok(0);
@@ -134,12 +134,14 @@ impl Spool {
         self.enforce_cap()
     }
 
-    /// Drops the oldest segments while the spool is over its cap; returns the records dropped.
+    /// Drops the oldest segments while the spool is over its cap; returns the datums dropped.
     fn enforce_cap(&mut self) -> Result<usize, SpoolError> {
         let mut dropped = 0;
         while self.bytes() > self.max_bytes && self.segments.len() > 1 {
             let oldest = self.segments.remove(0);
-            dropped += read_segment(&oldest.path).map(|r| r.len()).unwrap_or(0);
+            dropped += read_segment(&oldest.path)
+                .map(|r| r.iter().map(MetricRecord::datum_count).sum::<usize>())
+                .unwrap_or(0);
             fs::remove_file(&oldest.path).map_err(err(&oldest.path))?;
         }
         Ok(dropped)
@@ -302,7 +304,11 @@ mod tests {
             dropped += capped.append(&[record(now - 100 + i)]).unwrap();
         }
         assert!(capped.bytes() <= one * 3);
-        assert_eq!(dropped + capped.len(), 10);
+        assert_eq!(
+            dropped + capped.len() * 13,
+            10 * 13,
+            "dropped is counted in datums"
+        );
         let u = capped.read_oldest(1000, now);
         assert_eq!(
             u.records.last().unwrap().timestamp_ms,
