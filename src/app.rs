@@ -7,10 +7,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::cli::{Args, Command};
 use crate::config::{self, Config, ConfigError};
 use crate::instance::{self, InstanceError, InstanceId, Origin};
+use crate::logs::{LogsPipeline, Shutdown};
 use crate::pipeline::{Labels, MetricsPipeline};
+use crate::sinks::cloudwatch_logs::{CloudWatchLogs, LogsSink, Stats};
 use crate::sinks::cloudwatch_metrics::{MetricsSink, Spool, SpoolError};
 use crate::sources::host_metrics::HostMetrics;
 
@@ -36,6 +39,8 @@ pub enum AppError {
     Setting { path: PathBuf, message: String },
     #[error("{0} (agent.state_dir must be a writable directory)")]
     Spool(#[from] SpoolError),
+    #[error("{0} (agent.state_dir must be a writable directory)")]
+    State(#[from] CheckpointError),
     #[error("{0}")]
     Io(std::io::Error),
     #[error("{0}")]
@@ -48,7 +53,7 @@ impl AppError {
     pub fn exit_code(&self) -> u8 {
         match self {
             AppError::Config(_) | AppError::Instance { .. } | AppError::Setting { .. } => EX_CONFIG,
-            AppError::Spool(_) | AppError::Io(_) => EX_CANTCREAT,
+            AppError::Spool(_) | AppError::State(_) | AppError::Io(_) => EX_CANTCREAT,
             AppError::HostMetrics(_) => EX_SOFTWARE,
             AppError::NotAccepted => EX_TEMPFAIL,
         }
@@ -139,8 +144,11 @@ async fn daemon(path: &Path, once: bool, dry_run: bool) -> Result<(), AppError> 
         warn_if_others_can_read(path);
     }
 
-    let sink = if dry_run {
-        MetricsSink::Stdout
+    let (sink, logs_sink) = if dry_run {
+        (
+            MetricsSink::Stdout,
+            LogsSink::Stdout(Arc::new(Stats::default())),
+        )
     } else {
         let sdk =
             crate::aws::sdk_config(agent.region.as_deref(), agent.authentication.as_ref(), &id)
@@ -159,8 +167,22 @@ async fn daemon(path: &Path, once: bool, dry_run: bool) -> Result<(), AppError> 
             "default AWS credential chain"
         };
         tracing::info!(instance_id = %id, region = %region, credentials = how, "Publishing as this instance.");
-        MetricsSink::CloudWatch(aws_sdk_cloudwatch::Client::new(&sdk))
+        (
+            MetricsSink::CloudWatch(aws_sdk_cloudwatch::Client::new(&sdk)),
+            LogsSink::CloudWatch(Arc::new(CloudWatchLogs::new(
+                aws_sdk_cloudwatchlogs::Client::new(&sdk),
+            ))),
+        )
     };
+    let checkpoints = if dry_run {
+        Checkpoints::in_memory()
+    } else {
+        let dir = agent.state_dir.clone();
+        tokio::task::spawn_blocking(move || Checkpoints::load(&dir))
+            .await
+            .expect("loading log positions does not panic")?
+    };
+    let checkpoints = Arc::new(checkpoints);
     let spool = if dry_run {
         None
     } else {
@@ -205,20 +227,71 @@ async fn daemon(path: &Path, once: bool, dry_run: bool) -> Result<(), AppError> 
     let shutdown = CancellationToken::new();
     let signals = crate::signal::spawn(shutdown.clone()).map_err(AppError::Io)?;
     let tracker = TaskTracker::new();
+
+    // Logs: after SIGTERM readers stop and what they read is still delivered, for at most
+    // SHUTDOWN_GRACE; then delivery stops too and the saved positions stay before the rest.
+    let abort = CancellationToken::new();
+    tokio::spawn({
+        let (stop, abort) = (shutdown.clone(), abort.clone());
+        async move {
+            stop.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            abort.cancel();
+        }
+    });
+    let logs_tracker = TaskTracker::new();
+    let logs = LogsPipeline {
+        config: Arc::new(config.clone()),
+        instance_id: id.to_string(),
+        hostname: hostname(),
+        sink: logs_sink.clone(),
+        checkpoints: Arc::clone(&checkpoints),
+        once,
+    };
+    let shipping_logs = logs.start(
+        &logs_tracker,
+        Shutdown {
+            stop: shutdown.child_token(),
+            abort: abort.clone(),
+        },
+    );
+    logs_tracker.close();
+    let saver_stop = CancellationToken::new();
+    let saver = tracker.spawn(Arc::clone(&checkpoints).run_saver(saver_stop.clone()));
+
     let metrics = tracker.spawn(pipeline.run(shutdown.child_token()));
     tracker.close();
     let report = metrics.await.expect("metrics pipeline does not panic");
+    if once {
+        // What is not delivered by then stays on disk for the next run.
+        let abort = abort.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            abort.cancel();
+        });
+    }
+    logs_tracker.wait().await;
+    saver_stop.cancel();
+    let _ = saver.await;
     shutdown.cancel();
     tracker.wait().await;
     let _ = signals.await;
+    let stats = logs_sink.stats();
+    let undelivered = Stats::get(&stats.undelivered);
     tracing::info!(
         rounds = report.rounds,
         accepted = report.datums_accepted,
         dropped = report.datums_dropped,
         spooled_requests = report.segments_spooled,
+        log_events = Stats::get(&stats.delivered),
+        log_events_refused = Stats::get(&stats.refused),
+        log_events_outside_window =
+            Stats::get(&stats.too_old) + Stats::get(&stats.too_new) + Stats::get(&stats.expired),
+        log_batches_left_on_disk = undelivered,
+        logs = shipping_logs,
         "Stopped."
     );
-    if once && !(report.last_round_accepted && report.segments_spooled == 0) {
+    if once && !(report.last_round_accepted && report.segments_spooled == 0 && undelivered == 0) {
         return Err(AppError::NotAccepted);
     }
     Ok(())

@@ -9,10 +9,12 @@
 pub mod app;
 pub mod aws;
 pub mod backoff;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod instance;
 pub mod logging;
+pub mod logs;
 pub mod metric;
 pub mod pipeline;
 pub mod secret;

@@ -13,7 +13,9 @@ use regex::Regex;
 
 use crate::secret::Secret;
 
-pub use names::{check_instance_id, check_log_group, check_log_stream, RETENTION_DAYS};
+pub use names::{
+    check_instance_id, check_log_group, check_log_stream, LOG_STREAM_MAX_CHARS, RETENTION_DAYS,
+};
 
 pub const DEFAULT_CONFIG_PATH: &str =
     "/opt/aws/amazon-cloudwatch-publisher/etc/amazon-cloudwatch-publisher.json";

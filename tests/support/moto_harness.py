@@ -10,8 +10,19 @@
   * lists the metric datums moto stored, with their own timestamps (GET /_harness/metrics);
   * reports a shorter id token lifetime from InitiateAuth on request
     (GET /_harness/token-lifetime?seconds=125), so token renewal can be tested in minutes;
-  * fails the next N calls of an operation on request, as throttling or a server error would
-    (GET /_harness/fail?op=PutMetricData&times=2&status=400&code=ThrottlingException).
+  * checks PutLogEvents against CloudWatch Logs' limits (moto does not enforce them: event
+    count, batch and event size, empty messages, chronological order, 24 h span) and answers
+    InvalidParameterException without reaching moto; lists what it rejected
+    (GET /_harness/violations) and summaries of what it passed on (GET /_harness/put-log-events,
+    ?summary=1 adds the largest event count and batch size seen);
+  * lists the log events moto stored, per group and stream, in the order received
+    (GET /_harness/log-events, ?group= and ?stream= to limit), and the groups with their
+    retention and streams (GET /_harness/log-groups);
+  * fails the next N calls of an operation on request, as throttling or a server error would,
+    for CBOR and JSON protocol operations alike
+    (GET /_harness/fail?op=PutMetricData&times=2&status=400&code=ThrottlingException);
+  * delays every following call of an operation, as a slow service would
+    (GET /_harness/delay?op=PutLogEvents&seconds=2.5; seconds=0 ends it).
 
 `cognito-setup` creates a user pool, app client, identity pool and one user, as a
 provisioning run would, and prints their ids as JSON.
@@ -27,13 +38,22 @@ import math
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
+from http import HTTPStatus
+from urllib.parse import parse_qs
 
 CBOR_PREFIX = "/service/GraniteServiceVersion20100801/operation/"
 MAX_DATUMS = 1000
 MAX_BODY = 1_000_000
 MAX_AGE_S = 14 * 24 * 3600
 MAX_AHEAD_S = 2 * 3600
+
+MAX_LOG_EVENTS = 10_000
+MAX_LOG_BATCH_BYTES = 1_048_576
+LOG_EVENT_OVERHEAD = 26
+MAX_LOG_EVENT_BYTES = MAX_LOG_BATCH_BYTES - LOG_EVENT_OVERHEAD
+MAX_LOG_SPAN_MS = 24 * 3600 * 1000
 
 
 def to_json_value(v):
@@ -71,6 +91,118 @@ def check_put_metric_data(req):
     return None
 
 
+def check_put_log_events(req):
+    """Checks a PutLogEvents request against the limits CloudWatch Logs enforces.
+
+    Returns (problems, summary): a list of dicts, one per broken rule (at its first offending
+    event), each with "rule", "message" and the numbers involved; and the request's size."""
+    events = req.get("logEvents")
+    problems = []
+    if not isinstance(events, list) or not events:
+        problems.append({"rule": "min-events", "events": 0, "message": "logEvents must hold at least 1 event."})
+        return problems, {"events": 0, "bytes": 0}
+    if len(events) > MAX_LOG_EVENTS:
+        problems.append(
+            {
+                "rule": "max-events",
+                "events": len(events),
+                "limit": MAX_LOG_EVENTS,
+                "message": f"logEvents must not hold more than {MAX_LOG_EVENTS} events (got {len(events)}).",
+            }
+        )
+    seen = set()
+
+    def problem(rule, **numbers):
+        if rule not in seen:
+            seen.add(rule)
+            problems.append({"rule": rule, **numbers})
+
+    total = 0
+    prev = lo = hi = None
+    for i, e in enumerate(events):
+        msg = e.get("message") if isinstance(e, dict) else None
+        ts = e.get("timestamp") if isinstance(e, dict) else None
+        if not isinstance(msg, str) or not isinstance(ts, int) or isinstance(ts, bool):
+            problem("bad-event", index=i, message=f"logEvents[{i}] needs a string message and an integer timestamp.")
+            continue
+        n = len(msg.encode("utf-8", "surrogatepass"))
+        total += n + LOG_EVENT_OVERHEAD
+        if n == 0:
+            problem("empty-message", index=i, message=f"logEvents[{i}].message must not be empty.")
+        elif n > MAX_LOG_EVENT_BYTES:
+            problem(
+                "max-event-bytes",
+                index=i,
+                bytes=n,
+                limit=MAX_LOG_EVENT_BYTES,
+                message=f"logEvents[{i}].message is {n} bytes, over the limit of {MAX_LOG_EVENT_BYTES}.",
+            )
+        if prev is not None and ts < prev:
+            problem(
+                "chronological",
+                index=i,
+                timestamp=ts,
+                previous_timestamp=prev,
+                message="Log events in a single PutLogEvents request must be in chronological order "
+                f"(logEvents[{i}].timestamp {ts} < {prev}).",
+            )
+        prev = ts
+        lo = ts if lo is None else min(lo, ts)
+        hi = ts if hi is None else max(hi, ts)
+    if total > MAX_LOG_BATCH_BYTES:
+        problem(
+            "max-batch-bytes",
+            bytes=total,
+            limit=MAX_LOG_BATCH_BYTES,
+            message=f"Upload too large: {total} bytes exceeds limit of {MAX_LOG_BATCH_BYTES}.",
+        )
+    if lo is not None and hi - lo > MAX_LOG_SPAN_MS:
+        problem(
+            "max-span",
+            first_timestamp=lo,
+            last_timestamp=hi,
+            span_ms=hi - lo,
+            limit=MAX_LOG_SPAN_MS,
+            message="The batch of log events in a single PutLogEvents request cannot span more than 24 hours "
+            f"(spans {hi - lo} ms).",
+        )
+    return problems, {"events": len(events), "bytes": total, "first_timestamp": lo, "last_timestamp": hi}
+
+
+def read_body(environ):
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    if length:
+        return environ["wsgi.input"].read(length)
+    if environ.get("wsgi.input_terminated"):
+        return environ["wsgi.input"].read()
+    return b""
+
+
+def query(environ):
+    return {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+
+
+def status_line(code):
+    return f"{code} {HTTPStatus(code).phrase}"
+
+
+def call_app(app, environ):
+    """Runs a WSGI app to completion: (status line, headers, body)."""
+    captured = {}
+
+    def capture(status, headers, exc_info=None):
+        captured["status"], captured["headers"] = status, headers
+        return lambda data: None
+
+    chunks = app(environ, capture)
+    try:
+        out = b"".join(chunks)
+    finally:
+        if hasattr(chunks, "close"):
+            chunks.close()
+    return captured["status"], captured["headers"], out
+
+
 class Harness:
     def __init__(self, moto_app):
         self.moto = moto_app
@@ -78,8 +210,28 @@ class Harness:
         self.lock = threading.Lock()
         # op -> [times left, HTTP status, error code]: answers to fail with, set by the tests.
         self.failures = {}
+        # op -> seconds every call of it waits before being handled, set by the tests.
+        self.delays = {}
         # Cognito id tokens from moto last an hour; tests may shorten what InitiateAuth reports.
         self.token_lifetime = None
+        # PutLogEvents: broken rules of the requests rejected; summaries of those passed on.
+        self.violations = []
+        self.log_puts = []
+
+    def wait(self, op):
+        seconds = self.delays.get(op)
+        if seconds:
+            time.sleep(seconds)
+
+    def take_failure(self, op):
+        """Returns (HTTP status, error code) if this call of op is to fail."""
+        with self.lock:
+            failure = self.failures.get(op)
+            if failure and failure[0] > 0:
+                failure[0] -= 1
+                self.calls[op + ".failed"] += 1
+                return failure[1], failure[2]
+        return None
 
     def count(self, op):
         with self.lock:
@@ -87,35 +239,119 @@ class Harness:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
-        if path == "/_harness/calls":
-            with self.lock:
-                return self.answer_json(start_response, dict(self.calls))
-        if path == "/_harness/metrics":
-            return self.answer_json(start_response, stored_metrics())
-        if path == "/_harness/fail":
-            from urllib.parse import parse_qs
-
-            q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
-            with self.lock:
-                self.failures[q["op"]] = [int(q.get("times", 1)), int(q.get("status", 400)), q.get("code", "ThrottlingException")]
-            return self.answer_json(start_response, {"ok": True})
+        if path.startswith("/_harness/"):
+            return self.control(environ, start_response, path[len("/_harness/"):])
         if path.startswith(CBOR_PREFIX):
             return self.cbor(environ, start_response, path[len(CBOR_PREFIX):])
-        if path == "/_harness/token-lifetime":
-            from urllib.parse import parse_qs
-
-            self.token_lifetime = int(parse_qs(environ.get("QUERY_STRING", ""))["seconds"][0])
-            return self.answer_json(start_response, {"ok": True})
         target = environ.get("HTTP_X_AMZ_TARGET", "")
-        if target:
-            self.count(target.split(".")[-1])
-        if target.endswith(".InitiateAuth"):
+        if not target:
+            return self.moto(environ, start_response)
+        op = target.split(".")[-1]
+        self.count(op)
+        self.wait(op)
+        failure = self.take_failure(op)
+        if failure:
+            read_body(environ)
+            content_type = environ.get("CONTENT_TYPE") or ""
+            if not content_type.startswith("application/x-amz-json-"):
+                content_type = "application/x-amz-json-1.1"
+            return self.answer_json_error(start_response, failure[0], failure[1], "injected by the test harness", content_type)
+        if op == "PutLogEvents":
+            return self.put_log_events(environ, start_response)
+        if op == "InitiateAuth":
             return self.initiate_auth(environ, start_response)
         return self.moto(environ, start_response)
 
+    def control(self, environ, start_response, name):
+        q = query(environ)
+        if name == "calls":
+            with self.lock:
+                return self.answer_json(start_response, dict(self.calls))
+        if name == "metrics":
+            return self.answer_json(start_response, stored_metrics())
+        if name == "fail":
+            with self.lock:
+                self.failures[q["op"]] = [int(q.get("times", 1)), int(q.get("status", 400)), q.get("code", "ThrottlingException")]
+            return self.answer_json(start_response, {"ok": True})
+        if name == "delay":
+            seconds = float(q.get("seconds", 0))
+            with self.lock:
+                if seconds > 0:
+                    self.delays[q["op"]] = seconds
+                else:
+                    self.delays.pop(q["op"], None)
+            return self.answer_json(start_response, {"ok": True})
+        if name == "token-lifetime":
+            self.token_lifetime = int(q["seconds"])
+            return self.answer_json(start_response, {"ok": True})
+        if name == "violations":
+            with self.lock:
+                return self.answer_json(start_response, list(self.violations))
+        if name == "put-log-events":
+            with self.lock:
+                puts = list(self.log_puts)
+            if q.get("summary") in ("1", "true"):
+                return self.answer_json(
+                    start_response,
+                    {
+                        "requests": puts,
+                        "max_events": max((p["events"] for p in puts), default=0),
+                        "max_bytes": max((p["bytes"] for p in puts), default=0),
+                    },
+                )
+            return self.answer_json(start_response, puts)
+        if name == "log-events":
+            return self.answer_json(start_response, stored_log_events(q.get("group"), q.get("stream")))
+        if name == "log-groups":
+            return self.answer_json(start_response, stored_log_groups())
+        body = json.dumps({"error": f"no such harness endpoint: {name}"}).encode()
+        start_response("404 Not Found", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def put_log_events(self, environ, start_response):
+        raw = read_body(environ)
+        env = dict(environ)
+        if env.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip":
+            raw = gzip.decompress(raw)
+            env.pop("HTTP_CONTENT_ENCODING")
+        try:
+            req = json.loads(raw or b"{}")
+        except ValueError:
+            req = None
+        if not isinstance(req, dict):
+            return self.answer_json_error(start_response, 400, "SerializationException", "body is not a JSON object")
+        group, stream = req.get("logGroupName"), req.get("logStreamName")
+        problems, summary = check_put_log_events(req)
+        if problems:
+            with self.lock:
+                self.calls["PutLogEvents.rejected"] += 1
+                for p in problems:
+                    self.violations.append({"op": "PutLogEvents", "group": group, "stream": stream, **p})
+            message = " ".join(p["message"] for p in problems)
+            return self.answer_json_error(start_response, 400, "InvalidParameterException", message)
+        env["wsgi.input"] = io.BytesIO(raw)
+        env["CONTENT_LENGTH"] = str(len(raw))
+        status, headers, out = call_app(self.moto, env)
+        record = {"group": group, "stream": stream, **summary, "status": int(status[:3])}
+        try:
+            answer = json.loads(out) if out.strip() else {}
+        except ValueError:
+            answer = {}
+        if isinstance(answer, dict):
+            if answer.get("rejectedLogEventsInfo"):
+                # moto drops events over 14 days old or 2 hours ahead, and says so here.
+                record["rejected_info"] = answer["rejectedLogEventsInfo"]
+            if "__type" in answer:
+                record["error"] = answer["__type"]
+        with self.lock:
+            self.log_puts.append(record)
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(out))))
+        start_response(status, headers)
+        return [out]
+
     def initiate_auth(self, environ, start_response):
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        raw = environ["wsgi.input"].read(length) if length else b""
+        raw = read_body(environ)
         self.count("InitiateAuth." + json.loads(raw or b"{}").get("AuthFlow", "?"))
         env = dict(environ)
         env["wsgi.input"] = io.BytesIO(raw)
@@ -146,6 +382,20 @@ class Harness:
         return [body]
 
     @staticmethod
+    def answer_json_error(start_response, status, code, message, content_type="application/x-amz-json-1.1"):
+        body = json.dumps({"__type": code, "message": message}).encode()
+        start_response(
+            status_line(status),
+            [
+                ("Content-Type", content_type),
+                ("x-amzn-ErrorType", code),
+                ("x-amzn-RequestId", str(uuid.uuid4())),
+                ("Content-Length", str(len(body))),
+            ],
+        )
+        return [body]
+
+    @staticmethod
     def answer_cbor(start_response, status, value):
         import cbor2
 
@@ -165,18 +415,12 @@ class Harness:
         import cbor2
 
         self.count(op)
-        with self.lock:
-            failure = self.failures.get(op)
-            if failure and failure[0] > 0:
-                failure[0] -= 1
-                self.calls[op + ".failed"] += 1
-            else:
-                failure = None
+        self.wait(op)
+        failure = self.take_failure(op)
         if failure:
-            status = {400: "400 Bad Request", 500: "500 Internal Server Error", 503: "503 Service Unavailable"}[failure[1]]
-            return self.answer_cbor(start_response, status, {"__type": failure[2], "message": "injected by the test harness"})
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        raw = environ["wsgi.input"].read(length) if length else b""
+            read_body(environ)
+            return self.answer_cbor(start_response, status_line(failure[0]), {"__type": failure[1], "message": "injected by the test harness"})
+        raw = read_body(environ)
         if environ.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip":
             raw = gzip.decompress(raw)
         if len(raw) > MAX_BODY:
@@ -243,6 +487,40 @@ def stored_metrics():
                         "timestamp_ms": ms,
                     }
                 )
+    return out
+
+
+def logs_groups():
+    """Yields every log group moto holds, over all accounts and regions."""
+    from moto.logs.models import logs_backends
+
+    for account in list(logs_backends.keys()):
+        for backend in list(logs_backends[account].values()):
+            yield from list(backend.groups.values())
+
+
+def stored_log_events(only_group=None, only_stream=None):
+    """{group: {stream: [{"timestamp", "message"}]}} of every event moto stored, in the order received."""
+    out = {}
+    for group in logs_groups():
+        if only_group is not None and group.name != only_group:
+            continue
+        streams = out.setdefault(group.name, {})
+        for name, stream in list(group.streams.items()):
+            if only_stream is not None and name != only_stream:
+                continue
+            streams.setdefault(name, []).extend(
+                [{"timestamp": e.timestamp, "message": e.message} for e in list(stream.events)]
+            )
+    return out
+
+
+def stored_log_groups():
+    """{group: {"retentionInDays": n or None, "streams": [names]}}."""
+    out = {}
+    for group in logs_groups():
+        entry = out.setdefault(group.name, {"retentionInDays": group.retention_in_days, "streams": []})
+        entry["streams"].extend(list(group.streams.keys()))
     return out
 
 

@@ -1,0 +1,245 @@
+//! Where each log source is, as far as CloudWatch has accepted it: file offsets (by device,
+//! inode and a fingerprint of the file's first bytes) and the journal cursor.
+//!
+//! Positions move only after a PutLogEvents succeeded; the state file is replaced atomically
+//! (temporary file, fsync, rename) soon after each move and at shutdown, with a format version.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::metric::now_ms;
+use crate::sinks::cloudwatch_logs::Position;
+use crate::sources::files::{Fingerprint, PositionLookup};
+
+pub const STATE_FILE: &str = "logs-state.json";
+const VERSION: u32 = 1;
+/// Entries for files that are gone from their path are kept this long (a rotated file may
+/// still be found under another name), then forgotten.
+const FORGET_AFTER_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Saves are at most this frequent; more acknowledgements in between share one write.
+const SAVE_COALESCE: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct FileEntry {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    fingerprint: Fingerprint,
+    offset: u64,
+    updated_ms: i64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Saved {
+    version: u32,
+    files: Vec<FileEntry>,
+    journal_cursor: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    files: HashMap<(u64, u64), FileEntry>,
+    journal_cursor: Option<String>,
+    /// Changes not yet on disk.
+    dirty: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}", path = .path.display())]
+pub struct CheckpointError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+/// The positions of every log source, shared by readers (which start from them) and senders
+/// (which move them on acknowledgement).
+#[derive(Debug)]
+pub struct Checkpoints {
+    path: Option<PathBuf>,
+    state: Mutex<State>,
+    changed: Notify,
+}
+
+impl Checkpoints {
+    /// Positions kept nowhere (for `--dry-run`).
+    pub fn in_memory() -> Self {
+        Checkpoints {
+            path: None,
+            state: Mutex::default(),
+            changed: Notify::new(),
+        }
+    }
+
+    /// Loads the state file in `dir`. A missing file is an empty state; an unreadable or
+    /// foreign one is set aside as `*.corrupt` with a warning, so the publisher still starts.
+    pub fn load(dir: &Path) -> Result<Self, CheckpointError> {
+        let path = dir.join(STATE_FILE);
+        let err = |source| CheckpointError {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let mut state = State::default();
+        match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<Saved>(&bytes) {
+                Ok(saved) if saved.version == VERSION => {
+                    let now = now_ms();
+                    for f in saved.files {
+                        let present = std::fs::metadata(&f.path).is_ok_and(|m| {
+                            use std::os::unix::fs::MetadataExt;
+                            m.dev() == f.dev && m.ino() == f.ino
+                        });
+                        if present || now - f.updated_ms < FORGET_AFTER_MS {
+                            state.files.insert((f.dev, f.ino), f);
+                        }
+                    }
+                    state.journal_cursor = saved.journal_cursor;
+                }
+                Ok(saved) => {
+                    set_aside(&path, &format!("format version {}", saved.version));
+                }
+                Err(e) => set_aside(&path, &e.to_string()),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e)),
+        }
+        Ok(Checkpoints {
+            path: Some(path),
+            state: Mutex::new(state),
+            changed: Notify::new(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that everything up to `position` is delivered.
+    pub fn commit(&self, position: &Position) {
+        let mut state = self.state();
+        match position {
+            Position::File(p) => {
+                let key = &p.key;
+                state.files.insert(
+                    (key.dev, key.ino),
+                    FileEntry {
+                        path: key.path.clone(),
+                        dev: key.dev,
+                        ino: key.ino,
+                        fingerprint: key.fingerprint,
+                        offset: p.offset,
+                        updated_ms: now_ms(),
+                    },
+                );
+            }
+            Position::Journal(cursor) => state.journal_cursor = Some(cursor.clone()),
+        }
+        state.dirty = true;
+        drop(state);
+        self.changed.notify_one();
+    }
+
+    pub fn journal_cursor(&self) -> Option<String> {
+        self.state().journal_cursor.clone()
+    }
+
+    /// Writes the state file if anything changed since the last write.
+    pub fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let saved = {
+            let mut state = self.state();
+            if !state.dirty {
+                return Ok(());
+            }
+            state.dirty = false;
+            let mut files: Vec<FileEntry> = state.files.values().cloned().collect();
+            files.sort_by(|a, b| (&a.path, a.ino).cmp(&(&b.path, b.ino)));
+            Saved {
+                version: VERSION,
+                files,
+                journal_cursor: state.journal_cursor.clone(),
+            }
+        };
+        let result = write_atomically(path, &serde_json::to_vec_pretty(&saved)?);
+        if result.is_err() {
+            self.state().dirty = true;
+        }
+        result
+    }
+
+    /// Saves soon after every change until `cancel`, then once more.
+    pub async fn run_saver(self: Arc<Self>, cancel: CancellationToken) {
+        let mut failing = false;
+        loop {
+            let stop = tokio::select! {
+                _ = self.changed.notified() => false,
+                _ = cancel.cancelled() => true,
+            };
+            let this = Arc::clone(&self);
+            let result = tokio::task::spawn_blocking(move || this.save())
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            match result {
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::error!(file = %self.path.as_deref().unwrap_or(Path::new("")).display(), error = %e,
+                        "Cannot save log positions; after a restart some lines may be sent twice.");
+                }
+                Err(_) => {}
+                Ok(()) => failing = false,
+            }
+            if stop {
+                return;
+            }
+            tokio::time::sleep(SAVE_COALESCE).await;
+        }
+    }
+}
+
+impl PositionLookup for Checkpoints {
+    fn offset(&self, dev: u64, ino: u64) -> Option<(Fingerprint, u64)> {
+        self.state()
+            .files
+            .get(&(dev, ino))
+            .map(|f| (f.fingerprint, f.offset))
+    }
+
+    fn last_at(&self, path: &Path) -> Option<(u64, u64, Fingerprint, u64)> {
+        self.state()
+            .files
+            .values()
+            .filter(|f| f.path == path)
+            .max_by_key(|f| f.updated_ms)
+            .map(|f| (f.dev, f.ino, f.fingerprint, f.offset))
+    }
+}
+
+fn set_aside(path: &Path, why: &str) {
+    let aside = path.with_extension("json.corrupt");
+    let _ = std::fs::rename(path, &aside);
+    tracing::warn!(file = %path.display(), moved_to = %aside.display(), reason = why,
+        "Cannot use the saved log positions; starting without them (files are read from their end, the journal from the start of this boot).");
+}
+
+/// Replaces `path` with `bytes`: a temporary file beside it, fsync, rename, fsync the folder.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

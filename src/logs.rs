@@ -1,0 +1,379 @@
+//! The log pipeline: sources (files, the journal) → filters → batches → PutLogEvents →
+//! checkpoint. Each source has a reader task and a sender task joined by a one-batch channel:
+//! when CloudWatch is slow or away the reader stops reading, and the file is the buffer.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::checkpoint::Checkpoints;
+use crate::config::{self, Config, FileSource, Filters};
+use crate::metric::now_ms;
+use crate::sinks::cloudwatch_logs::{
+    run_sender, Batch, BatchBuilder, Destination, LogsSink, Position,
+};
+use crate::sources::files::{self, Claim, FilePosition, LineSink, Registry, StartAt, Step, Tailer};
+use crate::sources::journal::Journal;
+
+/// How often a file at its end is looked at again.
+const POLL: Duration = Duration::from_millis(250);
+/// How often patterns are matched again for new files.
+const DISCOVER: Duration = Duration::from_secs(2);
+/// Bytes a reader reads before it checks its deadline and the channel again.
+const READ_BUDGET: usize = 1024 * 1024;
+/// Stream name when an entry gives none: the file's base name, as the original did.
+const DEFAULT_STREAM: &str = "{file_name}";
+
+/// Everything the log pipeline needs to start.
+pub struct LogsPipeline {
+    pub config: Arc<Config>,
+    pub instance_id: String,
+    pub hostname: String,
+    pub sink: LogsSink,
+    pub checkpoints: Arc<Checkpoints>,
+    /// Read what is there now, deliver it and stop (`--once`).
+    pub once: bool,
+}
+
+/// Tokens that end the pipeline: `stop` ends reading (what was read is still delivered),
+/// `abort` ends delivery.
+#[derive(Clone)]
+pub struct Shutdown {
+    pub stop: CancellationToken,
+    pub abort: CancellationToken,
+}
+
+impl LogsPipeline {
+    fn flush_interval(&self) -> Duration {
+        self.config
+            .logs
+            .force_flush_interval
+            .unwrap_or(self.config.agent.logs_collection_interval)
+    }
+
+    fn resolve(&self, template: &str) -> String {
+        template
+            .replace("{instance_id}", &self.instance_id)
+            .replace("{hostname}", &self.hostname)
+    }
+
+    fn destination(&self, entry: &FileSource, file_name: &str) -> Destination {
+        let logs = &self.config.logs;
+        let group = self.resolve(
+            entry
+                .log_group_name
+                .as_deref()
+                .unwrap_or(&logs.log_group_name),
+        );
+        let stream = self
+            .resolve(entry.log_stream_name.as_deref().unwrap_or(DEFAULT_STREAM))
+            .replace("{file_name}", file_name);
+        Destination {
+            group,
+            stream: sanitize_stream(&stream),
+            retention_in_days: entry.retention_in_days.or(logs.retention_in_days),
+        }
+    }
+
+    /// Starts every source on `tracker`. Returns false if there is nothing to ship.
+    pub fn start(self, tracker: &TaskTracker, shutdown: Shutdown) -> bool {
+        let config = Arc::clone(&self.config);
+        let logs = &config.logs;
+        if logs.files.is_empty() && logs.journal.is_none() {
+            return false;
+        }
+        let this = Arc::new(self);
+        if let LogsSink::CloudWatch(cw) = &this.sink {
+            let mut retention = BTreeMap::new();
+            for entry in &this.config.logs.files {
+                let d = this.destination(entry, "x");
+                if let Some(days) = d.retention_in_days {
+                    retention.insert(d.group, days);
+                }
+            }
+            if let (Some(days), Some(_)) = (logs.retention_in_days, &logs.journal) {
+                retention.insert(this.resolve(&logs.log_group_name), days);
+            }
+            let cw = Arc::clone(cw);
+            tracker.spawn(async move {
+                for (group, days) in retention {
+                    cw.sync_retention(&group, days).await;
+                }
+            });
+        }
+        let registry = Arc::new(Registry::default());
+        for index in 0..this.config.logs.files.len() {
+            let (this, registry, tracker2, shutdown) = (
+                Arc::clone(&this),
+                Arc::clone(&registry),
+                tracker.clone(),
+                shutdown.clone(),
+            );
+            tracker.spawn(async move { this.discover(index, registry, tracker2, shutdown).await });
+        }
+        if let Some(source) = this.config.logs.journal.clone() {
+            let dest = Arc::new(Destination {
+                group: this.resolve(&logs.log_group_name),
+                stream: sanitize_stream(&this.resolve(&source.log_stream_name)),
+                retention_in_days: logs.retention_in_days,
+            });
+            let journal = Journal {
+                program: Journal::program(),
+                source,
+                once: this.once,
+                flush_interval: this.flush_interval(),
+            };
+            let (tx, rx) = mpsc::channel(1);
+            let cursor = this.checkpoints.journal_cursor();
+            tracker.spawn(journal.run(cursor, tx, shutdown.stop.clone()));
+            tracker.spawn(run_sender(
+                rx,
+                dest,
+                this.sink.clone(),
+                Arc::clone(&this.checkpoints),
+                shutdown.abort.clone(),
+            ));
+        }
+        true
+    }
+
+    /// Follows the paths entry `index` names: one path for good, or a pattern matched again
+    /// every few seconds for new files.
+    async fn discover(
+        self: Arc<Self>,
+        index: usize,
+        registry: Arc<Registry>,
+        tracker: TaskTracker,
+        shutdown: Shutdown,
+    ) {
+        let entry = &self.config.logs.files[index];
+        let pattern = files::is_pattern(&entry.file_path);
+        let mut first = true;
+        loop {
+            let paths = if pattern {
+                let p = entry.file_path.clone();
+                tokio::task::spawn_blocking(move || files::expand(&p))
+                    .await
+                    .unwrap_or_default()
+            } else {
+                vec![PathBuf::from(&entry.file_path)]
+            };
+            for path in paths {
+                if files::is_own_log(&path, &self.config.agent.logfile) {
+                    if registry.first_warning(&path) {
+                        tracing::warn!(file = %path.display(), entry = %entry_key(index),
+                            "Not shipping the publisher's own log: every shipment would be logged, and shipped, without end.");
+                    }
+                    continue;
+                }
+                if pattern {
+                    // A rotated file still being finished under its old path is not new.
+                    use std::os::unix::fs::MetadataExt;
+                    if std::fs::metadata(&path).is_ok_and(|m| registry.is_open(m.dev(), m.ino())) {
+                        continue;
+                    }
+                }
+                match registry.claim(&path, index) {
+                    Claim::Claimed => {}
+                    Claim::Mine => continue,
+                    Claim::Taken(other) => {
+                        if registry.first_warning(&path) {
+                            tracing::warn!(file = %path.display(), entry = %entry_key(index), first = %entry_key(other),
+                                "File matched by two collect_list entries; it is shipped once, as the first says.");
+                        }
+                        continue;
+                    }
+                }
+                let start = if first && !entry.from_beginning {
+                    StartAt::End
+                } else {
+                    StartAt::Beginning
+                };
+                self.follow(index, path, start, pattern, &registry, &tracker, &shutdown);
+            }
+            if !pattern || self.once {
+                return;
+            }
+            first = false;
+            tokio::select! {
+                _ = tokio::time::sleep(DISCOVER) => {}
+                _ = shutdown.stop.cancelled() => return,
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn follow(
+        self: &Arc<Self>,
+        index: usize,
+        path: PathBuf,
+        start: StartAt,
+        from_pattern: bool,
+        registry: &Arc<Registry>,
+        tracker: &TaskTracker,
+        shutdown: &Shutdown,
+    ) {
+        let entry = &self.config.logs.files[index];
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dest = Arc::new(self.destination(entry, &file_name));
+        tracing::info!(file = %path.display(), group = %dest.group, stream = %dest.stream, "Shipping log file.");
+        let (tx, rx) = mpsc::channel(1);
+        tracker.spawn(run_sender(
+            rx,
+            dest,
+            self.sink.clone(),
+            Arc::clone(&self.checkpoints),
+            shutdown.abort.clone(),
+        ));
+        let reader = FileReader {
+            tailer: Tailer::new(path, start, Some(Arc::clone(registry))),
+            sink: FileLines {
+                builder: BatchBuilder::new(),
+                filters: entry.filters.clone(),
+                full: Vec::new(),
+                ts: 0,
+            },
+            checkpoints: Arc::clone(&self.checkpoints),
+            flush: self.flush_interval(),
+            once: self.once,
+            ends_when_missing: from_pattern,
+        };
+        let registry = Arc::clone(registry);
+        let stop = shutdown.stop.clone();
+        tracker.spawn(async move {
+            let path = reader.run(tx, stop).await;
+            registry.release(&path);
+        });
+    }
+}
+
+/// Lines → filters → batches, on the reader's side.
+struct FileLines {
+    builder: BatchBuilder,
+    filters: Filters,
+    /// Batches that became full during a step.
+    full: Vec<Batch>,
+    ts: i64,
+}
+
+impl LineSink for FileLines {
+    fn line(&mut self, text: Option<&str>, position: FilePosition) {
+        let position = Position::File(position);
+        match text {
+            Some(t) if self.filters.keeps(t) => {
+                if let Some(b) = self.builder.push(self.ts, t, position) {
+                    self.full.push(b);
+                }
+            }
+            _ => self.builder.advance(position),
+        }
+    }
+
+    fn wants_more(&self) -> bool {
+        self.full.is_empty() && !self.builder.is_full()
+    }
+}
+
+struct FileReader {
+    tailer: Tailer,
+    sink: FileLines,
+    checkpoints: Arc<Checkpoints>,
+    flush: Duration,
+    once: bool,
+    /// A file found by a pattern: stop once it is gone (the pattern finds it again).
+    ends_when_missing: bool,
+}
+
+impl FileReader {
+    /// Reads until `stop` (or, for `--once`, the end of the file); returns the path.
+    async fn run(mut self, out: mpsc::Sender<Batch>, stop: CancellationToken) -> PathBuf {
+        loop {
+            if stop.is_cancelled() {
+                break;
+            }
+            self.sink.ts = self.sink.ts.max(now_ms());
+            let (tailer, sink, step) = {
+                let (mut tailer, mut sink, lookup) =
+                    (self.tailer, self.sink, Arc::clone(&self.checkpoints));
+                tokio::task::spawn_blocking(move || {
+                    let step = tailer.step(&*lookup, &mut sink, READ_BUDGET);
+                    (tailer, sink, step)
+                })
+                .await
+                .expect("reading a file does not panic")
+            };
+            self.tailer = tailer;
+            self.sink = sink;
+            for b in self.sink.full.drain(..) {
+                if out.send(b).await.is_err() {
+                    return self.tailer.path().to_owned();
+                }
+            }
+            if self.sink.builder.is_full() || self.due() {
+                if let Some(b) = self.sink.builder.take() {
+                    if out.send(b).await.is_err() {
+                        return self.tailer.path().to_owned();
+                    }
+                }
+            }
+            match step {
+                Step::Read => continue,
+                Step::Missing if self.ends_when_missing => break,
+                Step::Idle | Step::Missing if self.once => break,
+                Step::Idle | Step::Missing => {}
+            }
+            let wake = match self.sink.builder.opened() {
+                Some(t) => (Instant::from_std(t) + self.flush).min(Instant::now() + POLL),
+                None => Instant::now() + POLL,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+        if let Some(b) = self.sink.builder.take() {
+            let _ = out.send(b).await;
+        }
+        self.tailer.path().to_owned()
+    }
+
+    fn due(&self) -> bool {
+        self.sink
+            .builder
+            .opened()
+            .is_some_and(|t| t.elapsed() >= self.flush)
+    }
+}
+
+fn entry_key(index: usize) -> String {
+    format!("logs.logs_collected.files.collect_list[{index}]")
+}
+
+/// A resolved stream name CloudWatch accepts: `:` and `*` become `_`, at most 512 characters.
+fn sanitize_stream(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c == ':' || c == '*' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(config::LOG_STREAM_MAX_CHARS)
+        .collect();
+    if clean.is_empty() {
+        "_".into()
+    } else {
+        clean
+    }
+}

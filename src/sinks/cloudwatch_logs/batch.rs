@@ -1,0 +1,323 @@
+//! PutLogEvents' limits, and the batch builder that keeps every request inside them.
+//!
+//! A batch keeps its messages in one string and the events as end offsets into it: one
+//! allocation per batch instead of one per line, and cheap to rebuild for a retry.
+
+use std::time::Instant;
+
+/// Largest PutLogEvents request, counted as message bytes plus [`EVENT_OVERHEAD`] per event.
+pub const MAX_BATCH_BYTES: usize = 1_048_576;
+/// What CloudWatch adds to each event's UTF-8 length when it counts a batch.
+pub const EVENT_OVERHEAD: usize = 26;
+/// Most events in one request.
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+/// Largest message of one event, so that a batch of that one event is within the limit.
+pub const MAX_EVENT_BYTES: usize = MAX_BATCH_BYTES - EVENT_OVERHEAD;
+/// Longest time between the first and the last event of one request.
+pub const MAX_SPAN_MS: i64 = 24 * 3600 * 1000;
+
+/// Where a source is once the events up to here are delivered: saved as the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    /// A byte offset in a file, identified by device, inode and a fingerprint of its start.
+    File(crate::sources::files::FilePosition),
+    /// A journal cursor.
+    Journal(String),
+}
+
+/// Events for one (group, stream), within every PutLogEvents limit, in chronological order.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    text: String,
+    /// (timestamp in ms, end of the message in `text`)
+    events: Vec<(i64, usize)>,
+    /// Where the source is after these events; `None` if nothing moved.
+    pub position: Option<Position>,
+    /// When the first event (or position change) was added, for the flush deadline.
+    pub opened: Option<Instant>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Bytes as CloudWatch counts them.
+    pub fn bytes(&self) -> usize {
+        self.text.len() + EVENT_OVERHEAD * self.events.len()
+    }
+
+    pub fn first_timestamp(&self) -> Option<i64> {
+        self.events.first().map(|e| e.0)
+    }
+
+    pub fn last_timestamp(&self) -> Option<i64> {
+        self.events.last().map(|e| e.0)
+    }
+
+    /// The events as (timestamp, message), in order.
+    pub fn events(&self) -> impl ExactSizeIterator<Item = (i64, &str)> + '_ {
+        let mut start = 0;
+        self.events.iter().map(move |&(ts, end)| {
+            let msg = &self.text[start..end];
+            start = end;
+            (ts, msg)
+        })
+    }
+
+    /// Whether an event of `len` bytes at `ts` can join without breaking a limit.
+    pub fn fits(&self, ts: i64, len: usize) -> bool {
+        if self.events.len() >= MAX_BATCH_EVENTS
+            || self.bytes() + len + EVENT_OVERHEAD > MAX_BATCH_BYTES
+        {
+            return false;
+        }
+        match (self.first_timestamp(), self.last_timestamp()) {
+            (Some(first), Some(last)) => ts >= last && ts - first <= MAX_SPAN_MS,
+            _ => true,
+        }
+    }
+
+    /// Adds an event the caller has checked with [`Batch::fits`].
+    fn push_unchecked(&mut self, ts: i64, message: &str) {
+        debug_assert!(!message.is_empty() && message.len() <= MAX_EVENT_BYTES);
+        self.text.push_str(message);
+        self.events.push((ts, self.text.len()));
+    }
+
+    /// Splits the batch into two halves (for diagnosing a refused request); the position
+    /// stays with the second half.
+    pub fn split(self) -> (Batch, Batch) {
+        let mid = self.events.len() / 2;
+        let mut first = Batch {
+            opened: self.opened,
+            ..Batch::default()
+        };
+        let mut second = Batch {
+            opened: self.opened,
+            position: self.position.clone(),
+            ..Batch::default()
+        };
+        for (i, (ts, msg)) in self.events().enumerate() {
+            if i < mid {
+                first.push_unchecked(ts, msg);
+            } else {
+                second.push_unchecked(ts, msg);
+            }
+        }
+        (first, second)
+    }
+
+    /// A one-line preview of an event, for messages about it.
+    pub fn preview(message: &str) -> String {
+        let mut end = message.len().min(120);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end < message.len() {
+            format!("{}… ({} bytes)", &message[..end], message.len())
+        } else {
+            message.to_owned()
+        }
+    }
+}
+
+/// Builds batches from a stream of events: a batch is handed out as soon as the next event
+/// would break a limit, so a burst becomes many full requests, never one oversized one.
+#[derive(Debug, Default)]
+pub struct BatchBuilder {
+    current: Batch,
+}
+
+impl BatchBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one event (a message of at most [`MAX_EVENT_BYTES`], not empty) and the source
+    /// position after it. Returns the batch that was full, if this event started a new one.
+    ///
+    /// An event older than the one before it starts a new batch (each request must be in
+    /// chronological order; separate requests need not be).
+    pub fn push(&mut self, ts: i64, message: &str, position: Position) -> Option<Batch> {
+        let mut done = None;
+        if !self.current.fits(ts, message.len()) {
+            done = self.take();
+        }
+        self.current.opened.get_or_insert_with(Instant::now);
+        self.current.push_unchecked(ts, message);
+        self.current.position = Some(position);
+        done
+    }
+
+    /// Records that the source moved without an event (filtered or empty lines).
+    pub fn advance(&mut self, position: Position) {
+        self.current.opened.get_or_insert_with(Instant::now);
+        self.current.position = Some(position);
+    }
+
+    /// Whether no further event could join the current batch.
+    pub fn is_full(&self) -> bool {
+        self.current.len() >= MAX_BATCH_EVENTS
+            || self.current.bytes() + 1 + EVENT_OVERHEAD > MAX_BATCH_BYTES
+    }
+
+    /// Whether there is anything (events or a moved position) to hand out.
+    pub fn is_pending(&self) -> bool {
+        self.current.position.is_some()
+    }
+
+    /// When the current batch got its first event or position change.
+    pub fn opened(&self) -> Option<Instant> {
+        self.current.opened
+    }
+
+    pub fn take(&mut self) -> Option<Batch> {
+        self.is_pending().then(|| std::mem::take(&mut self.current))
+    }
+}
+
+/// Splits a message longer than [`MAX_EVENT_BYTES`] into pieces at character boundaries.
+pub fn split_message(message: &str) -> impl Iterator<Item = &str> {
+    let mut rest = message;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = rest.len().min(MAX_EVENT_BYTES);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pos(n: usize) -> Position {
+        Position::Journal(n.to_string())
+    }
+
+    fn check(batch: &Batch) -> Result<(), String> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if batch.len() > MAX_BATCH_EVENTS {
+            return Err(format!("{} events", batch.len()));
+        }
+        let bytes: usize = batch.events().map(|(_, m)| m.len() + EVENT_OVERHEAD).sum();
+        if bytes > MAX_BATCH_BYTES {
+            return Err(format!("{bytes} bytes"));
+        }
+        let ts: Vec<i64> = batch.events().map(|(t, _)| t).collect();
+        if ts.windows(2).any(|w| w[1] < w[0]) {
+            return Err("not chronological".into());
+        }
+        if ts[ts.len() - 1] - ts[0] > MAX_SPAN_MS {
+            return Err("span over 24 h".into());
+        }
+        if batch
+            .events()
+            .any(|(_, m)| m.is_empty() || m.len() > MAX_EVENT_BYTES)
+        {
+            return Err("bad event size".into());
+        }
+        Ok(())
+    }
+
+    /// Events as (time step, message length); lengths lean to the interesting sizes.
+    fn events() -> impl Strategy<Value = Vec<(i64, usize)>> {
+        let step = prop_oneof![
+            8 => Just(0i64),
+            4 => 0i64..1000,
+            1 => -5_000i64..0,
+            1 => Just(MAX_SPAN_MS / 2 + 1),
+        ];
+        let len = prop_oneof![
+            10 => 1usize..200,
+            2 => 200usize..20_000,
+            1 => MAX_EVENT_BYTES - 10..=MAX_EVENT_BYTES,
+        ];
+        proptest::collection::vec((step, len), 0..3000)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn no_batch_breaks_a_limit_and_nothing_is_lost(events in events()) {
+            let mut b = BatchBuilder::new();
+            let mut out = Vec::new();
+            let mut ts = 1_700_000_000_000i64;
+            let filler = "x".repeat(MAX_EVENT_BYTES);
+            for (i, (step, len)) in events.iter().enumerate() {
+                ts += step;
+                if let Some(batch) = b.push(ts, &filler[..*len], pos(i)) {
+                    out.push(batch);
+                }
+            }
+            out.extend(b.take());
+            let mut seen = 0;
+            for batch in &out {
+                prop_assert!(!batch.is_empty());
+                if let Err(e) = check(batch) {
+                    return Err(TestCaseError::fail(e));
+                }
+                for (_, m) in batch.events() {
+                    prop_assert_eq!(m.len(), events[seen].1);
+                    seen += 1;
+                }
+                prop_assert_eq!(batch.position.clone(), Some(pos(seen - 1)));
+            }
+            prop_assert_eq!(seen, events.len());
+        }
+
+        #[test]
+        fn long_messages_split_at_char_boundaries(s in "[a-zé€😀]{0,40}", n in 0usize..5) {
+            let long = s.repeat(n * 60_000 + 1);
+            let pieces: Vec<&str> = split_message(&long).collect();
+            prop_assert_eq!(pieces.concat(), long.clone());
+            prop_assert!(pieces.iter().all(|p| !p.is_empty() && p.len() <= MAX_EVENT_BYTES));
+        }
+    }
+
+    #[test]
+    fn full_batches_come_out_when_the_next_event_does_not_fit() {
+        let mut b = BatchBuilder::new();
+        let mut full = 0;
+        for i in 0..25_000 {
+            if let Some(batch) = b.push(1, "line", pos(i)) {
+                assert_eq!(batch.len(), MAX_BATCH_EVENTS);
+                full += 1;
+            }
+        }
+        assert_eq!(full, 2);
+        assert_eq!(b.take().unwrap().len(), 5_000);
+        assert!(b.take().is_none());
+    }
+
+    #[test]
+    fn a_position_alone_is_pending_and_split_keeps_it_last() {
+        let mut b = BatchBuilder::new();
+        b.advance(pos(7));
+        let batch = b.take().unwrap();
+        assert!(batch.is_empty() && batch.position == Some(pos(7)));
+        for i in 0..5 {
+            b.push(i, &format!("m{i}"), pos(i as usize));
+        }
+        let (a, c) = b.take().unwrap().split();
+        assert_eq!(a.events().map(|e| e.1).collect::<Vec<_>>(), ["m0", "m1"]);
+        assert_eq!(a.position, None);
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.position, Some(pos(4)));
+    }
+}

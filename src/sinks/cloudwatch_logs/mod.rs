@@ -1,0 +1,424 @@
+//! Delivers log batches with PutLogEvents (or prints them for `--dry-run`): creates the group
+//! and stream when CloudWatch says they are missing, retries what can succeed later for as
+//! long as it takes, and moves a source's position only once its events are accepted.
+
+mod batch;
+mod retry;
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::checkpoint::Checkpoints;
+
+pub use batch::{
+    split_message, Batch, BatchBuilder, Position, EVENT_OVERHEAD, MAX_BATCH_BYTES,
+    MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_SPAN_MS,
+};
+pub use retry::{classify, Outcome};
+
+/// Requests one source may have in flight; acknowledgements are still applied in order.
+pub const REQUESTS_PER_SOURCE: usize = 2;
+/// Requests in flight over all sources, which bounds the memory they hold.
+pub const REQUESTS_IN_FLIGHT: usize = 6;
+const RETRY_BASE: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Single events refused as invalid are each logged up to this many times per run.
+const REFUSALS_LOGGED: u64 = 20;
+
+/// Where a source's events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub group: String,
+    pub stream: String,
+    pub retention_in_days: Option<u32>,
+}
+
+/// Counts over the run, for the log and the exit code of `--once`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub delivered: AtomicU64,
+    pub refused: AtomicU64,
+    pub too_old: AtomicU64,
+    pub too_new: AtomicU64,
+    pub expired: AtomicU64,
+    /// Batches not delivered when the publisher stopped (their lines stay on disk).
+    pub undelivered: AtomicU64,
+}
+
+impl Stats {
+    pub fn get(n: &AtomicU64) -> u64 {
+        n.load(Ordering::Relaxed)
+    }
+}
+
+/// Where log batches go.
+#[derive(Clone)]
+pub enum LogsSink {
+    CloudWatch(Arc<CloudWatchLogs>),
+    /// `--dry-run`: one PutLogEvents-shaped JSON object per batch on standard output.
+    Stdout(Arc<Stats>),
+}
+
+impl LogsSink {
+    pub fn stats(&self) -> &Stats {
+        match self {
+            LogsSink::CloudWatch(c) => &c.stats,
+            LogsSink::Stdout(s) => s,
+        }
+    }
+
+    /// Delivers one batch; false if `abort` came first.
+    async fn deliver(&self, dest: &Destination, batch: Batch, abort: &CancellationToken) -> bool {
+        match self {
+            LogsSink::CloudWatch(c) => c.deliver(dest, batch, abort).await,
+            LogsSink::Stdout(stats) => {
+                if !batch.is_empty() {
+                    let events: Vec<_> = batch
+                        .events()
+                        .map(|(ts, m)| serde_json::json!({"timestamp": ts, "message": m}))
+                        .collect();
+                    let line = serde_json::json!({
+                        "logGroupName": dest.group,
+                        "logStreamName": dest.stream,
+                        "logEvents": events,
+                    });
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+                    stats
+                        .delivered
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                }
+                true
+            }
+        }
+    }
+}
+
+pub struct CloudWatchLogs {
+    client: aws_sdk_cloudwatchlogs::Client,
+    pub stats: Stats,
+    in_flight: Semaphore,
+}
+
+impl CloudWatchLogs {
+    pub fn new(client: aws_sdk_cloudwatchlogs::Client) -> Self {
+        CloudWatchLogs {
+            client,
+            stats: Stats::default(),
+            in_flight: Semaphore::new(REQUESTS_IN_FLIGHT),
+        }
+    }
+
+    async fn deliver(&self, dest: &Destination, batch: Batch, abort: &CancellationToken) -> bool {
+        let mut backoff = Backoff::new(RETRY_BASE, RETRY_MAX);
+        // Halves of a refused batch wait here, first half on top.
+        let mut todo = vec![batch];
+        while let Some(batch) = todo.pop() {
+            if batch.is_empty() {
+                continue;
+            }
+            loop {
+                let result = {
+                    let _permit = tokio::select! {
+                        p = self.in_flight.acquire() => p.expect("semaphore is never closed"),
+                        _ = abort.cancelled() => return false,
+                    };
+                    let events = batch
+                        .events()
+                        .map(|(ts, m)| {
+                            InputLogEvent::builder()
+                                .timestamp(ts)
+                                .message(m)
+                                .build()
+                                .expect("timestamp and message are set")
+                        })
+                        .collect();
+                    let put = self
+                        .client
+                        .put_log_events()
+                        .log_group_name(&dest.group)
+                        .log_stream_name(&dest.stream)
+                        .set_log_events(Some(events))
+                        .send();
+                    tokio::select! {
+                        r = put => r,
+                        _ = abort.cancelled() => return false,
+                    }
+                };
+                let err = match result {
+                    Ok(out) => {
+                        self.accepted(dest, &batch, out.rejected_log_events_info());
+                        if backoff.failures() > 0 {
+                            tracing::info!(group = %dest.group, stream = %dest.stream, "CloudWatch Logs accepts events again.");
+                        }
+                        break;
+                    }
+                    Err(e) => e,
+                };
+                let message = crate::aws::describe(&err);
+                match classify(&err) {
+                    Outcome::Accepted => {
+                        self.accepted(dest, &batch, None);
+                        break;
+                    }
+                    Outcome::Create => {
+                        if let Err(e) = self.create(dest).await {
+                            if !self.wait(dest, &mut backoff, &e, abort).await {
+                                return false;
+                            }
+                        }
+                    }
+                    Outcome::Invalid if batch.len() > 1 => {
+                        tracing::debug!(group = %dest.group, stream = %dest.stream, events = batch.len(), error = %message,
+                            "CloudWatch refused a batch; splitting it to find the event it objects to.");
+                        let (first, second) = batch.split();
+                        todo.push(second);
+                        todo.push(first);
+                        break;
+                    }
+                    Outcome::Invalid => {
+                        let n = self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        if n < REFUSALS_LOGGED {
+                            let (ts, m) = batch.events().next().expect("one event");
+                            tracing::error!(group = %dest.group, stream = %dest.stream, timestamp = ts,
+                                event = %Batch::preview(m), error = %message,
+                                "CloudWatch refused this log event; it is skipped.");
+                        }
+                        break;
+                    }
+                    Outcome::Retry => {
+                        if !self.wait(dest, &mut backoff, &message, abort).await {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Waits before the next attempt; false if `abort` came first.
+    async fn wait(
+        &self,
+        dest: &Destination,
+        backoff: &mut Backoff,
+        error: &str,
+        abort: &CancellationToken,
+    ) -> bool {
+        let delay = backoff.next_delay();
+        let n = backoff.failures();
+        if n == 1 || n.is_multiple_of(10) {
+            tracing::warn!(group = %dest.group, stream = %dest.stream, attempts = n, error,
+                retry_in_ms = delay.as_millis() as u64,
+                "Cannot deliver log events yet; they stay on disk and will be sent again.");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = abort.cancelled() => false,
+        }
+    }
+
+    fn accepted(
+        &self,
+        dest: &Destination,
+        batch: &Batch,
+        rejected: Option<&aws_sdk_cloudwatchlogs::types::RejectedLogEventsInfo>,
+    ) {
+        let n = batch.len() as u64;
+        let (mut old, mut new, mut expired) = (0, 0, 0);
+        if let Some(r) = rejected {
+            // The old and expired indexes are exclusive ends; the new one is the first too new.
+            old = r
+                .too_old_log_event_end_index()
+                .map_or(0, |i| i.clamp(0, n as i32) as u64);
+            expired = r
+                .expired_log_event_end_index()
+                .map_or(0, |i| i.clamp(0, n as i32) as u64);
+            new = r
+                .too_new_log_event_start_index()
+                .map_or(0, |i| n - (i.clamp(0, n as i32) as u64));
+            let dropped = old.max(expired) + new;
+            if dropped > 0 {
+                tracing::warn!(group = %dest.group, stream = %dest.stream, too_old = old, too_new = new, expired,
+                    "CloudWatch rejected events outside its time window (older than 14 days or the retention, or over 2 hours ahead); the rest were stored.");
+            }
+        }
+        self.stats.too_old.fetch_add(old, Ordering::Relaxed);
+        self.stats.too_new.fetch_add(new, Ordering::Relaxed);
+        self.stats.expired.fetch_add(expired, Ordering::Relaxed);
+        self.stats
+            .delivered
+            .fetch_add(n.saturating_sub(old.max(expired) + new), Ordering::Relaxed);
+    }
+
+    /// Creates the stream, and the group (with its retention) if that is missing too.
+    async fn create(&self, dest: &Destination) -> Result<(), String> {
+        let stream = self
+            .client
+            .create_log_stream()
+            .log_group_name(&dest.group)
+            .log_stream_name(&dest.stream)
+            .send()
+            .await;
+        match stream {
+            Ok(_) => {
+                tracing::info!(group = %dest.group, stream = %dest.stream, "Created log stream.");
+                return Ok(());
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_already_exists_exception()) =>
+            {
+                return Ok(())
+            }
+            Err(e)
+                if !e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                return Err(format!("CreateLogStream: {}", crate::aws::describe(&e)));
+            }
+            Err(_) => {}
+        }
+        match self
+            .client
+            .create_log_group()
+            .log_group_name(&dest.group)
+            .send()
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(group = %dest.group, "Created log group.");
+                if let Some(days) = dest.retention_in_days {
+                    self.put_retention(&dest.group, days).await?;
+                }
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_already_exists_exception()) => {}
+            Err(e) => return Err(format!("CreateLogGroup: {}", crate::aws::describe(&e))),
+        }
+        match self
+            .client
+            .create_log_stream()
+            .log_group_name(&dest.group)
+            .log_stream_name(&dest.stream)
+            .send()
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(group = %dest.group, stream = %dest.stream, "Created log stream.");
+                Ok(())
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_already_exists_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(format!("CreateLogStream: {}", crate::aws::describe(&e))),
+        }
+    }
+
+    async fn put_retention(&self, group: &str, days: u32) -> Result<(), String> {
+        self.client
+            .put_retention_policy()
+            .log_group_name(group)
+            .retention_in_days(days as i32)
+            .send()
+            .await
+            .map(|_| tracing::info!(group, days, "Set log group retention."))
+            .map_err(|e| format!("PutRetentionPolicy: {}", crate::aws::describe(&e)))
+    }
+
+    /// Sets the retention of an existing group when it differs from the config. A group that
+    /// does not exist yet gets it when it is created.
+    pub async fn sync_retention(&self, group: &str, days: u32) {
+        let found = self
+            .client
+            .describe_log_groups()
+            .log_group_name_prefix(group)
+            .send()
+            .await;
+        let current = match found {
+            Ok(out) => match out
+                .log_groups()
+                .iter()
+                .find(|g| g.log_group_name() == Some(group))
+            {
+                Some(g) => g.retention_in_days(),
+                None => return,
+            },
+            Err(e) => {
+                tracing::warn!(group, error = %crate::aws::describe(&e), "Cannot check the log group's retention.");
+                return;
+            }
+        };
+        if current != Some(days as i32) {
+            if let Err(e) = self.put_retention(group, days).await {
+                tracing::warn!(group, error = %e, "Cannot set the log group's retention.");
+            }
+        }
+    }
+}
+
+/// Sends one source's batches in order, a few at a time, and commits each batch's position
+/// once it and every batch before it are delivered. Ends when the source closes the channel
+/// and everything is delivered, or when `abort` stops delivery.
+pub async fn run_sender(
+    mut batches: mpsc::Receiver<Batch>,
+    dest: Arc<Destination>,
+    sink: LogsSink,
+    checkpoints: Arc<Checkpoints>,
+    abort: CancellationToken,
+) {
+    let mut in_flight: VecDeque<tokio::task::JoinHandle<Option<Option<Position>>>> =
+        VecDeque::new();
+    let mut open = true;
+    let mut left = 0u64;
+    while open || !in_flight.is_empty() {
+        let room = in_flight.len() < REQUESTS_PER_SOURCE;
+        tokio::select! {
+            biased;
+            done = async { in_flight.front_mut().expect("not empty").await }, if !in_flight.is_empty() => {
+                in_flight.pop_front();
+                match done {
+                    Ok(Some(Some(position))) => checkpoints.commit(&position),
+                    Ok(Some(None)) => {}
+                    // Stopped before this batch was accepted: nothing after it may be committed.
+                    _ => {
+                        left += 1;
+                        break;
+                    }
+                }
+            }
+            batch = batches.recv(), if open && room => match batch {
+                Some(batch) => {
+                    let (sink, dest, abort) = (sink.clone(), Arc::clone(&dest), abort.clone());
+                    in_flight.push_back(tokio::spawn(async move {
+                        let position = batch.position.clone();
+                        sink.deliver(&dest, batch, &abort).await.then_some(position)
+                    }));
+                }
+                None => open = false,
+            },
+        }
+    }
+    left += in_flight.len() as u64;
+    for task in in_flight {
+        task.abort();
+    }
+    batches.close();
+    while batches.recv().await.is_some() {
+        left += 1;
+    }
+    sink.stats().undelivered.fetch_add(left, Ordering::Relaxed);
+}

@@ -1,0 +1,485 @@
+//! Follows one path: waits for it to exist, reads new lines, and keeps going through rename
+//! rotation, copytruncate, deletion and inode reuse. A file is known by device, inode and a
+//! fingerprint of its first bytes, so a recycled inode is not mistaken for the old file.
+//!
+//! Blocking code: the reader calls [`Tailer::step`] on tokio's blocking pool.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::lines::LineBuffer;
+use super::Registry;
+
+/// Bytes read per system call.
+const CHUNK: usize = 64 * 1024;
+/// How much of a file's start identifies it.
+pub const FINGERPRINT_BYTES: u64 = 1024;
+/// After the path names a new file, the old one is still read until it has been quiet this
+/// long: a writer may not have reopened its log yet (logrotate's `create` before the HUP).
+pub const ROTATE_QUIET: Duration = Duration::from_secs(1);
+
+/// A hash of a file's first `len` bytes (at most [`FINGERPRINT_BYTES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub len: u32,
+    pub hash: u64,
+}
+
+/// Which file a position is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileKey {
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+    pub fingerprint: Fingerprint,
+}
+
+/// A byte offset in a file: everything before it is delivered once this is committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilePosition {
+    pub key: Arc<FileKey>,
+    pub offset: u64,
+}
+
+/// Saved positions, as the tailer needs them.
+pub trait PositionLookup: Send + Sync {
+    /// The saved fingerprint and offset of the file with this device and inode.
+    fn offset(&self, dev: u64, ino: u64) -> Option<(Fingerprint, u64)>;
+    /// The most recent saved file at `path`: (device, inode, fingerprint, offset).
+    fn last_at(&self, path: &Path) -> Option<(u64, u64, Fingerprint, u64)>;
+}
+
+/// Where lines go.
+pub trait LineSink {
+    /// One line's text (`None` for a line with nothing to send) and the position after it.
+    fn line(&mut self, text: Option<&str>, position: FilePosition);
+    /// False once the sink would rather hand out a full batch than take more.
+    fn wants_more(&self) -> bool;
+}
+
+/// Where to start in a file there is no saved position for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    End,
+    Beginning,
+}
+
+/// What a call to [`Tailer::step`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Lines were read; call again soon.
+    Read,
+    /// Nothing new.
+    Idle,
+    /// No readable file at the path (yet).
+    Missing,
+}
+
+struct Current {
+    file: File,
+    key: Arc<FileKey>,
+    /// Offset of the end of what has been read into the line buffer.
+    read_offset: u64,
+}
+
+pub struct Tailer {
+    path: PathBuf,
+    start: StartAt,
+    current: Option<Current>,
+    lines: LineBuffer,
+    /// When the path was first seen naming another file (or none) while the old one is read.
+    rotated_since: Option<Instant>,
+    last_data: Instant,
+    /// The last problem reported, so each is reported once.
+    problem: Option<String>,
+    registry: Option<Arc<Registry>>,
+    /// Set until the first open: the place a rotated-while-stopped file may be found.
+    first_open: bool,
+}
+
+impl Tailer {
+    /// `start` applies to a file with no saved position seen on the first look; files that
+    /// appear later are always read from the beginning.
+    pub fn new(path: PathBuf, start: StartAt, registry: Option<Arc<Registry>>) -> Self {
+        Tailer {
+            path,
+            start,
+            current: None,
+            lines: LineBuffer::default(),
+            rotated_since: None,
+            last_data: Instant::now(),
+            problem: None,
+            registry,
+            first_open: true,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads up to about `budget` bytes into `sink`.
+    pub fn step(
+        &mut self,
+        lookup: &dyn PositionLookup,
+        sink: &mut dyn LineSink,
+        budget: usize,
+    ) -> Step {
+        if self.current.is_none() && !self.open(lookup) {
+            return Step::Missing;
+        }
+        let mut total = 0;
+        loop {
+            let Some(cur) = self.current.as_mut() else {
+                return Step::Missing;
+            };
+            let spare = self.lines.spare(CHUNK);
+            let n = match cur.file.read(spare) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                Err(e) => {
+                    self.lines.filled(CHUNK, 0);
+                    self.report(format!("cannot read: {e}; trying again"));
+                    return Step::Idle;
+                }
+            };
+            self.lines.filled(CHUNK, n);
+            if n == 0 {
+                return self.at_eof(lookup, sink);
+            }
+            self.problem = None;
+            self.last_data = Instant::now();
+            cur.read_offset += n as u64;
+            total += n;
+            let base = cur.read_offset - self.lines.pending() as u64;
+            let key = &cur.key;
+            self.lines.drain(|text, end| {
+                sink.line(
+                    text,
+                    FilePosition {
+                        key: Arc::clone(key),
+                        offset: base + end as u64,
+                    },
+                )
+            });
+            if !sink.wants_more() || total >= budget {
+                return Step::Read;
+            }
+        }
+    }
+
+    /// Opens the file at the path, at its saved offset, or else where `start` says.
+    fn open(&mut self, lookup: &dyn PositionLookup) -> bool {
+        let first = std::mem::replace(&mut self.first_open, false);
+        let file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if first {
+                    // A path with no file now: whatever appears later is read from its start.
+                    self.start = StartAt::Beginning;
+                }
+                return false;
+            }
+            Err(e) => {
+                self.report(format!(
+                    "cannot open: {e}; trying again until it can be read"
+                ));
+                return false;
+            }
+        };
+        let Ok(meta) = file.metadata() else {
+            return false;
+        };
+        if meta.is_dir() {
+            self.report(
+                "is a directory, not a file; to ship the files in it, give a pattern such as DIR/*.log"
+                    .into(),
+            );
+            return false;
+        }
+        if first {
+            if let Some(last) = lookup.last_at(&self.path) {
+                self.start = StartAt::Beginning;
+                if (last.0, last.1) != (meta.dev(), meta.ino()) && self.resume_rotated(last) {
+                    return true;
+                }
+            }
+        }
+        let fingerprint = fingerprint(&file, meta.len()).unwrap_or(Fingerprint { len: 0, hash: 0 });
+        let offset = match lookup.offset(meta.dev(), meta.ino()) {
+            Some((saved, offset)) if same_start(&file, &saved) => offset.min(meta.len()),
+            _ => match self.start {
+                StartAt::End => meta.len(),
+                StartAt::Beginning => 0,
+            },
+        };
+        self.start = StartAt::Beginning;
+        if self.problem.take().is_some() {
+            tracing::info!(file = %self.path.display(), "Log file can be read now.");
+        }
+        let key = FileKey {
+            path: self.path.clone(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            fingerprint,
+        };
+        self.set_current(file, key, offset)
+    }
+
+    fn set_current(&mut self, mut file: File, key: FileKey, offset: u64) -> bool {
+        if file.seek(SeekFrom::Start(offset)).is_err() {
+            return false;
+        }
+        if let Some(r) = &self.registry {
+            r.opened(key.dev, key.ino);
+        }
+        tracing::debug!(file = %key.path.display(), offset, "Following log file.");
+        self.lines.clear();
+        self.current = Some(Current {
+            file,
+            key: Arc::new(key),
+            read_offset: offset,
+        });
+        true
+    }
+
+    fn close(&mut self) {
+        if let Some(cur) = self.current.take() {
+            if let Some(r) = &self.registry {
+                r.closed(cur.key.dev, cur.key.ino);
+            }
+        }
+        self.lines.clear();
+        self.rotated_since = None;
+    }
+
+    /// The file this path named when the publisher stopped was rotated away meanwhile: find it
+    /// beside the path by device and inode and read what is left of it first.
+    fn resume_rotated(&mut self, (dev, ino, fp, offset): (u64, u64, Fingerprint, u64)) -> bool {
+        let Some(dir) = self.path.parent() else {
+            return false;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.dev() != dev || meta.ino() != ino || !meta.is_file() || meta.len() <= offset {
+                continue;
+            }
+            let Ok(file) = File::open(entry.path()) else {
+                continue;
+            };
+            if !same_start(&file, &fp) {
+                continue;
+            }
+            tracing::info!(file = %self.path.display(), rotated_to = %entry.path().display(),
+                "The log file was rotated while the publisher was stopped; sending the rest of the old file first.");
+            let key = FileKey {
+                path: entry.path(),
+                dev,
+                ino,
+                fingerprint: fp,
+            };
+            self.rotated_since = Some(Instant::now());
+            return self.set_current(file, key, offset);
+        }
+        false
+    }
+
+    /// At the end of the current file: look for truncation, rotation and deletion.
+    fn at_eof(&mut self, lookup: &dyn PositionLookup, sink: &mut dyn LineSink) -> Step {
+        let Some(cur) = self.current.as_mut() else {
+            return Step::Missing;
+        };
+        let Ok(meta) = cur.file.metadata() else {
+            return Step::Idle;
+        };
+        if meta.len() < cur.read_offset || !same_start(&cur.file, &cur.key.fingerprint) {
+            self.truncated(sink);
+            return Step::Read;
+        }
+        if cur.key.fingerprint.len < FINGERPRINT_BYTES as u32
+            && meta.len() > cur.key.fingerprint.len as u64
+        {
+            if let Ok(fp) = fingerprint(&cur.file, meta.len()) {
+                let mut key = (*cur.key).clone();
+                key.fingerprint = fp;
+                cur.key = Arc::new(key);
+            }
+        }
+        let at_path = std::fs::metadata(&self.path);
+        if let Ok(m) = &at_path {
+            if (m.dev(), m.ino()) == (cur.key.dev, cur.key.ino) {
+                self.rotated_since = None;
+                return Step::Idle;
+            }
+        }
+        // The path is gone or names another file: finish the old one first.
+        let now = Instant::now();
+        let since = *self.rotated_since.get_or_insert(now);
+        let deleted = meta.nlink() == 0;
+        let quiet = now.duration_since(self.last_data.max(since)) >= ROTATE_QUIET;
+        let replaced = at_path.is_ok();
+        if deleted || (replaced && quiet) {
+            let key = Arc::clone(&cur.key);
+            let end = cur.read_offset;
+            let base = end - self.lines.pending() as u64;
+            self.lines.finish(|text, e| {
+                sink.line(
+                    text,
+                    FilePosition {
+                        key: Arc::clone(&key),
+                        offset: base + e as u64,
+                    },
+                )
+            });
+            tracing::info!(file = %self.path.display(), offset = end,
+                how = if deleted { "deleted" } else { "rotated" },
+                "Finished the old log file.");
+            self.close();
+            if replaced {
+                return if self.open(lookup) {
+                    Step::Read
+                } else {
+                    Step::Missing
+                };
+            }
+            return Step::Missing;
+        }
+        Step::Idle
+    }
+
+    /// The file got shorter or its start changed: copytruncate. If the copy is beside it, read
+    /// the part not read yet from the copy; then start again at the beginning.
+    fn truncated(&mut self, sink: &mut dyn LineSink) {
+        let Some(cur) = self.current.as_mut() else {
+            return;
+        };
+        let mut from_copy = None;
+        if let Some(mut copy) = find_copy(&self.path, &cur.key, cur.read_offset) {
+            let base_key = Arc::new(copy.1.clone());
+            let mut offset = cur.read_offset;
+            if copy.0.seek(SeekFrom::Start(offset)).is_ok() {
+                loop {
+                    let spare = self.lines.spare(CHUNK);
+                    let n = copy.0.read(spare).unwrap_or(0);
+                    self.lines.filled(CHUNK, n);
+                    offset += n as u64;
+                    let base = offset - self.lines.pending() as u64;
+                    let emit = |text: Option<&str>, end: usize| {
+                        sink.line(
+                            text,
+                            FilePosition {
+                                key: Arc::clone(&base_key),
+                                offset: base + end as u64,
+                            },
+                        )
+                    };
+                    if n == 0 {
+                        self.lines.finish(emit);
+                        break;
+                    }
+                    self.lines.drain(emit);
+                }
+                from_copy = Some(copy.1.path);
+            }
+        }
+        tracing::info!(file = %self.path.display(),
+            rest_read_from = %from_copy.as_deref().unwrap_or(Path::new("-")).display(),
+            "Log file was truncated (copytruncate); reading it again from the start.");
+        self.lines.clear();
+        let _ = cur.file.seek(SeekFrom::Start(0));
+        cur.read_offset = 0;
+        let len = cur.file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut key = (*cur.key).clone();
+        key.fingerprint = fingerprint(&cur.file, len).unwrap_or(Fingerprint { len: 0, hash: 0 });
+        cur.key = Arc::new(key);
+    }
+
+    fn report(&mut self, problem: String) {
+        if self.problem.as_deref() != Some(problem.as_str()) {
+            tracing::warn!(file = %self.path.display(), "Log file {problem}.");
+            self.problem = Some(problem);
+        }
+    }
+}
+
+impl Drop for Tailer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A file beside `path` that starts like `key`'s file and is at least `len` long: the copy
+/// copytruncate made.
+fn find_copy(path: &Path, key: &FileKey, len: u64) -> Option<(File, FileKey)> {
+    if key.fingerprint.len == 0 {
+        return None;
+    }
+    let mut best: Option<(std::time::SystemTime, PathBuf, std::fs::Metadata)> = None;
+    for entry in std::fs::read_dir(path.parent()?).ok()?.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() || (meta.dev(), meta.ino()) == (key.dev, key.ino) || meta.len() < len {
+            continue;
+        }
+        let Ok(file) = File::open(entry.path()) else {
+            continue;
+        };
+        if !same_start(&file, &key.fingerprint) {
+            continue;
+        }
+        let mtime = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+        if best.as_ref().is_none_or(|b| mtime > b.0) {
+            best = Some((mtime, entry.path(), meta));
+        }
+    }
+    let (_, path, meta) = best?;
+    let file = File::open(&path).ok()?;
+    let fingerprint = fingerprint(&file, meta.len()).ok()?;
+    Some((
+        file,
+        FileKey {
+            path,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            fingerprint,
+        },
+    ))
+}
+
+/// The fingerprint of a file of length `len`.
+pub fn fingerprint(file: &File, len: u64) -> std::io::Result<Fingerprint> {
+    let n = len.min(FINGERPRINT_BYTES) as usize;
+    let mut buf = vec![0u8; n];
+    file.read_exact_at(&mut buf, 0)?;
+    Ok(Fingerprint {
+        len: n as u32,
+        hash: fnv1a(&buf),
+    })
+}
+
+/// Whether the file starts with the bytes `fp` was taken from.
+fn same_start(file: &File, fp: &Fingerprint) -> bool {
+    if fp.len == 0 {
+        return true;
+    }
+    let mut buf = vec![0u8; fp.len as usize];
+    file.read_exact_at(&mut buf, 0).is_ok() && fnv1a(&buf) == fp.hash
+}
+
+/// 64-bit FNV-1a: stable across versions and platforms, which a saved fingerprint needs.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}

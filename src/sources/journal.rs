@@ -1,0 +1,248 @@
+//! The systemd journal, read from `journalctl --output=json --follow`, resumed after the last
+//! delivered entry's cursor. The child is restarted with backoff if it dies and killed when
+//! the publisher stops.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::config::JournalSource;
+use crate::sinks::cloudwatch_logs::{
+    split_message, Batch, BatchBuilder, Position, MAX_EVENT_BYTES,
+};
+
+/// Names the `journalctl` to run instead of the one on `PATH` (tests use a stand-in).
+pub const PROGRAM_ENV: &str = "CLOUDWATCH_PUBLISHER_JOURNALCTL";
+/// A journal entry longer than this (as JSON) is skipped rather than held in memory.
+const MAX_ENTRY_BYTES: usize = 16 * 1024 * 1024;
+
+pub struct Journal {
+    pub program: PathBuf,
+    pub source: JournalSource,
+    /// Read what is there and stop (`--once`).
+    pub once: bool,
+    pub flush_interval: Duration,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    #[serde(rename = "__CURSOR")]
+    cursor: String,
+    #[serde(rename = "__REALTIME_TIMESTAMP")]
+    realtime: Option<String>,
+    #[serde(rename = "MESSAGE", default)]
+    message: Option<Field>,
+}
+
+/// A journal field as journalctl's JSON shows it: text, bytes (not valid UTF-8), or several
+/// values when the field is repeated.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Field {
+    Text(String),
+    Bytes(Vec<u8>),
+    Many(Vec<Field>),
+}
+
+impl Field {
+    fn text(&self) -> String {
+        match self {
+            Field::Text(s) => s.clone(),
+            Field::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+            Field::Many(v) => v.iter().map(Field::text).collect::<Vec<_>>().join("\n"),
+        }
+    }
+}
+
+impl Journal {
+    pub fn program() -> PathBuf {
+        std::env::var_os(PROGRAM_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("journalctl"))
+    }
+
+    fn args(&self, cursor: Option<&str>, follow: bool) -> Vec<String> {
+        let mut args = vec![
+            "--output=json".to_owned(),
+            "--all".to_owned(),
+            "--no-tail".to_owned(),
+            "--quiet".to_owned(),
+        ];
+        if follow {
+            args.push("--follow".into());
+        }
+        match cursor {
+            Some(c) => args.push(format!("--after-cursor={c}")),
+            None => args.push("--boot".into()),
+        }
+        for unit in &self.source.units {
+            args.push(format!("--unit={unit}"));
+        }
+        if let Some(p) = &self.source.priority {
+            args.push(format!("--priority={p}"));
+        }
+        args
+    }
+
+    /// Reads entries after `cursor` (or from the start of this boot) into batches for `out`
+    /// until `stop`.
+    pub async fn run(
+        self,
+        mut cursor: Option<String>,
+        out: mpsc::Sender<Batch>,
+        stop: CancellationToken,
+    ) {
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+        let mut builder = BatchBuilder::new();
+        let mut last_ts = 0i64;
+        let mut warned = false;
+        // `--follow` keeps to the current boot, so entries after the cursor from an earlier
+        // boot (written while the publisher was stopped before a reboot) are read first by a
+        // run without it.
+        let mut catching_up = cursor.is_some() && !self.once;
+        loop {
+            let follow = !self.once && !catching_up;
+            let mut child = match Command::new(&self.program)
+                .args(self.args(cursor.as_deref(), follow))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+            {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::warn!(program = %self.program.display(),
+                        "There is no journalctl on this machine, so the journal is not shipped; the other logs are.");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(program = %self.program.display(), error = %e, "Cannot run journalctl; the journal is not shipped.");
+                    return;
+                }
+            };
+            let stdout = child.stdout.take().expect("piped");
+            let mut stderr = child.stderr.take().expect("piped");
+            let errors = tokio::spawn(async move {
+                let mut text = String::new();
+                let _ = (&mut stderr).take(4096).read_to_string(&mut text).await;
+                text
+            });
+            let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+            let mut line = Vec::new();
+            let mut entries = 0u64;
+            let mut stopped = false;
+            loop {
+                let deadline = builder
+                    .opened()
+                    .map(|t| Instant::from_std(t) + self.flush_interval);
+                tokio::select! {
+                    _ = stop.cancelled() => { stopped = true; break; }
+                    _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                        if let Some(b) = builder.take() {
+                            if out.send(b).await.is_err() { return; }
+                        }
+                    }
+                    r = reader.read_until(b'\n', &mut line) => match r {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) if line.ends_with(b"\n") || line.len() > MAX_ENTRY_BYTES => {
+                            entries += 1;
+                            let full = self.entry(&line, &mut builder, &mut last_ts, &mut cursor);
+                            line.clear();
+                            for b in full {
+                                if out.send(b).await.is_err() { return; }
+                            }
+                        }
+                        Ok(_) => {}
+                    },
+                }
+            }
+            let _ = child.start_kill();
+            let status = child.wait().await;
+            let errors = errors.await.unwrap_or_default();
+            let success = status.as_ref().is_ok_and(|s| s.success());
+            if stopped || (self.once && success) {
+                break;
+            }
+            if catching_up && success {
+                catching_up = false;
+                continue;
+            }
+            if entries == 0 && cursor.is_some() && errors.contains("cursor") {
+                tracing::warn!(error = %errors.trim(),
+                    "The saved journal cursor is not in the journal any more (a volatile journal after a reboot?); reading from the start of this boot.");
+                cursor = None;
+                catching_up = false;
+                continue;
+            }
+            if entries > 0 {
+                backoff.reset();
+            }
+            let delay = backoff.next_delay();
+            let status = status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string());
+            if !warned || backoff.failures().is_multiple_of(10) {
+                warned = true;
+                tracing::warn!(program = %self.program.display(), %status, error = %errors.trim(),
+                    retry_in_s = delay.as_secs(), "journalctl ended; starting it again after the last entry read.");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+        if let Some(b) = builder.take() {
+            let _ = out.send(b).await;
+        }
+    }
+
+    /// One line of journalctl's output → events; returns batches that became full.
+    fn entry(
+        &self,
+        line: &[u8],
+        builder: &mut BatchBuilder,
+        last_ts: &mut i64,
+        cursor: &mut Option<String>,
+    ) -> Vec<Batch> {
+        let mut full = Vec::new();
+        let entry: Entry = match serde_json::from_slice(line) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, bytes = line.len(), "Skipping a journal entry that is not valid JSON (or too large).");
+                return full;
+            }
+        };
+        let ts = entry
+            .realtime
+            .as_deref()
+            .and_then(|t| t.parse::<i64>().ok())
+            .map(|us| us / 1000)
+            .unwrap_or_else(crate::metric::now_ms);
+        *last_ts = ts;
+        *cursor = Some(entry.cursor.clone());
+        let position = Position::Journal(entry.cursor);
+        let text = entry.message.map(|m| m.text()).unwrap_or_default();
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.is_empty() || !self.source.filters.keeps(text) {
+            builder.advance(position);
+            return full;
+        }
+        if text.len() <= MAX_EVENT_BYTES {
+            full.extend(builder.push(ts, text, position));
+        } else {
+            for piece in split_message(text) {
+                full.extend(builder.push(ts, piece, position.clone()));
+            }
+        }
+        full
+    }
+}
