@@ -265,6 +265,7 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
     let collected = sub(c, s, "logs_collected", COLLECTED_KEYS);
     let files_section = sub(c, &collected, "files", FILES_KEYS);
     let mut files = Vec::new();
+    let mut file_paths = Vec::new();
     if let Some(list) = files_section.get("collect_list") {
         let list_path = files_section.at("collect_list");
         match list.as_array() {
@@ -273,8 +274,15 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
                     let path = format!("{list_path}[{i}]");
                     let map = c.object(&path, item, FILE_KEYS);
                     if map.is_some() {
-                        if let Some(f) = check_file(c, &Section { path, map }) {
+                        if let Some(f) = check_file(
+                            c,
+                            &Section {
+                                path: path.clone(),
+                                map,
+                            },
+                        ) {
                             files.push(f);
+                            file_paths.push(path);
                         }
                     }
                 }
@@ -328,12 +336,80 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
             }
         }
     });
-    Logs {
+    let logs = Logs {
         log_group_name,
         retention_in_days,
         force_flush_interval,
         files,
         journal,
+    };
+    check_destinations(c, &logs, &file_paths, &collected.at("journal"));
+    logs
+}
+
+/// Two sources must not write to one stream, and one group cannot have two retentions.
+/// Templates are compared as written: `{instance_id}` and `{hostname}` are the same for all.
+fn check_destinations(c: &mut Checker, logs: &Logs, file_paths: &[String], journal_path: &str) {
+    // (group template, stream name or template, config path for messages)
+    let mut seen: Vec<(String, String, String)> = Vec::new();
+    let mut retention: Vec<(String, u32, String)> = Vec::new();
+    let mut sources: Vec<(String, String, String, Option<u32>)> = Vec::new();
+    for (f, at) in logs.files.iter().zip(file_paths) {
+        let group = f
+            .log_group_name
+            .clone()
+            .unwrap_or_else(|| logs.log_group_name.clone());
+        let mut stream = f
+            .log_stream_name
+            .clone()
+            .unwrap_or_else(|| "{file_name}".into());
+        if stream.contains("{file_name}") {
+            if f.file_path.contains(['*', '?', '[']) {
+                // Which names a pattern yields is known only when files appear.
+                continue;
+            }
+            let base = Path::new(&f.file_path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            stream = stream.replace("{file_name}", &base);
+        }
+        sources.push((
+            group,
+            stream,
+            format!("{at}.file_path"),
+            f.retention_in_days.or(logs.retention_in_days),
+        ));
+    }
+    if let Some(j) = &logs.journal {
+        sources.push((
+            logs.log_group_name.clone(),
+            j.log_stream_name.clone(),
+            journal_path.to_owned(),
+            logs.retention_in_days,
+        ));
+    }
+    for (group, stream, at, days) in sources {
+        if let Some((_, _, first)) = seen.iter().find(|(g, s, _)| *g == group && *s == stream) {
+            c.problem(
+                &at,
+                format!(
+                    "writes to log stream {stream:?} in group {group:?}, as {first} does; give one of them another log_stream_name"
+                ),
+            );
+        } else {
+            seen.push((group.clone(), stream, at.clone()));
+        }
+        if let Some(days) = days {
+            match retention.iter().find(|(g, _, _)| *g == group) {
+                Some((_, d, first)) if *d != days => c.problem(
+                    &at,
+                    format!("sets retention_in_days {days} for log group {group:?}, but {first} sets {d}; a group has one retention"),
+                ),
+                Some(_) => {}
+                None => retention.push((group, days, at)),
+            }
+        }
     }
 }
 
@@ -833,6 +909,30 @@ mod tests {
             "logs": {"logs_collected": {"files": {"collect_list": [{"file_path": "var/log/x"}]}}}}"#,
         );
         assert_eq!(p.len(), 3, "{p:?}");
+    }
+
+    #[test]
+    fn two_sources_cannot_share_a_stream_or_a_group_two_retentions() {
+        let p = problems(
+            r#"{"logs": {"retention_in_days": 30, "logs_collected": {
+                "files": {"collect_list": [
+                    {"file_path": "/var/log/a/app.log"},
+                    {"file_path": "/var/log/b/app.log"},
+                    {"file_path": "/var/log/c.log", "log_stream_name": "journal"},
+                    {"file_path": "/var/log/d.log", "retention_in_days": 7},
+                    {"file_path": "/var/log/e/*.log"},
+                    {"file_path": "/var/log/f/*.log"}]},
+                "journal": true}}}"#,
+        );
+        assert_eq!(p.len(), 3, "{p:#?}");
+        assert!(p[0].starts_with(
+            "logs.logs_collected.files.collect_list[1].file_path: writes to log stream \"app.log\""
+        ));
+        assert!(p[0].contains("collect_list[0].file_path does"));
+        assert!(p[1].contains("collect_list[3].file_path: sets retention_in_days 7"));
+        assert!(p[2].starts_with("logs.logs_collected.journal: writes to log stream \"journal\""));
+        ok(r#"{"logs": {"logs_collected": {"files": {"collect_list": [
+                {"file_path": "/a/app.log"}, {"file_path": "/b/app.log", "log_group_name": "other"}]}}}}"#);
     }
 
     #[test]
