@@ -4,7 +4,22 @@ use clap::Parser;
 
 use amazon_cloudwatch_publisher::{app, cli::Args, logging};
 
+/// Large buffers (log batches and request bodies, around 1 MiB) get their own mappings and go
+/// back to the system when freed. glibc otherwise raises this threshold after the first free
+/// and keeps such buffers in per-thread heaps, where they stay resident.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) => {

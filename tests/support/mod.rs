@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -154,6 +154,95 @@ impl Moto {
         }
     }
 
+    /// Delays every following call of `op` by `seconds` (0 ends it), as a slow service would.
+    pub fn delay(&self, op: &str, seconds: f64) {
+        self.get_json(&format!("/_harness/delay?op={op}&seconds={seconds}"));
+    }
+
+    /// Every log event moto stored in `group`: stream → (timestamp, message), in arrival order.
+    pub fn log_events(&self, group: &str) -> BTreeMap<String, Vec<(i64, String)>> {
+        let all = self.get_json(&format!("/_harness/log-events?group={}", encode(group)));
+        let mut out = BTreeMap::new();
+        if let Some(streams) = all.get(group).and_then(Value::as_object) {
+            for (stream, events) in streams {
+                let events = events
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| {
+                        (
+                            e["timestamp"].as_i64().unwrap(),
+                            e["message"].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect();
+                out.insert(stream.clone(), events);
+            }
+        }
+        out
+    }
+
+    /// The messages in one stream, in arrival order.
+    pub fn messages(&self, group: &str, stream: &str) -> Vec<String> {
+        self.log_events(group)
+            .remove(stream)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.1)
+            .collect()
+    }
+
+    /// Waits until `pred` holds for the messages of one stream; returns them.
+    pub fn wait_for_messages(
+        &self,
+        group: &str,
+        stream: &str,
+        timeout: Duration,
+        pred: impl Fn(&[String]) -> bool,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.messages(group, stream);
+            if pred(&m) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "log events in {group} / {stream} did not arrive as expected within {timeout:?}; moto has {} there",
+                m.len()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Log groups moto has: name → (retention in days, stream names).
+    pub fn log_groups(&self) -> BTreeMap<String, (Option<u64>, Vec<String>)> {
+        let all = self.get_json("/_harness/log-groups");
+        all.as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, g)| {
+                let streams = g["streams"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.as_str().unwrap().to_owned())
+                    .collect();
+                (name.clone(), (g["retentionInDays"].as_u64(), streams))
+            })
+            .collect()
+    }
+
+    /// PutLogEvents requests the harness refused for breaking one of CloudWatch's limits.
+    pub fn violations(&self) -> Vec<Value> {
+        serde_json::from_value(self.get_json("/_harness/violations")).unwrap()
+    }
+
+    /// Summaries of the PutLogEvents requests passed on to moto: {group, stream, events, bytes, ...}.
+    pub fn put_log_events(&self) -> Vec<Value> {
+        serde_json::from_value(self.get_json("/_harness/put-log-events")).unwrap()
+    }
+
     /// Creates a user pool, app client, identity pool and users with `password`.
     pub fn cognito_setup(&self, users: &[&str], password: &str) -> Value {
         let mut cmd = Command::new(python());
@@ -196,6 +285,18 @@ pub struct Datum {
     pub unit: Option<String>,
     pub dimensions: HashMap<String, String>,
     pub timestamp_ms: i64,
+}
+
+/// Percent-encodes a query value.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 pub fn now_ms() -> i64 {

@@ -24,8 +24,9 @@ pub use batch::{
 };
 pub use retry::{classify, Outcome};
 
-/// Requests one source may have in flight; acknowledgements are still applied in order.
-pub const REQUESTS_PER_SOURCE: usize = 2;
+/// Requests one source may have in flight. One keeps a stream's events in the order they were
+/// written even where timestamps tie; the reader builds the next batch meanwhile.
+pub const REQUESTS_PER_SOURCE: usize = 1;
 /// Requests in flight over all sources, which bounds the memory they hold.
 pub const REQUESTS_IN_FLIGHT: usize = 6;
 const RETRY_BASE: Duration = Duration::from_millis(500);

@@ -9,7 +9,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,8 +20,9 @@ use super::Registry;
 const CHUNK: usize = 64 * 1024;
 /// How much of a file's start identifies it.
 pub const FINGERPRINT_BYTES: u64 = 1024;
-/// After the path names a new file, the old one is still read until it has been quiet this
-/// long: a writer may not have reopened its log yet (logrotate's `create` before the HUP).
+/// After the path names a new file, the old one is still read until it has not been written
+/// for this long: a writer may not have reopened its log yet (logrotate's `create` before the
+/// HUP).
 pub const ROTATE_QUIET: Duration = Duration::from_secs(1);
 
 /// A hash of a file's first `len` bytes (at most [`FINGERPRINT_BYTES`]).
@@ -93,9 +94,9 @@ pub struct Tailer {
     start: StartAt,
     current: Option<Current>,
     lines: LineBuffer,
-    /// When the path was first seen naming another file (or none) while the old one is read.
-    rotated_since: Option<Instant>,
-    last_data: Instant,
+    /// The file the path names now, opened as soon as it replaced the one being finished, so
+    /// it is read next even if it is rotated away too before that.
+    next: Option<File>,
     /// The last problem reported, so each is reported once.
     problem: Option<String>,
     registry: Option<Arc<Registry>>,
@@ -112,8 +113,7 @@ impl Tailer {
             start,
             current: None,
             lines: LineBuffer::default(),
-            rotated_since: None,
-            last_data: Instant::now(),
+            next: None,
             problem: None,
             registry,
             first_open: true,
@@ -154,7 +154,6 @@ impl Tailer {
                 return self.at_eof(lookup, sink);
             }
             self.problem = None;
-            self.last_data = Instant::now();
             cur.read_offset += n as u64;
             total += n;
             let base = cur.read_offset - self.lines.pending() as u64;
@@ -176,11 +175,10 @@ impl Tailer {
 
     /// Opens the file at the path, at its saved offset, or else where `start` says.
     fn open(&mut self, lookup: &dyn PositionLookup) -> bool {
-        let first = std::mem::replace(&mut self.first_open, false);
         let file = match File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if first {
+                if std::mem::replace(&mut self.first_open, false) {
                     // A path with no file now: whatever appears later is read from its start.
                     self.start = StartAt::Beginning;
                 }
@@ -193,6 +191,12 @@ impl Tailer {
                 return false;
             }
         };
+        self.adopt(file, lookup)
+    }
+
+    /// Starts reading `file`, which the path named when it was opened.
+    fn adopt(&mut self, file: File, lookup: &dyn PositionLookup) -> bool {
+        let first = std::mem::replace(&mut self.first_open, false);
         let Ok(meta) = file.metadata() else {
             return false;
         };
@@ -256,7 +260,6 @@ impl Tailer {
             }
         }
         self.lines.clear();
-        self.rotated_since = None;
     }
 
     /// The file this path named when the publisher stopped was rotated away meanwhile: find it
@@ -287,7 +290,6 @@ impl Tailer {
                 ino,
                 fingerprint: fp,
             };
-            self.rotated_since = Some(Instant::now());
             return self.set_current(file, key, offset);
         }
         false
@@ -317,16 +319,20 @@ impl Tailer {
         let at_path = std::fs::metadata(&self.path);
         if let Ok(m) = &at_path {
             if (m.dev(), m.ino()) == (cur.key.dev, cur.key.ino) {
-                self.rotated_since = None;
                 return Step::Idle;
             }
         }
         // The path is gone or names another file: finish the old one first.
-        let now = Instant::now();
-        let since = *self.rotated_since.get_or_insert(now);
-        let deleted = meta.nlink() == 0;
-        let quiet = now.duration_since(self.last_data.max(since)) >= ROTATE_QUIET;
         let replaced = at_path.is_ok();
+        if replaced && self.next.is_none() {
+            self.next = File::open(&self.path).ok();
+        }
+        let deleted = meta.nlink() == 0;
+        let quiet = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age >= ROTATE_QUIET);
         if deleted || (replaced && quiet) {
             let key = Arc::clone(&cur.key);
             let end = cur.read_offset;
@@ -343,15 +349,12 @@ impl Tailer {
             tracing::info!(file = %self.path.display(), offset = end,
                 how = if deleted { "deleted" } else { "rotated" },
                 "Finished the old log file.");
+            let next = self.next.take();
             self.close();
-            if replaced {
-                return if self.open(lookup) {
-                    Step::Read
-                } else {
-                    Step::Missing
-                };
-            }
-            return Step::Missing;
+            return match next.map(|file| self.adopt(file, lookup)) {
+                Some(true) => Step::Read,
+                _ => Step::Missing,
+            };
         }
         Step::Idle
     }
