@@ -29,6 +29,10 @@ pub use retry::{classify, Outcome};
 pub const REQUESTS_PER_SOURCE: usize = 1;
 /// Requests in flight over all sources, which bounds the memory they hold.
 pub const REQUESTS_IN_FLIGHT: usize = 6;
+/// CloudWatch stores events from at most this long ago...
+const MAX_AGE_MS: i64 = 14 * 24 * 3600 * 1000;
+/// ...to at most this far ahead.
+const MAX_AHEAD_MS: i64 = 2 * 3600 * 1000;
 const RETRY_BASE: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 /// Single events refused as invalid are each logged up to this many times per run.
@@ -236,16 +240,20 @@ impl CloudWatchLogs {
         let n = batch.len() as u64;
         let (mut old, mut new, mut expired) = (0, 0, 0);
         if let Some(r) = rejected {
-            // The old and expired indexes are exclusive ends; the new one is the first too new.
+            // The old and expired indexes are exclusive ends and the new one is the first too
+            // new, as documented; emulators count them inclusively. Counting the events outside
+            // the window by their timestamps as well gives the right number either way.
+            let now = crate::metric::now_ms();
+            let index = |i: i32| i.clamp(0, n as i32) as u64;
+            let outside =
+                |f: &dyn Fn(i64) -> bool| batch.events().filter(|(ts, _)| f(*ts)).count() as u64;
             old = r
                 .too_old_log_event_end_index()
-                .map_or(0, |i| i.clamp(0, n as i32) as u64);
-            expired = r
-                .expired_log_event_end_index()
-                .map_or(0, |i| i.clamp(0, n as i32) as u64);
-            new = r
-                .too_new_log_event_start_index()
-                .map_or(0, |i| n - (i.clamp(0, n as i32) as u64));
+                .map_or(0, |i| index(i).max(outside(&|ts| ts < now - MAX_AGE_MS)));
+            expired = r.expired_log_event_end_index().map_or(0, index);
+            new = r.too_new_log_event_start_index().map_or(0, |i| {
+                (n - index(i)).max(outside(&|ts| ts > now + MAX_AHEAD_MS))
+            });
             let dropped = old.max(expired) + new;
             if dropped > 0 {
                 tracing::warn!(group = %dest.group, stream = %dest.stream, too_old = old, too_new = new, expired,

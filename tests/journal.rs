@@ -1,0 +1,351 @@
+//! The journal to moto's CloudWatch Logs through a stand-in journalctl
+//! (tests/support/journalctl.py) that reads its entries from a fixture file.
+
+mod support;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+const GROUP: &str = "test-journal";
+
+struct Journal {
+    dir: tempfile::TempDir,
+}
+
+impl Journal {
+    fn new() -> Journal {
+        let j = Journal {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::write(j.fixture(), "").unwrap();
+        j
+    }
+
+    fn fixture(&self) -> PathBuf {
+        self.dir.path().join("journal.jsonl")
+    }
+
+    fn args_log(&self) -> PathBuf {
+        self.dir.path().join("args.jsonl")
+    }
+
+    /// Appends entries as journalctl would print them.
+    fn append(&self, entries: &[Value]) {
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(self.fixture())
+            .unwrap();
+        for e in entries {
+            writeln!(f, "{e}").unwrap();
+        }
+    }
+
+    /// The arguments of every journalctl run so far.
+    fn invocations(&self) -> Vec<Vec<String>> {
+        read(&self.args_log())
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn spawn(&self, s: &Setup, moto: &Moto, extra_env: &[(&str, &str)]) -> Child {
+        let mut cmd = publisher(Some(&moto.url()));
+        cmd.arg(s.config())
+            .env(
+                "CLOUDWATCH_PUBLISHER_JOURNALCTL",
+                repo().join("tests/support/journalctl.py"),
+            )
+            .env("JOURNAL_FIXTURE", self.fixture())
+            .env("JOURNAL_FIXTURE_ARGS_LOG", self.args_log())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().unwrap()
+    }
+}
+
+/// One entry; `n` also makes the cursor and a timestamp `n` seconds after `base_us`.
+fn entry(boot: &str, n: u64, base_us: i64, message: Value, extra: Value) -> Value {
+    let mut e = json!({
+        "__CURSOR": format!("s=fixture;i={n:x};b={boot}"),
+        "__REALTIME_TIMESTAMP": (base_us + n as i64 * 1_000_000).to_string(),
+        "_BOOT_ID": boot,
+        "MESSAGE": message,
+        "PRIORITY": "6",
+        "_SYSTEMD_UNIT": "app.service",
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        e[k] = v.clone();
+    }
+    e
+}
+
+fn config(journal: Value) -> Value {
+    json!({
+        "agent": {"instance": {"prefix": "test", "serial": "journal"}, "metrics_collection_interval": 3600,
+                  "logs_collection_interval": 1, "debug": true},
+        "logs": {"log_group_name": GROUP, "logs_collected": {"journal": journal}}
+    })
+}
+
+fn stop(child: &mut Child, s: &Setup) {
+    signal(child, libc::SIGTERM);
+    let status = wait_exit(child, Duration::from_secs(30));
+    assert!(status.success(), "{status}\n{}", s.log());
+}
+
+fn saved_cursor(s: &Setup) -> Option<String> {
+    let state: Value =
+        serde_json::from_str(&read(&s.dir.path().join("state/logs-state.json"))).ok()?;
+    state["journal_cursor"].as_str().map(str::to_owned)
+}
+
+#[test]
+fn this_boot_first_then_after_the_saved_cursor_each_entry_once() {
+    let moto = Moto::start();
+    let j = Journal::new();
+    let base = (now_ms() - 600_000) * 1000;
+    let old_boot: Vec<Value> = (0..3)
+        .map(|n| entry("b0", n, base, json!(format!("old boot {n}")), json!({})))
+        .collect();
+    let current = vec![
+        entry("b1", 10, base, json!("started"), json!({})),
+        // Not valid UTF-8: journalctl prints the bytes.
+        entry("b1", 11, base, json!([104, 105, 32, 255]), json!({})),
+        entry("b1", 12, base, json!(""), json!({})),
+        entry("b1", 13, base, json!("  indented\n"), json!({})),
+        // Twenty days old: CloudWatch refuses it; counted and logged, not retried.
+        entry(
+            "b1",
+            14,
+            base - 20 * 86_400 * 1_000_000,
+            json!("far too old"),
+            json!({}),
+        ),
+        entry("b1", 15, base, json!("after the old one"), json!({})),
+    ];
+    j.append(&old_boot);
+    j.append(&current);
+    let s = Setup::new(config(json!(true)));
+    let mut p = j.spawn(&s, &moto, &[]);
+    let want = ["started", "hi \u{FFFD}", "  indented", "after the old one"];
+    let got = moto.wait_for_messages(GROUP, "journal", Duration::from_secs(30), |m| {
+        m.len() >= want.len()
+    });
+    assert_eq!(got, want, "this boot only, never the one before");
+    let events = &moto.log_events(GROUP)["journal"];
+    assert_eq!(
+        events[0].0,
+        (base + 10_000_000) / 1000,
+        "event time is the entry's"
+    );
+
+    let running: Vec<Value> = (20..23)
+        .map(|n| {
+            entry(
+                "b1",
+                n,
+                base,
+                json!(format!("while running {n}")),
+                json!({}),
+            )
+        })
+        .collect();
+    j.append(&running);
+    moto.wait_for_messages(GROUP, "journal", Duration::from_secs(30), |m| m.len() >= 7);
+    stop(&mut p, &s);
+    assert_eq!(
+        saved_cursor(&s).as_deref(),
+        Some("s=fixture;i=16;b=b1"),
+        "{}",
+        s.log()
+    );
+
+    let stopped: Vec<Value> = (30..33)
+        .map(|n| {
+            entry(
+                "b1",
+                n,
+                base,
+                json!(format!("while stopped {n}")),
+                json!({}),
+            )
+        })
+        .collect();
+    j.append(&stopped);
+    let mut p = j.spawn(&s, &moto, &[]);
+    let got = moto.wait_for_messages(GROUP, "journal", Duration::from_secs(30), |m| m.len() >= 10);
+    std::thread::sleep(Duration::from_secs(2));
+    stop(&mut p, &s);
+
+    let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    want.extend((20..23).map(|n| format!("while running {n}")));
+    want.extend((30..33).map(|n| format!("while stopped {n}")));
+    assert_eq!(moto.messages(GROUP, "journal"), want);
+    assert_eq!(got.len(), 10);
+
+    let calls = j.invocations();
+    assert!(calls[0].contains(&"--boot".to_owned()), "{calls:?}");
+    assert!(calls[0].contains(&"--follow".to_owned()), "{calls:?}");
+    assert!(!calls[0].iter().any(|a| a.starts_with("--after-cursor")));
+    let resumed = calls
+        .iter()
+        .find(|c| c.contains(&"--after-cursor=s=fixture;i=16;b=b1".to_owned()));
+    assert!(
+        resumed.is_some(),
+        "restarted after the saved cursor: {calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.contains(&"--output=json".to_owned())),
+        "{calls:?}"
+    );
+    let log = s.log();
+    assert!(
+        log.contains("outside its time window") && log.contains("too_old=1"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_dying_journalctl_is_restarted_after_the_last_entry_it_gave() {
+    let moto = Moto::start();
+    let j = Journal::new();
+    let base = (now_ms() - 60_000) * 1000;
+    let entries: Vec<Value> = (0..7)
+        .map(|n| entry("b1", n, base, json!(format!("entry {n}")), json!({})))
+        .collect();
+    j.append(&entries);
+    let s = Setup::new(config(json!(true)));
+    let mut p = j.spawn(&s, &moto, &[("JOURNAL_FIXTURE_EXIT_AFTER", "2")]);
+    let got = moto.wait_for_messages(GROUP, "journal", Duration::from_secs(60), |m| m.len() >= 7);
+    std::thread::sleep(Duration::from_secs(2));
+    stop(&mut p, &s);
+    let want: Vec<String> = (0..7).map(|n| format!("entry {n}")).collect();
+    assert_eq!(moto.messages(GROUP, "journal"), want);
+    assert_eq!(got.len(), 7);
+    let calls = j.invocations();
+    assert!(calls.len() >= 4, "{calls:?}");
+    assert!(
+        calls[1].contains(&"--after-cursor=s=fixture;i=1;b=b1".to_owned()),
+        "{calls:?}"
+    );
+    assert!(
+        s.log().contains("journalctl ended; starting it again"),
+        "{}",
+        s.log()
+    );
+}
+
+#[test]
+fn units_priority_and_patterns_choose_what_is_shipped() {
+    let moto = Moto::start();
+    let j = Journal::new();
+    let base = (now_ms() - 60_000) * 1000;
+    j.append(&[
+        entry(
+            "b1",
+            0,
+            base,
+            json!("ssh warning"),
+            json!({"_SYSTEMD_UNIT": "ssh.service", "PRIORITY": "4"}),
+        ),
+        entry(
+            "b1",
+            1,
+            base,
+            json!("ssh info"),
+            json!({"_SYSTEMD_UNIT": "ssh.service", "PRIORITY": "6"}),
+        ),
+        entry(
+            "b1",
+            2,
+            base,
+            json!("cron error"),
+            json!({"_SYSTEMD_UNIT": "cron.service", "PRIORITY": "3"}),
+        ),
+        entry(
+            "b1",
+            3,
+            base,
+            json!("ssh noise error"),
+            json!({"_SYSTEMD_UNIT": "ssh.service", "PRIORITY": "3"}),
+        ),
+        entry(
+            "b1",
+            4,
+            base,
+            json!("ssh crit"),
+            json!({"_SYSTEMD_UNIT": "ssh.service", "PRIORITY": "2"}),
+        ),
+    ]);
+    let s = Setup::new(config(json!({
+        "collect": true, "log_stream_name": "{instance_id}-journal", "units": ["ssh.service"],
+        "priority": "warning", "exclude_patterns": ["noise"]
+    })));
+    let mut p = j.spawn(&s, &moto, &[]);
+    moto.wait_for_messages(
+        GROUP,
+        "test-journal-journal",
+        Duration::from_secs(30),
+        |m| m.len() >= 2,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    stop(&mut p, &s);
+    assert_eq!(
+        moto.messages(GROUP, "test-journal-journal"),
+        ["ssh warning", "ssh crit"]
+    );
+    let calls = j.invocations();
+    assert!(
+        calls[0].contains(&"--unit=ssh.service".to_owned()),
+        "{calls:?}"
+    );
+    assert!(
+        calls[0].contains(&"--priority=warning".to_owned()),
+        "{calls:?}"
+    );
+    // The cursor moved past the filtered entries too.
+    assert_eq!(saved_cursor(&s).as_deref(), Some("s=fixture;i=4;b=b1"));
+}
+
+#[test]
+fn without_journalctl_it_says_so_once_and_ships_the_files() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.log");
+    std::fs::write(&file, "").unwrap();
+    let mut c = config(json!(true));
+    c["logs"]["logs_collected"]["files"] =
+        json!({"collect_list": [{"file_path": file, "from_beginning": true}]});
+    let s = Setup::new(c);
+    let mut p = publisher(Some(&moto.url()))
+        .arg(s.config())
+        .env(
+            "CLOUDWATCH_PUBLISHER_JOURNALCTL",
+            Path::new("/nonexistent/journalctl"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::fs::write(&file, "still shipped\n").unwrap();
+    moto.wait_for_messages(GROUP, "app.log", Duration::from_secs(30), |m| !m.is_empty());
+    std::thread::sleep(Duration::from_secs(2));
+    stop(&mut p, &s);
+    assert_eq!(
+        s.log().matches("There is no journalctl").count(),
+        1,
+        "{}",
+        s.log()
+    );
+}
