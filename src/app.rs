@@ -94,18 +94,24 @@ async fn resolve_instance(config: &Config) -> Result<InstanceId, AppError> {
         );
     }
     // Names built from the id must still be valid CloudWatch names.
-    let group = config
-        .logs
-        .log_group_name
-        .replace("{instance_id}", id.as_str())
-        .replace("{hostname}", "x");
-    if let Err(e) = config::check_log_group(&group) {
-        return Err(AppError::Setting {
-            path: config.source.clone(),
-            message: format!(
-                "logs.log_group_name: with instance id {id} it becomes {group:?}, which {e}"
-            ),
-        });
+    let groups = std::iter::once((
+        "logs.log_group_name".to_owned(),
+        &config.logs.log_group_name,
+    ))
+    .chain(config.logs.files.iter().enumerate().filter_map(|(i, f)| {
+        let key = format!("logs.logs_collected.files.collect_list[{i}].log_group_name");
+        f.log_group_name.as_ref().map(|g| (key, g))
+    }));
+    for (key, template) in groups {
+        let group = template
+            .replace("{instance_id}", id.as_str())
+            .replace("{hostname}", "x");
+        if let Err(e) = config::check_log_group(&group) {
+            return Err(AppError::Setting {
+                path: config.source.clone(),
+                message: format!("{key}: with instance id {id} it becomes {group:?}, which {e}"),
+            });
+        }
     }
     Ok(id)
 }

@@ -32,6 +32,14 @@ impl LineBuffer {
         self.buf.len()
     }
 
+    /// Gives the read buffer's memory back while there is nothing in it (an idle file).
+    pub fn release_if_empty(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+            self.scanned = 0;
+        }
+    }
+
     pub fn clear(&mut self) {
         self.buf.clear();
         self.scanned = 0;

@@ -151,6 +151,7 @@ impl Tailer {
             };
             self.lines.filled(CHUNK, n);
             if n == 0 {
+                self.lines.release_if_empty();
                 return self.at_eof(lookup, sink);
             }
             self.problem = None;

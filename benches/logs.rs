@@ -1,0 +1,232 @@
+//! Log shipping throughput: a pre-written file of 100-byte lines, shipped by the real binary to
+//! a fast local endpoint that speaks just enough of PutLogEvents to acknowledge and count
+//! events (moto tops out near 100k events/s, far below what is measured here).
+//!
+//! `cargo bench --bench logs` measures (BENCH_LOG_LINES lines, default 5,032,800: 600 full
+//! requests) and prints lines per second acknowledged, CPU-seconds per million lines and peak
+//! RSS, with the publisher pinned to one core (CPU 0) and the endpoint kept off it. Under
+//! `cargo test` it ships 20,000 lines and checks that every one is acknowledged.
+
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_amazon-cloudwatch-publisher");
+
+#[derive(Default)]
+struct Counts {
+    events: AtomicU64,
+    requests: AtomicU64,
+    /// Largest PutLogEvents body seen.
+    max_body: AtomicU64,
+}
+
+/// Serves one keep-alive connection: every request gets an empty success answer; events in
+/// PutLogEvents bodies are counted once answered.
+fn serve(stream: TcpStream, counts: Arc<Counts>) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut reader = BufReader::with_capacity(1 << 20, stream.try_clone()?);
+    let mut writer = stream;
+    let mut body = Vec::new();
+    let finder = memchr::memmem::Finder::new(b"\"timestamp\"");
+    loop {
+        let mut length = 0usize;
+        let mut target = String::new();
+        let mut cbor = false;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            let lower = l.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            } else if let Some(v) = lower.strip_prefix("x-amz-target:") {
+                target = v.trim().to_owned();
+            } else if lower.starts_with("smithy-protocol:") {
+                cbor = true;
+            }
+        }
+        body.resize(length, 0);
+        reader.read_exact(&mut body)?;
+        let answer: &[u8] = if cbor {
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/cbor\r\nsmithy-protocol: rpc-v2-cbor\r\nContent-Length: 1\r\n\r\n\xa0"
+        } else {
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\n\r\n{}"
+        };
+        writer.write_all(answer)?;
+        if target.ends_with(".putlogevents") {
+            let n = finder.find_iter(&body).count() as u64;
+            counts.max_body.fetch_max(length as u64, Ordering::Relaxed);
+            counts.requests.fetch_add(1, Ordering::Relaxed);
+            counts.events.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// User + system CPU seconds of a running process.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// Restricts the calling thread (and what it starts) to `cpus`.
+fn pin(cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the calls only read it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn write_lines(path: &Path, n: u64) {
+    let mut f = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let mut line = [b'x'; 100];
+    line[99] = b'\n';
+    for i in 0..n {
+        let digits = format!("{i:012}");
+        line[..12].copy_from_slice(digits.as_bytes());
+        f.write_all(&line).unwrap();
+    }
+    f.flush().unwrap();
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let lines: u64 = if bench {
+        std::env::var("BENCH_LOG_LINES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5_032_800)
+    } else {
+        20_000
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bench.log");
+    write_lines(&file, lines);
+
+    // The endpoint and this process on every core but the first, the publisher on the first.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores > 1 {
+        pin(&(1..cores).collect::<Vec<_>>()).unwrap();
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let counts = Arc::new(Counts::default());
+    {
+        let counts = Arc::clone(&counts);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let counts = Arc::clone(&counts);
+                std::thread::spawn(move || serve(stream, counts));
+            }
+        });
+    }
+    let config = serde_json::json!({
+        "agent": {"instance": {"prefix": "bench", "serial": "logs"}, "metrics_collection_interval": 3600,
+                  "logs_collection_interval": 1,
+                  "logfile": dir.path().join("publisher.log"), "state_dir": dir.path().join("state")},
+        "logs": {"log_group_name": "bench", "logs_collected": {"files": {"collect_list": [
+            {"file_path": file, "from_beginning": true}]}}}
+    });
+    let config_path = dir.path().join("config.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+
+    let start = Instant::now();
+    let mut command = Command::new(BIN);
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: pin only makes a system call, which is allowed between fork and exec.
+        unsafe { command.pre_exec(|| pin(&[0])) };
+    }
+    let mut child = command
+        .arg(&config_path)
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("HOME", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = start + Duration::from_secs(if bench { 600 } else { 120 });
+    let mut first_event = None;
+    let mut cpu = 0.0;
+    let mut peak_kib = 0;
+    while counts.events.load(Ordering::Relaxed) < lines {
+        if first_event.is_none() && counts.events.load(Ordering::Relaxed) > 0 {
+            first_event = Some(start.elapsed());
+        }
+        cpu = cpu_seconds(pid);
+        peak_kib = proc_field(pid, "status", "VmHWM:").unwrap_or(peak_kib);
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!(
+                "only {} of {lines} lines were acknowledged; the publisher's log: {}",
+                counts.events.load(Ordering::Relaxed),
+                std::fs::read_to_string(dir.path().join("publisher.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let elapsed = start.elapsed();
+    cpu = cpu_seconds(pid).max(cpu);
+    peak_kib = proc_field(pid, "status", "VmHWM:").unwrap_or(peak_kib);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let events = counts.events.load(Ordering::Relaxed);
+    assert_eq!(events, lines, "every line acknowledged once");
+    let requests = counts.requests.load(Ordering::Relaxed);
+    let max_body = counts.max_body.load(Ordering::Relaxed);
+    println!("lines shipped and acknowledged: {events} in {requests} PutLogEvents requests (largest body {max_body} bytes)");
+    println!(
+        "wall time from start: {:.2} s (first acknowledgement after {:.2} s)",
+        elapsed.as_secs_f64(),
+        first_event.unwrap_or_default().as_secs_f64()
+    );
+    println!(
+        "throughput: {:.0} lines/s",
+        events as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "CPU: {cpu:.2} s = {:.2} CPU-seconds per million lines",
+        cpu / (events as f64 / 1e6)
+    );
+    println!("publisher pinned to one core: {}", cores > 1);
+    println!(
+        "peak RSS: {peak_kib} KiB ({:.1} MiB)",
+        peak_kib as f64 / 1024.0
+    );
+}
