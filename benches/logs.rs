@@ -2,7 +2,7 @@
 //! a fast local endpoint that speaks just enough of PutLogEvents to acknowledge and count
 //! events (moto tops out near 100k events/s, far below what is measured here).
 //!
-//! `cargo bench --bench logs` measures (BENCH_LOG_LINES lines, default 5,032,800: 600 full
+//! `cargo bench --bench logs` measures (BENCH_LOG_LINES lines, default 10,736,640, 1 GiB: 1,280 full
 //! requests) and prints lines per second acknowledged, CPU-seconds per million lines and peak
 //! RSS, with the publisher pinned to one core (CPU 0) and the endpoint kept off it. Under
 //! `cargo test` it ships 20,000 lines and checks that every one is acknowledged.
@@ -124,7 +124,7 @@ fn main() {
         std::env::var("BENCH_LOG_LINES")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(5_032_800)
+            .unwrap_or(10_736_640)
     } else {
         20_000
     };

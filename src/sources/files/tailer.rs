@@ -487,3 +487,139 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     }
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    /// Saved positions by (device, inode): fingerprint, offset, path.
+    type Positions = HashMap<(u64, u64), (Fingerprint, u64, PathBuf)>;
+
+    #[derive(Default)]
+    struct Saved(Mutex<Positions>);
+
+    impl PositionLookup for Saved {
+        fn offset(&self, dev: u64, ino: u64) -> Option<(Fingerprint, u64)> {
+            let saved = self.0.lock().unwrap();
+            saved.get(&(dev, ino)).map(|s| (s.0, s.1))
+        }
+        fn last_at(&self, path: &Path) -> Option<(u64, u64, Fingerprint, u64)> {
+            let saved = self.0.lock().unwrap();
+            saved
+                .iter()
+                .find(|(_, s)| s.2 == path)
+                .map(|(k, s)| (k.0, k.1, s.0, s.1))
+        }
+    }
+
+    #[derive(Default)]
+    struct Lines(Vec<(String, u64)>);
+
+    impl LineSink for Lines {
+        fn line(&mut self, text: Option<&str>, position: FilePosition) {
+            if let Some(t) = text {
+                self.0.push((t.to_owned(), position.offset));
+            }
+        }
+        fn wants_more(&self) -> bool {
+            true
+        }
+    }
+
+    fn texts(lines: &Lines) -> Vec<&str> {
+        lines.0.iter().map(|l| l.0.as_str()).collect()
+    }
+
+    #[test]
+    fn a_saved_offset_is_used_only_for_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        let file = File::open(&path).unwrap();
+        let fp = fingerprint(&file, meta.len()).unwrap();
+        let saved = Saved::default();
+        saved
+            .0
+            .lock()
+            .unwrap()
+            .insert((meta.dev(), meta.ino()), (fp, 4, path.clone()));
+        let mut t = Tailer::new(path.clone(), StartAt::End, None);
+        let mut out = Lines::default();
+        assert_eq!(
+            t.step(&saved, &mut out, 1 << 20),
+            Step::Idle,
+            "read to the end"
+        );
+        assert_eq!(texts(&out), ["two", "three"], "resumed at the saved offset");
+        assert_eq!(out.0.last().unwrap().1, 14);
+
+        // Same device and inode, other first bytes: a recycled inode is a new file.
+        let other = Fingerprint {
+            len: fp.len,
+            hash: fp.hash ^ 1,
+        };
+        saved
+            .0
+            .lock()
+            .unwrap()
+            .insert((meta.dev(), meta.ino()), (other, 4, path.clone()));
+        let mut t = Tailer::new(path.clone(), StartAt::End, None);
+        let mut out = Lines::default();
+        t.step(&saved, &mut out, 1 << 20);
+        assert_eq!(texts(&out), ["one", "two", "three"], "read from its start");
+    }
+
+    #[test]
+    fn a_new_file_starts_at_its_end_unless_asked_and_later_files_at_their_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.log");
+        std::fs::write(&path, "old\n").unwrap();
+        let none = Saved::default();
+        let mut out = Lines::default();
+        let mut t = Tailer::new(path.clone(), StartAt::End, None);
+        assert_eq!(t.step(&none, &mut out, 1 << 20), Step::Idle);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"new\n")
+            .unwrap();
+        t.step(&none, &mut out, 1 << 20);
+        assert_eq!(texts(&out), ["new"]);
+
+        let mut out = Lines::default();
+        let mut t = Tailer::new(path.clone(), StartAt::Beginning, None);
+        t.step(&none, &mut out, 1 << 20);
+        assert_eq!(texts(&out), ["old", "new"]);
+
+        // A path with no file at the first look: what appears later is read whole.
+        let later = dir.path().join("later.log");
+        let mut t = Tailer::new(later.clone(), StartAt::End, None);
+        let mut out = Lines::default();
+        assert_eq!(t.step(&none, &mut out, 1 << 20), Step::Missing);
+        std::fs::write(&later, "first\n").unwrap();
+        t.step(&none, &mut out, 1 << 20);
+        assert_eq!(texts(&out), ["first"]);
+    }
+
+    #[test]
+    fn deletion_finishes_the_file_including_a_last_line_without_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        std::fs::write(&path, "").unwrap();
+        let none = Saved::default();
+        let mut t = Tailer::new(path.clone(), StartAt::End, None);
+        let mut out = Lines::default();
+        t.step(&none, &mut out, 1 << 20);
+        std::fs::write(&path, "whole\npartial").unwrap();
+        t.step(&none, &mut out, 1 << 20);
+        assert_eq!(texts(&out), ["whole"]);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(t.step(&none, &mut out, 1 << 20), Step::Missing);
+        assert_eq!(texts(&out), ["whole", "partial"]);
+    }
+}
