@@ -327,7 +327,9 @@ impl FileReader {
             }
             match step {
                 Step::Read => continue,
-                Step::Missing if self.ends_when_missing => break,
+                // Gone for good; a file that is there but unreadable is retried here instead,
+                // so its warning is given once.
+                Step::Missing if self.ends_when_missing && !self.tailer.path().exists() => break,
                 Step::Idle | Step::Missing if self.once => break,
                 Step::Idle | Step::Missing => {}
             }
