@@ -6,6 +6,10 @@
 //! requests) and prints lines per second acknowledged, CPU-seconds per million lines and peak
 //! RSS, with the publisher pinned to one core (CPU 0) and the endpoint kept off it. Under
 //! `cargo test` it ships 20,000 lines and checks that every one is acknowledged.
+//!
+//! With BENCH_SLOW_MS set, the endpoint holds each PutLogEvents answer that long (a slow
+//! CloudWatch with the whole file as backlog); the run then lasts BENCH_SLOW_SECONDS (default 30)
+//! and reports peak RSS and what was acknowledged by then.
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -27,7 +31,7 @@ struct Counts {
 
 /// Serves one keep-alive connection: every request gets an empty success answer; events in
 /// PutLogEvents bodies are counted once answered.
-fn serve(stream: TcpStream, counts: Arc<Counts>) -> std::io::Result<()> {
+fn serve(stream: TcpStream, counts: Arc<Counts>, delay: Duration) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut reader = BufReader::with_capacity(1 << 20, stream.try_clone()?);
     let mut writer = stream;
@@ -63,6 +67,9 @@ fn serve(stream: TcpStream, counts: Arc<Counts>) -> std::io::Result<()> {
         } else {
             b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\n\r\n{}"
         };
+        if !target.is_empty() && target.ends_with(".putlogevents") {
+            std::thread::sleep(delay);
+        }
         writer.write_all(answer)?;
         if target.ends_with(".putlogevents") {
             let n = finder.find_iter(&body).count() as u64;
@@ -140,12 +147,15 @@ fn main() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let counts = Arc::new(Counts::default());
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let slow = Duration::from_millis(env("BENCH_SLOW_MS").unwrap_or(0));
+    let slow_for = Duration::from_secs(env("BENCH_SLOW_SECONDS").unwrap_or(30));
     {
         let counts = Arc::clone(&counts);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let counts = Arc::clone(&counts);
-                std::thread::spawn(move || serve(stream, counts));
+                std::thread::spawn(move || serve(stream, counts, slow));
             }
         });
     }
@@ -185,6 +195,9 @@ fn main() {
     let mut cpu = 0.0;
     let mut peak_kib = 0;
     while counts.events.load(Ordering::Relaxed) < lines {
+        if !slow.is_zero() && start.elapsed() >= slow_for {
+            break;
+        }
         if first_event.is_none() && counts.events.load(Ordering::Relaxed) > 0 {
             first_event = Some(start.elapsed());
         }
@@ -207,6 +220,24 @@ fn main() {
     let _ = child.wait();
 
     let events = counts.events.load(Ordering::Relaxed);
+    if !slow.is_zero() {
+        let offset =
+            std::fs::read_to_string(dir.path().join("state/logs-state.json")).unwrap_or_default();
+        println!("slow endpoint ({} ms per PutLogEvents) for {:.0} s: {events} of {lines} lines acknowledged", slow.as_millis(), elapsed.as_secs_f64());
+        println!(
+            "saved position: {}",
+            offset
+                .lines()
+                .find(|l| l.contains("offset"))
+                .unwrap_or("-")
+                .trim()
+        );
+        println!(
+            "peak RSS: {peak_kib} KiB ({:.1} MiB)",
+            peak_kib as f64 / 1024.0
+        );
+        return;
+    }
     assert_eq!(events, lines, "every line acknowledged once");
     let requests = counts.requests.load(Ordering::Relaxed);
     let max_body = counts.max_body.load(Ordering::Relaxed);
