@@ -21,8 +21,9 @@ use crate::sinks::cloudwatch_logs::{
 use crate::sources::files::{self, Claim, FilePosition, LineSink, Registry, StartAt, Step, Tailer};
 use crate::sources::journal::Journal;
 
-/// How often a file at its end is looked at again.
-const POLL: Duration = Duration::from_millis(250);
+/// How often a file at its end is looked at again: soon after it last grew, then less often.
+const POLL_MIN: Duration = Duration::from_millis(250);
+const POLL_MAX: Duration = Duration::from_secs(1);
 /// How often patterns are matched again for new files.
 const DISCOVER: Duration = Duration::from_secs(2);
 /// Bytes a reader reads before it checks its deadline and the channel again.
@@ -296,9 +297,26 @@ struct FileReader {
 impl FileReader {
     /// Reads until `stop` (or, for `--once`, the end of the file); returns the path.
     async fn run(mut self, out: mpsc::Sender<Batch>, stop: CancellationToken) -> PathBuf {
+        let mut poll = POLL_MIN;
+        let mut last = Step::Read;
         loop {
             if stop.is_cancelled() {
                 break;
+            }
+            // An idle file costs two stats per look, not a trip to the blocking pool.
+            if last != Step::Read && !self.once && self.tailer.unchanged() {
+                if self.due() {
+                    if let Some(b) = self.sink.builder.take() {
+                        if out.send(b).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                if !self.sleep(poll, &stop).await {
+                    break;
+                }
+                poll = (poll * 2).min(POLL_MAX);
+                continue;
             }
             self.sink.ts = self.sink.ts.max(now_ms());
             let (tailer, sink, step) = {
@@ -325,27 +343,39 @@ impl FileReader {
                     }
                 }
             }
+            last = step;
             match step {
-                Step::Read => continue,
+                Step::Read => {
+                    poll = POLL_MIN;
+                    continue;
+                }
                 // Gone for good; a file that is there but unreadable is retried here instead,
                 // so its warning is given once.
                 Step::Missing if self.ends_when_missing && !self.tailer.path().exists() => break,
                 Step::Idle | Step::Missing if self.once => break,
                 Step::Idle | Step::Missing => {}
             }
-            let wake = match self.sink.builder.opened() {
-                Some(t) => (Instant::from_std(t) + self.flush).min(Instant::now() + POLL),
-                None => Instant::now() + POLL,
-            };
-            tokio::select! {
-                _ = tokio::time::sleep_until(wake) => {}
-                _ = stop.cancelled() => break,
+            if !self.sleep(poll, &stop).await {
+                break;
             }
+            poll = (poll * 2).min(POLL_MAX);
         }
         if let Some(b) = self.sink.builder.take() {
             let _ = out.send(b).await;
         }
         self.tailer.path().to_owned()
+    }
+
+    /// Sleeps `poll`, or less if the batch is due sooner; false if `stop` came first.
+    async fn sleep(&self, poll: Duration, stop: &CancellationToken) -> bool {
+        let wake = match self.sink.builder.opened() {
+            Some(t) => (Instant::from_std(t) + self.flush).min(Instant::now() + poll),
+            None => Instant::now() + poll,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => true,
+            _ = stop.cancelled() => false,
+        }
     }
 
     fn due(&self) -> bool {

@@ -76,7 +76,7 @@ pub enum StartAt {
 pub enum Step {
     /// Lines were read; call again soon.
     Read,
-    /// Nothing new.
+    /// Nothing new: at the end of the file.
     Idle,
     /// No readable file at the path (yet).
     Missing,
@@ -124,6 +124,24 @@ impl Tailer {
         &self.path
     }
 
+    /// A cheap look (two `stat`s, no read) for whether a [`Tailer::step`] could find anything:
+    /// false if the file grew or shrank, the path names another file or none, or there is no
+    /// file open yet at a path that exists.
+    pub fn unchanged(&self) -> bool {
+        match &self.current {
+            Some(cur) => {
+                let Ok(meta) = cur.file.metadata() else {
+                    return false;
+                };
+                meta.len() == cur.read_offset
+                    && meta.nlink() > 0
+                    && std::fs::metadata(&self.path)
+                        .is_ok_and(|m| (m.dev(), m.ino()) == (cur.key.dev, cur.key.ino))
+            }
+            None => !self.first_open && std::fs::metadata(&self.path).is_err(),
+        }
+    }
+
     /// Reads up to about `budget` bytes into `sink`.
     pub fn step(
         &mut self,
@@ -152,7 +170,10 @@ impl Tailer {
             self.lines.filled(CHUNK, n);
             if n == 0 {
                 self.lines.release_if_empty();
-                return self.at_eof(lookup, sink);
+                return match self.at_eof(lookup, sink) {
+                    Step::Idle if total > 0 => Step::Read,
+                    step => step,
+                };
             }
             self.problem = None;
             cur.read_offset += n as u64;
@@ -549,11 +570,8 @@ mod tests {
             .insert((meta.dev(), meta.ino()), (fp, 4, path.clone()));
         let mut t = Tailer::new(path.clone(), StartAt::End, None);
         let mut out = Lines::default();
-        assert_eq!(
-            t.step(&saved, &mut out, 1 << 20),
-            Step::Idle,
-            "read to the end"
-        );
+        assert_eq!(t.step(&saved, &mut out, 1 << 20), Step::Read);
+        assert!(t.unchanged(), "at the end, nothing new");
         assert_eq!(texts(&out), ["two", "three"], "resumed at the saved offset");
         assert_eq!(out.0.last().unwrap().1, 14);
 
