@@ -47,9 +47,19 @@ with tempfile.TemporaryDirectory() as tmp:
             except OSError:
                 time.sleep(0.1)
         config = os.path.join(tmp, "config.json")
+        settings = {"agent": {"instance": {"serial": "bench"}, "metrics_collection_interval": 60,
+                              "logfile": os.path.join(tmp, "p.log"), "state_dir": os.path.join(tmp, "state")}}
+        idle_files = int(os.environ.get("BENCH_IDLE_FILES", "0"))
+        if idle_files:
+            # Log files that do not grow, followed through a pattern: the cost of watching them.
+            os.makedirs(os.path.join(tmp, "var"))
+            for i in range(idle_files):
+                with open(os.path.join(tmp, "var", f"f{i}.log"), "w") as f:
+                    f.write("one line\n")
+            settings["logs"] = {"log_group_name": "bench", "logs_collected": {"files": {"collect_list": [
+                {"file_path": os.path.join(tmp, "var", "*.log")}]}}}
         with open(config, "w") as f:
-            json.dump({"agent": {"instance": {"serial": "bench"}, "metrics_collection_interval": 60,
-                                 "logfile": os.path.join(tmp, "p.log"), "state_dir": os.path.join(tmp, "state")}}, f)
+            json.dump(settings, f)
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                    AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
@@ -79,6 +89,7 @@ with tempfile.TemporaryDirectory() as tmp:
             "idle_cpu_seconds": round(cpu, 3),
             "idle_cpu_percent_of_one_core": round(100 * cpu / elapsed, 4),
             "rounds": calls(url).get("PutMetricData"),
+            "idle_log_files": idle_files,
         }, indent=2))
     finally:
         moto.kill()
