@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metric::now_ms;
 use crate::sinks::cloudwatch_logs::Position;
-use crate::sources::files::{Fingerprint, PositionLookup};
+use crate::sources::files::{Fingerprint, PositionLookup, FINGERPRINT_BYTES};
 
 pub const STATE_FILE: &str = "logs-state.json";
 const VERSION: u32 = 1;
@@ -25,6 +25,8 @@ const VERSION: u32 = 1;
 const FORGET_AFTER_MS: i64 = 7 * 24 * 3600 * 1000;
 /// Saves are at most this frequent; more acknowledgements in between share one write.
 const SAVE_COALESCE: Duration = Duration::from_millis(100);
+/// How often entries for files long gone are dropped while running.
+const PRUNE_EVERY_MS: i64 = 3600 * 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct FileEntry {
@@ -49,6 +51,8 @@ struct State {
     journal_cursor: Option<String>,
     /// Changes not yet on disk.
     dirty: bool,
+    /// When forgotten files were last dropped.
+    pruned_ms: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,11 +96,11 @@ impl Checkpoints {
                 Ok(saved) if saved.version == VERSION => {
                     let now = now_ms();
                     for f in saved.files {
-                        let present = std::fs::metadata(&f.path).is_ok_and(|m| {
-                            use std::os::unix::fs::MetadataExt;
-                            m.dev() == f.dev && m.ino() == f.ino
-                        });
-                        if present || now - f.updated_ms < FORGET_AFTER_MS {
+                        // A fingerprint longer than we take would be someone else's file.
+                        if f.fingerprint.len as u64 > FINGERPRINT_BYTES {
+                            continue;
+                        }
+                        if keep(&f, now) {
                             state.files.insert((f.dev, f.ino), f);
                         }
                     }
@@ -161,6 +165,11 @@ impl Checkpoints {
                 return Ok(());
             }
             state.dirty = false;
+            let now = now_ms();
+            if now.saturating_sub(state.pruned_ms) > PRUNE_EVERY_MS {
+                state.pruned_ms = now;
+                state.files.retain(|_, f| keep(f, now));
+            }
             let mut files: Vec<FileEntry> = state.files.values().cloned().collect();
             files.sort_by(|a, b| (&a.path, a.ino).cmp(&(&b.path, b.ino)));
             Saved {
@@ -221,6 +230,14 @@ impl PositionLookup for Checkpoints {
             .max_by_key(|f| f.updated_ms)
             .map(|f| (f.dev, f.ino, f.fingerprint, f.offset))
     }
+}
+
+/// Whether to keep remembering a file: it is still at its path, or was seen lately (a rotated
+/// file may still be found under another name).
+fn keep(f: &FileEntry, now: i64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    now.saturating_sub(f.updated_ms) < FORGET_AFTER_MS
+        || std::fs::metadata(&f.path).is_ok_and(|m| m.dev() == f.dev && m.ino() == f.ino)
 }
 
 fn set_aside(path: &Path, why: &str) {

@@ -101,10 +101,13 @@ impl LogsPipeline {
             if let (Some(days), Some(_)) = (logs.retention_in_days, &logs.journal) {
                 retention.insert(this.resolve(&logs.log_group_name), days);
             }
-            let cw = Arc::clone(cw);
+            let (cw, abort) = (Arc::clone(cw), shutdown.abort.clone());
             tracker.spawn(async move {
                 for (group, days) in retention {
-                    cw.sync_retention(&group, days).await;
+                    tokio::select! {
+                        _ = cw.sync_retention(&group, days) => {}
+                        _ = abort.cancelled() => return,
+                    }
                 }
             });
         }

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -58,6 +58,55 @@ impl Field {
             Field::Text(s) => s.clone(),
             Field::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
             Field::Many(v) => v.iter().map(Field::text).collect::<Vec<_>>().join("\n"),
+        }
+    }
+}
+
+/// journalctl's output, one line at a time, holding at most [`MAX_ENTRY_BYTES`] of a line (the
+/// rest of a longer one is skipped). All state is kept here, so a read interrupted by
+/// `select!` loses nothing.
+#[derive(Default)]
+struct CappedLines {
+    buf: Vec<u8>,
+    skipping: bool,
+}
+
+enum Next {
+    /// A whole line is in `buf`.
+    Line,
+    /// A line over the limit went by.
+    Skipped,
+    /// journalctl's output ended.
+    End,
+}
+
+impl CappedLines {
+    async fn next<R: AsyncBufRead + Unpin>(&mut self, reader: &mut R) -> std::io::Result<Next> {
+        loop {
+            let available = reader.fill_buf().await?;
+            if available.is_empty() {
+                return Ok(Next::End);
+            }
+            let (n, complete) = match memchr::memchr(b'\n', available) {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            if !self.skipping {
+                if self.buf.len() + n > MAX_ENTRY_BYTES {
+                    self.skipping = true;
+                    self.buf = Vec::new();
+                } else {
+                    self.buf.extend_from_slice(&available[..n]);
+                }
+            }
+            reader.consume(n);
+            if complete {
+                return Ok(if std::mem::take(&mut self.skipping) {
+                    Next::Skipped
+                } else {
+                    Next::Line
+                });
+            }
         }
     }
 }
@@ -137,7 +186,7 @@ impl Journal {
                 text
             });
             let mut reader = BufReader::with_capacity(64 * 1024, stdout);
-            let mut line = Vec::new();
+            let mut lines = CappedLines::default();
             let mut entries = 0u64;
             let mut stopped = false;
             loop {
@@ -151,17 +200,19 @@ impl Journal {
                             if out.send(b).await.is_err() { return; }
                         }
                     }
-                    r = reader.read_until(b'\n', &mut line) => match r {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) if line.ends_with(b"\n") || line.len() > MAX_ENTRY_BYTES => {
+                    r = lines.next(&mut reader) => match r {
+                        Ok(Next::End) | Err(_) => break,
+                        Ok(Next::Skipped) => {
+                            tracing::warn!(limit = MAX_ENTRY_BYTES, "Skipping a journal entry larger than the limit.");
+                        }
+                        Ok(Next::Line) => {
                             entries += 1;
-                            let full = self.entry(&line, &mut builder, &mut last_ts, &mut cursor);
-                            line.clear();
+                            let full = self.entry(&lines.buf, &mut builder, &mut last_ts, &mut cursor);
+                            lines.buf.clear();
                             for b in full {
                                 if out.send(b).await.is_err() { return; }
                             }
                         }
-                        Ok(_) => {}
                     },
                 }
             }
@@ -239,8 +290,13 @@ impl Journal {
         if text.len() <= MAX_EVENT_BYTES {
             full.extend(builder.push(ts, text, position));
         } else {
-            for piece in split_message(text) {
-                full.extend(builder.push(ts, piece, position.clone()));
+            let mut pieces = split_message(text).peekable();
+            while let Some(piece) = pieces.next() {
+                if pieces.peek().is_some() {
+                    full.extend(builder.push_piece(ts, piece));
+                } else {
+                    full.extend(builder.push(ts, piece, position.clone()));
+                }
             }
         }
         full

@@ -154,6 +154,18 @@ impl BatchBuilder {
         done
     }
 
+    /// Adds a piece of a message split over several events, all but the last: the position
+    /// stays where it was, so the message is sent again whole rather than lost in part.
+    pub fn push_piece(&mut self, ts: i64, piece: &str) -> Option<Batch> {
+        let mut done = None;
+        if !self.current.fits(ts, piece.len()) {
+            done = self.take();
+        }
+        self.current.opened.get_or_insert_with(Instant::now);
+        self.current.push_unchecked(ts, piece);
+        done
+    }
+
     /// Records that the source moved without an event (filtered or empty lines).
     pub fn advance(&mut self, position: Position) {
         self.current.opened.get_or_insert_with(Instant::now);
@@ -168,7 +180,7 @@ impl BatchBuilder {
 
     /// Whether there is anything (events or a moved position) to hand out.
     pub fn is_pending(&self) -> bool {
-        self.current.position.is_some()
+        self.current.position.is_some() || !self.current.is_empty()
     }
 
     /// When the current batch got its first event or position change.

@@ -35,6 +35,8 @@ const MAX_AGE_MS: i64 = 14 * 24 * 3600 * 1000;
 const MAX_AHEAD_MS: i64 = 2 * 3600 * 1000;
 const RETRY_BASE: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+/// After this many single events refused in a row, the rest is kept and retried with backoff.
+const MAX_REFUSED_IN_A_ROW: u32 = 8;
 /// Single events refused as invalid are each logged up to this many times per run.
 const REFUSALS_LOGGED: u64 = 20;
 
@@ -124,6 +126,11 @@ impl CloudWatchLogs {
 
     async fn deliver(&self, dest: &Destination, batch: Batch, abort: &CancellationToken) -> bool {
         let mut backoff = Backoff::new(RETRY_BASE, RETRY_MAX);
+        // Single events refused one after another with none accepted in between: past a few,
+        // CloudWatch objects to the stream or the request, not to the events, and skipping them
+        // would throw the batch away.
+        let mut refused_in_a_row = 0u32;
+        let mut creates = 0u32;
         // Halves of a refused batch wait here, first half on top.
         let mut todo = vec![batch];
         while let Some(batch) = todo.pop() {
@@ -160,6 +167,7 @@ impl CloudWatchLogs {
                 };
                 let err = match result {
                     Ok(out) => {
+                        refused_in_a_row = 0;
                         self.accepted(dest, &batch, out.rejected_log_events_info());
                         if backoff.failures() > 0 {
                             tracing::info!(group = %dest.group, stream = %dest.stream, "CloudWatch Logs accepts events again.");
@@ -175,7 +183,19 @@ impl CloudWatchLogs {
                         break;
                     }
                     Outcome::Create => {
-                        if let Err(e) = self.create(dest).await {
+                        creates += 1;
+                        let created = tokio::select! {
+                            r = self.create(dest) => r,
+                            _ = abort.cancelled() => return false,
+                        };
+                        // Created, yet still missing (deleted again, or an eventually
+                        // consistent answer): wait before the next round.
+                        let trouble = match created {
+                            Err(e) => Some(e),
+                            Ok(()) if creates > 2 => Some(message),
+                            Ok(()) => None,
+                        };
+                        if let Some(e) = trouble {
                             if !self.wait(dest, &mut backoff, &e, abort).await {
                                 return false;
                             }
@@ -189,7 +209,13 @@ impl CloudWatchLogs {
                         todo.push(first);
                         break;
                     }
+                    Outcome::Invalid if refused_in_a_row >= MAX_REFUSED_IN_A_ROW => {
+                        if !self.wait(dest, &mut backoff, &message, abort).await {
+                            return false;
+                        }
+                    }
                     Outcome::Invalid => {
+                        refused_in_a_row += 1;
                         let n = self.stats.refused.fetch_add(1, Ordering::Relaxed);
                         if n < REFUSALS_LOGGED {
                             let (ts, m) = batch.events().next().expect("one event");

@@ -97,6 +97,9 @@ pub struct Tailer {
     /// The file the path names now, opened as soon as it replaced the one being finished, so
     /// it is read next even if it is rotated away too before that.
     next: Option<File>,
+    /// While `current` is the copy a copytruncate left, the truncated file itself, to be read
+    /// from its start once the copy is finished.
+    after_copy: Option<Current>,
     /// The last problem reported, so each is reported once.
     problem: Option<String>,
     registry: Option<Arc<Registry>>,
@@ -114,6 +117,7 @@ impl Tailer {
             current: None,
             lines: LineBuffer::default(),
             next: None,
+            after_copy: None,
             problem: None,
             registry,
             first_open: true,
@@ -151,6 +155,17 @@ impl Tailer {
     ) -> Step {
         if self.current.is_none() && !self.open(lookup) {
             return Step::Missing;
+        }
+        // Truncated while we were not reading (CloudWatch slow, say) and grown again: notice it
+        // before reading new bytes as if they followed the old ones.
+        if self.after_copy.is_none() {
+            if let Some(cur) = &self.current {
+                if cur.file.metadata().is_ok_and(|m| m.len() < cur.read_offset)
+                    || !same_start(&cur.file, &cur.key.fingerprint)
+                {
+                    self.truncated();
+                }
+            }
         }
         let mut total = 0;
         loop {
@@ -197,6 +212,15 @@ impl Tailer {
 
     /// Opens the file at the path, at its saved offset, or else where `start` says.
     fn open(&mut self, lookup: &dyn PositionLookup) -> bool {
+        // Opening a pipe or a device could block for good; only regular files are followed.
+        if let Ok(meta) = std::fs::metadata(&self.path) {
+            if !meta.is_file() && !meta.is_dir() {
+                self.report(
+                    "is not a regular file (a pipe or a device); only files are followed".into(),
+                );
+                return false;
+            }
+        }
         let file = match File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -238,9 +262,28 @@ impl Tailer {
             }
         }
         let fingerprint = fingerprint(&file, meta.len()).unwrap_or(Fingerprint { len: 0, hash: 0 });
+        let mut copy = None;
         let offset = match lookup.offset(meta.dev(), meta.ino()) {
-            Some((saved, offset)) if same_start(&file, &saved) => offset.min(meta.len()),
-            _ => match self.start {
+            Some((saved, offset)) if same_start(&file, &saved) && offset <= meta.len() => offset,
+            Some((saved, offset)) => {
+                // Same inode, other content: truncated while stopped (or a recycled inode).
+                // If a copy with the old start is beside it, its rest comes first.
+                let old = FileKey {
+                    path: self.path.clone(),
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                    fingerprint: saved,
+                };
+                copy = find_copy(&self.path, &old, offset).map(|(f, k)| {
+                    let from = match lookup.offset(k.dev, k.ino) {
+                        Some((fp, done)) if same_start(&f, &fp) => done.max(offset),
+                        _ => offset,
+                    };
+                    (f, k, from)
+                });
+                0
+            }
+            None => match self.start {
                 StartAt::End => meta.len(),
                 StartAt::Beginning => 0,
             },
@@ -255,7 +298,32 @@ impl Tailer {
             ino: meta.ino(),
             fingerprint,
         };
-        self.set_current(file, key, offset)
+        if !self.set_current(file, key, offset) {
+            return false;
+        }
+        if let Some((file, key, from)) = copy {
+            self.start_copy(file, key, from);
+        }
+        true
+    }
+
+    /// Reads the copy `file` from `from` to its end before going on with the current file
+    /// (which the caller has set to read from its start).
+    fn start_copy(&mut self, mut file: File, key: FileKey, from: u64) {
+        if file.seek(SeekFrom::Start(from)).is_err() {
+            return;
+        }
+        tracing::info!(file = %self.path.display(), copy = %key.path.display(), from,
+            "Log file was truncated (copytruncate); sending the rest from the copy first.");
+        if let Some(r) = &self.registry {
+            r.opened(key.dev, key.ino);
+        }
+        let copy = Current {
+            file,
+            key: Arc::new(key),
+            read_offset: from,
+        };
+        self.after_copy = self.current.replace(copy);
     }
 
     fn set_current(&mut self, mut file: File, key: FileKey, offset: u64) -> bool {
@@ -276,7 +344,10 @@ impl Tailer {
     }
 
     fn close(&mut self) {
-        if let Some(cur) = self.current.take() {
+        for cur in [self.current.take(), self.after_copy.take()]
+            .into_iter()
+            .flatten()
+        {
             if let Some(r) = &self.registry {
                 r.closed(cur.key.dev, cur.key.ino);
             }
@@ -319,6 +390,26 @@ impl Tailer {
 
     /// At the end of the current file: look for truncation, rotation and deletion.
     fn at_eof(&mut self, lookup: &dyn PositionLookup, sink: &mut dyn LineSink) -> Step {
+        if let Some(original) = self.after_copy.take() {
+            // The copy is finished: its last line too, then the truncated file from its start.
+            if let Some(copy) = self.current.replace(original) {
+                let base = copy.read_offset - self.lines.pending() as u64;
+                self.lines.finish(|text, e| {
+                    sink.line(
+                        text,
+                        FilePosition {
+                            key: Arc::clone(&copy.key),
+                            offset: base + e as u64,
+                        },
+                    )
+                });
+                if let Some(r) = &self.registry {
+                    r.closed(copy.key.dev, copy.key.ino);
+                }
+            }
+            self.lines.clear();
+            return Step::Read;
+        }
         let Some(cur) = self.current.as_mut() else {
             return Step::Missing;
         };
@@ -326,7 +417,7 @@ impl Tailer {
             return Step::Idle;
         };
         if meta.len() < cur.read_offset || !same_start(&cur.file, &cur.key.fingerprint) {
-            self.truncated(sink);
+            self.truncated();
             return Step::Read;
         }
         if cur.key.fingerprint.len < FINGERPRINT_BYTES as u32
@@ -381,51 +472,29 @@ impl Tailer {
         Step::Idle
     }
 
-    /// The file got shorter or its start changed: copytruncate. If the copy is beside it, read
-    /// the part not read yet from the copy; then start again at the beginning.
-    fn truncated(&mut self, sink: &mut dyn LineSink) {
+    /// The file got shorter or its start changed: copytruncate. The current file starts again
+    /// at its beginning; if the copy is beside it, the part not read yet comes from the copy
+    /// first, a budget at a time like any file.
+    fn truncated(&mut self) {
         let Some(cur) = self.current.as_mut() else {
             return;
         };
-        let mut from_copy = None;
-        if let Some(mut copy) = find_copy(&self.path, &cur.key, cur.read_offset) {
-            let base_key = Arc::new(copy.1.clone());
-            let mut offset = cur.read_offset;
-            if copy.0.seek(SeekFrom::Start(offset)).is_ok() {
-                loop {
-                    let spare = self.lines.spare(CHUNK);
-                    let n = copy.0.read(spare).unwrap_or(0);
-                    self.lines.filled(CHUNK, n);
-                    offset += n as u64;
-                    let base = offset - self.lines.pending() as u64;
-                    let emit = |text: Option<&str>, end: usize| {
-                        sink.line(
-                            text,
-                            FilePosition {
-                                key: Arc::clone(&base_key),
-                                offset: base + end as u64,
-                            },
-                        )
-                    };
-                    if n == 0 {
-                        self.lines.finish(emit);
-                        break;
-                    }
-                    self.lines.drain(emit);
-                }
-                from_copy = Some(copy.1.path);
-            }
-        }
-        tracing::info!(file = %self.path.display(),
-            rest_read_from = %from_copy.as_deref().unwrap_or(Path::new("-")).display(),
-            "Log file was truncated (copytruncate); reading it again from the start.");
-        self.lines.clear();
+        let (old, old_offset) = (Arc::clone(&cur.key), cur.read_offset);
         let _ = cur.file.seek(SeekFrom::Start(0));
         cur.read_offset = 0;
         let len = cur.file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut key = (*cur.key).clone();
         key.fingerprint = fingerprint(&cur.file, len).unwrap_or(Fingerprint { len: 0, hash: 0 });
         cur.key = Arc::new(key);
+        match find_copy(&self.path, &old, old_offset) {
+            // The incomplete last line read so far goes on in the copy.
+            Some((file, key)) => self.start_copy(file, key, old_offset),
+            None => {
+                self.lines.clear();
+                tracing::info!(file = %self.path.display(),
+                    "Log file was truncated; reading it again from the start (no copy of it found beside it).");
+            }
+        }
     }
 
     fn report(&mut self, problem: String) {
@@ -639,5 +708,54 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert_eq!(t.step(&none, &mut out, 1 << 20), Step::Missing);
         assert_eq!(texts(&out), ["whole", "partial"]);
+    }
+
+    #[test]
+    fn copytruncate_while_not_reading_takes_the_unread_rest_from_the_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.log");
+        std::fs::write(&path, "a\nb\n").unwrap();
+        let none = Saved::default();
+        let mut t = Tailer::new(path.clone(), StartAt::Beginning, None);
+        let mut out = Lines::default();
+        t.step(&none, &mut out, 1 << 20);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"c\n").unwrap();
+        // copytruncate, then the writer goes on past the old length before the next look.
+        std::fs::copy(&path, dir.path().join("d.log.1")).unwrap();
+        f.set_len(0).unwrap();
+        f.write_all(b"d\nlonger line\n").unwrap();
+        while t.step(&none, &mut out, 1 << 20) == Step::Read {}
+        assert_eq!(texts(&out), ["a", "b", "c", "d", "longer line"]);
+    }
+
+    #[test]
+    fn a_file_truncated_while_stopped_is_resumed_from_its_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.log");
+        std::fs::write(&path, "a\nb\nc\n").unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        let fp = fingerprint(&File::open(&path).unwrap(), meta.len()).unwrap();
+        let saved = Saved::default();
+        saved
+            .0
+            .lock()
+            .unwrap()
+            .insert((meta.dev(), meta.ino()), (fp, 4, path.clone()));
+        std::fs::copy(&path, dir.path().join("e.log.1")).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"d\n")
+            .unwrap();
+        let mut t = Tailer::new(path.clone(), StartAt::End, None);
+        let mut out = Lines::default();
+        while t.step(&saved, &mut out, 1 << 20) == Step::Read {}
+        assert_eq!(texts(&out), ["c", "d"]);
     }
 }
