@@ -13,6 +13,7 @@ use crate::config::{self, Config, ConfigError};
 use crate::instance::{self, InstanceError, InstanceId, Origin};
 use crate::logs::{LogsPipeline, Shutdown};
 use crate::pipeline::{Labels, MetricsPipeline};
+use crate::service::{Health, Notifier, Status};
 use crate::sinks::cloudwatch_logs::{CloudWatchLogs, LogsSink, Stats};
 use crate::sinks::cloudwatch_metrics::{MetricsSink, Spool, SpoolError};
 use crate::sources::host_metrics::HostMetrics;
@@ -116,6 +117,44 @@ async fn resolve_instance(config: &Config) -> Result<InstanceId, AppError> {
     Ok(id)
 }
 
+/// One line for the service manager: what is published, and what is failing if anything.
+fn status_line(
+    id: &str,
+    namespace: &str,
+    interval: Duration,
+    logs: bool,
+    status: &Status,
+    log_stats: &Stats,
+) -> String {
+    let mut line = format!("{id}: metrics to {namespace} every {}s", interval.as_secs());
+    let ok = status
+        .metrics_ok_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    match Status::get(&status.metrics_error) {
+        Some(e) => line.push_str(&format!(" (not accepted: {e})")),
+        None if ok > 0 => line.push_str(" (accepted)"),
+        None => {}
+    }
+    if logs {
+        line.push_str(&format!(
+            "; {} log events delivered",
+            Stats::get(&log_stats.delivered)
+        ));
+        if let Some(e) = log_stats
+            .failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            line.push_str(&format!(" (retrying: {e})"));
+        }
+    }
+    // A status line is one line, and short.
+    let mut line: String = line.replace('\n', " ").chars().take(400).collect();
+    line.truncate(line.trim_end().len());
+    line
+}
+
 /// A config holding a password should be readable by its owner only, as ssh insists for keys.
 fn warn_if_others_can_read(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -209,7 +248,11 @@ async fn daemon(path: &Path, once: bool, dry_run: bool) -> Result<(), AppError> 
         .await
         .expect("sampler setup does not panic")?;
     let interval = agent.metrics_collection_interval;
+    let health = Arc::new(Health::default());
+    let status = Arc::new(Status::default());
     let pipeline = MetricsPipeline {
+        heartbeat: health.register("metrics"),
+        status: Arc::clone(&status),
         source: Arc::new(Mutex::new(source)),
         labels: Labels {
             namespace: config.metrics.namespace.clone(),
@@ -253,6 +296,7 @@ async fn daemon(path: &Path, once: bool, dry_run: bool) -> Result<(), AppError> 
         sink: logs_sink.clone(),
         checkpoints: Arc::clone(&checkpoints),
         once,
+        health: Arc::clone(&health),
     };
     let shipping_logs = logs.start(
         &logs_tracker,
@@ -267,6 +311,35 @@ async fn daemon(path: &Path, once: bool, dry_run: bool) -> Result<(), AppError> 
 
     let metrics = tracker.spawn(pipeline.run(shutdown.child_token()));
     tracker.close();
+
+    // Ready once the config is good and the pipelines run; credentials and network come later
+    // and show in the status line.
+    let notifier = Notifier::from_env();
+    let summary = {
+        let namespace = config.metrics.namespace.clone();
+        let id = id.to_string();
+        let (status, logs_sink) = (Arc::clone(&status), logs_sink.clone());
+        move || {
+            status_line(
+                &id,
+                &namespace,
+                interval,
+                shipping_logs,
+                &status,
+                logs_sink.stats(),
+            )
+        }
+    };
+    notifier.ready(&summary());
+    let supervisor =
+        tokio::spawn(notifier.supervise(Arc::clone(&health), summary, shutdown.clone()));
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            notifier.stopping();
+        }
+    });
     let report = metrics.await.expect("metrics pipeline does not panic");
     if once {
         // What is not delivered by then stays on disk for the next run.
@@ -282,6 +355,7 @@ async fn daemon(path: &Path, once: bool, dry_run: bool) -> Result<(), AppError> 
     shutdown.cancel();
     tracker.wait().await;
     let _ = signals.await;
+    let _ = supervisor.await;
     let stats = logs_sink.stats();
     let undelivered = Stats::get(&stats.undelivered);
     tracing::info!(

@@ -18,6 +18,7 @@ pub mod logs;
 pub mod metric;
 pub mod pipeline;
 pub mod secret;
+pub mod service;
 pub mod signal;
 pub mod sinks;
 pub mod sources;

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::checkpoint::Checkpoints;
 use crate::config::{self, Config, FileSource, Filters};
 use crate::metric::now_ms;
+use crate::service::{beating, Health, Heartbeat};
 use crate::sinks::cloudwatch_logs::{
     run_sender, Batch, BatchBuilder, Destination, LogsSink, Position,
 };
@@ -40,6 +41,7 @@ pub struct LogsPipeline {
     pub checkpoints: Arc<Checkpoints>,
     /// Read what is there now, deliver it and stop (`--once`).
     pub once: bool,
+    pub health: Arc<Health>,
 }
 
 /// Tokens that end the pipeline: `stop` ends reading (what was read is still delivered),
@@ -135,13 +137,18 @@ impl LogsPipeline {
             };
             let (tx, rx) = mpsc::channel(1);
             let cursor = this.checkpoints.journal_cursor();
-            tracker.spawn(journal.run(cursor, tx, shutdown.stop.clone()));
+            let beat = this.health.register("journal reader");
+            tracker.spawn(journal.run(cursor, tx, shutdown.stop.clone(), beat));
+            let beat = this
+                .health
+                .register(format!("sender {}/{}", dest.group, dest.stream));
             tracker.spawn(run_sender(
                 rx,
                 dest,
                 this.sink.clone(),
                 Arc::clone(&this.checkpoints),
                 shutdown.abort.clone(),
+                beat,
             ));
         }
         true
@@ -231,14 +238,19 @@ impl LogsPipeline {
         let dest = Arc::new(self.destination(entry, &file_name));
         tracing::info!(file = %path.display(), group = %dest.group, stream = %dest.stream, "Shipping log file.");
         let (tx, rx) = mpsc::channel(1);
+        let beat = self
+            .health
+            .register(format!("sender {}/{}", dest.group, dest.stream));
         tracker.spawn(run_sender(
             rx,
             dest,
             self.sink.clone(),
             Arc::clone(&self.checkpoints),
             shutdown.abort.clone(),
+            beat,
         ));
         let reader = FileReader {
+            heartbeat: self.health.register(format!("reader {}", path.display())),
             tailer: Tailer::new(path, start, Some(Arc::clone(registry))),
             sink: FileLines {
                 builder: BatchBuilder::new(),
@@ -288,6 +300,7 @@ impl LineSink for FileLines {
 }
 
 struct FileReader {
+    heartbeat: Heartbeat,
     tailer: Tailer,
     sink: FileLines,
     checkpoints: Arc<Checkpoints>,
@@ -303,6 +316,7 @@ impl FileReader {
         let mut poll = POLL_MIN;
         let mut last = Step::Read;
         loop {
+            self.heartbeat.beat();
             if stop.is_cancelled() {
                 break;
             }
@@ -310,7 +324,7 @@ impl FileReader {
             if last != Step::Read && !self.once && self.tailer.unchanged() {
                 if self.due() {
                     if let Some(b) = self.sink.builder.take() {
-                        if out.send(b).await.is_err() {
+                        if beating(&self.heartbeat, out.send(b)).await.is_err() {
                             break;
                         }
                     }
@@ -335,13 +349,13 @@ impl FileReader {
             self.tailer = tailer;
             self.sink = sink;
             for b in self.sink.full.drain(..) {
-                if out.send(b).await.is_err() {
+                if beating(&self.heartbeat, out.send(b)).await.is_err() {
                     return self.tailer.path().to_owned();
                 }
             }
             if self.sink.builder.is_full() || self.due() {
                 if let Some(b) = self.sink.builder.take() {
-                    if out.send(b).await.is_err() {
+                    if beating(&self.heartbeat, out.send(b)).await.is_err() {
                         return self.tailer.path().to_owned();
                     }
                 }
@@ -364,7 +378,7 @@ impl FileReader {
             poll = (poll * 2).min(POLL_MAX);
         }
         if let Some(b) = self.sink.builder.take() {
-            let _ = out.send(b).await;
+            let _ = beating(&self.heartbeat, out.send(b)).await;
         }
         self.tailer.path().to_owned()
     }

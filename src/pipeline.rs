@@ -38,6 +38,8 @@ pub struct MetricsPipeline {
     pub once: bool,
     /// How long an in-flight request may still take after shutdown was asked for.
     pub shutdown_grace: Duration,
+    pub heartbeat: crate::service::Heartbeat,
+    pub status: Arc<crate::service::Status>,
 }
 
 /// How a run ended, for `--once`'s exit code.
@@ -58,10 +60,12 @@ impl MetricsPipeline {
         let mut next = Instant::now() + WARMUP;
         let mut failing = false;
         loop {
+            self.heartbeat.beat();
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep_until(next) => {}
+                _ = tokio::time::sleep(crate::service::BEAT) => continue,
             }
             next += self.interval;
             let now = Instant::now();
@@ -70,6 +74,7 @@ impl MetricsPipeline {
             }
             let source = Arc::clone(&self.source);
             let sample = match tokio::task::spawn_blocking(move || {
+                stall_for_tests();
                 source.lock().expect("sampler not poisoned").sample()
             })
             .await
@@ -88,7 +93,16 @@ impl MetricsPipeline {
                 values: sample.values,
             };
             report.rounds += 1;
-            let accepted = self.deliver(vec![record], &cancel, &mut report).await;
+            let hb = self.heartbeat.clone();
+            let accepted =
+                crate::service::beating(&hb, self.deliver(vec![record], &cancel, &mut report))
+                    .await;
+            if accepted {
+                self.status
+                    .metrics_ok_ms
+                    .store(now_ms() as u64, std::sync::atomic::Ordering::Relaxed);
+                crate::service::Status::set(&self.status.metrics_error, None);
+            }
             report.last_round_accepted = accepted;
             if accepted {
                 if failing {
@@ -96,7 +110,7 @@ impl MetricsPipeline {
                     failing = false;
                 }
                 if self.spool.as_ref().is_some_and(|s| !s.is_empty()) {
-                    self.drain(&cancel, &mut report).await;
+                    crate::service::beating(&hb, self.drain(&cancel, &mut report)).await;
                 }
             } else {
                 failing = true;
@@ -131,6 +145,7 @@ impl MetricsPipeline {
                 }
                 Err((Disposition::Retry, message)) => {
                     all = false;
+                    crate::service::Status::set(&self.status.metrics_error, Some(message.clone()));
                     let records = batch.records;
                     match self.with_spool(move |s| s.append(&records)).await {
                         Some(Ok(dropped)) => {
@@ -232,5 +247,16 @@ impl MetricsPipeline {
         .expect("spool work does not panic");
         self.spool = Some(spool);
         Some(r)
+    }
+}
+
+/// With `CLOUDWATCH_PUBLISHER_TEST_STALL_SAMPLING` set, a debug build's sampling never returns:
+/// the tests use it to show that a stuck pipeline stops the watchdog. Release builds ignore it.
+fn stall_for_tests() {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("CLOUDWATCH_PUBLISHER_TEST_STALL_SAMPLING").is_some() {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
     }
 }

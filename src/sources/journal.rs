@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::JournalSource;
+use crate::service::{beating, Heartbeat, BEAT};
 use crate::sinks::cloudwatch_logs::{
     split_message, Batch, BatchBuilder, Position, MAX_EVENT_BYTES,
 };
@@ -148,6 +149,7 @@ impl Journal {
         mut cursor: Option<String>,
         out: mpsc::Sender<Batch>,
         stop: CancellationToken,
+        heartbeat: Heartbeat,
     ) {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         let mut builder = BatchBuilder::new();
@@ -195,9 +197,10 @@ impl Journal {
                     .map(|t| Instant::from_std(t) + self.flush_interval);
                 tokio::select! {
                     _ = stop.cancelled() => { stopped = true; break; }
+                    _ = tokio::time::sleep(BEAT) => {}
                     _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                         if let Some(b) = builder.take() {
-                            if out.send(b).await.is_err() { return; }
+                            if beating(&heartbeat, out.send(b)).await.is_err() { return; }
                         }
                     }
                     r = lines.next(&mut reader) => match r {
@@ -210,7 +213,7 @@ impl Journal {
                             let full = self.entry(&lines.buf, &mut builder, &mut last_ts, &mut cursor);
                             lines.buf.clear();
                             for b in full {
-                                if out.send(b).await.is_err() { return; }
+                                if beating(&heartbeat, out.send(b)).await.is_err() { return; }
                             }
                         }
                     },
@@ -247,12 +250,12 @@ impl Journal {
                     retry_in_s = delay.as_secs(), "journalctl ended; starting it again after the last entry read.");
             }
             tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
+                _ = beating(&heartbeat, tokio::time::sleep(delay)) => {}
                 _ = stop.cancelled() => break,
             }
         }
         if let Some(b) = builder.take() {
-            let _ = out.send(b).await;
+            let _ = beating(&heartbeat, out.send(b)).await;
         }
     }
 

@@ -58,6 +58,8 @@ pub struct Stats {
     pub expired: AtomicU64,
     /// Batches not delivered when the publisher stopped (their lines stay on disk).
     pub undelivered: AtomicU64,
+    /// Why delivery is failing right now, for the status line.
+    pub failing: std::sync::Mutex<Option<String>>,
 }
 
 impl Stats {
@@ -246,6 +248,7 @@ impl CloudWatchLogs {
     ) -> bool {
         let delay = backoff.next_delay();
         let n = backoff.failures();
+        *self.stats.failing.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_owned());
         if n == 1 || n.is_multiple_of(10) {
             tracing::warn!(group = %dest.group, stream = %dest.stream, attempts = n, error,
                 retry_in_ms = delay.as_millis() as u64,
@@ -265,6 +268,7 @@ impl CloudWatchLogs {
     ) {
         let n = batch.len() as u64;
         let (mut old, mut new, mut expired) = (0, 0, 0);
+        *self.stats.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if let Some(r) = rejected {
             // The old and expired indexes are exclusive ends and the new one is the first too
             // new, as documented; emulators count them inclusively. Counting the events outside
@@ -414,6 +418,7 @@ pub async fn run_sender(
     sink: LogsSink,
     checkpoints: Arc<Checkpoints>,
     abort: CancellationToken,
+    heartbeat: crate::service::Heartbeat,
 ) {
     let mut in_flight: VecDeque<tokio::task::JoinHandle<Option<Option<Position>>>> =
         VecDeque::new();
@@ -421,8 +426,10 @@ pub async fn run_sender(
     let mut left = 0u64;
     while open || !in_flight.is_empty() {
         let room = in_flight.len() < REQUESTS_PER_SOURCE;
+        heartbeat.beat();
         tokio::select! {
             biased;
+            _ = tokio::time::sleep(crate::service::BEAT) => {}
             done = async { in_flight.front_mut().expect("not empty").await }, if !in_flight.is_empty() => {
                 in_flight.pop_front();
                 match done {

@@ -1,0 +1,162 @@
+//! The service manager's notify protocol, against a socket the test listens on as systemd
+//! would: READY with a status line, WATCHDOG spacing, STOPPING, and no WATCHDOG once a
+//! pipeline is stuck.
+
+mod support;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::*;
+
+/// A notify socket and the messages that reach it, each with when it came.
+struct NotifySocket {
+    socket: UnixDatagram,
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NotifySocket {
+    fn bind() -> NotifySocket {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        NotifySocket {
+            socket,
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// Collects messages until `until` holds for the ones so far, or `timeout`.
+    fn collect(
+        &self,
+        since: Instant,
+        timeout: Duration,
+        until: impl Fn(&[(Duration, String)]) -> bool,
+    ) -> Vec<(Duration, String)> {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline && !until(&out) {
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                out.push((
+                    since.elapsed(),
+                    String::from_utf8_lossy(&buf[..n]).into_owned(),
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn spawn(s: &Setup, sock: &NotifySocket, watchdog_usec: u64, extra: &[(&str, &str)]) -> Child {
+    // Nothing listens on this endpoint: readiness must not wait for the network.
+    let mut cmd = publisher(Some(&format!("http://127.0.0.1:{}", free_port())));
+    cmd.arg(s.config())
+        .env("NOTIFY_SOCKET", &sock.path)
+        .env("WATCHDOG_USEC", watchdog_usec.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    // WATCHDOG_PID is not set, so the watchdog applies to whoever reads the variable.
+    cmd.spawn().unwrap()
+}
+
+fn config() -> serde_json::Value {
+    json!({"agent": {"instance": {"prefix": "test", "serial": "notify"}, "metrics_collection_interval": 5}})
+}
+
+#[test]
+fn ready_without_network_then_watchdog_twice_a_period_then_stopping() {
+    let sock = NotifySocket::bind();
+    let s = Setup::new(config());
+    let start = Instant::now();
+    let mut p = spawn(&s, &sock, 2_000_000, &[]);
+    let got = sock.collect(start, Duration::from_secs(30), |m| {
+        m.iter().filter(|(_, t)| t.contains("WATCHDOG=1")).count() >= 6
+    });
+    let ready = got
+        .iter()
+        .find(|(_, t)| t.contains("READY=1"))
+        .expect("READY=1");
+    assert!(
+        ready.0 < Duration::from_secs(10),
+        "ready promptly: {:?}",
+        ready.0
+    );
+    assert!(
+        ready
+            .1
+            .contains("STATUS=test-notify: metrics to System/Default every 5s"),
+        "{ready:?}"
+    );
+    let dogs: Vec<Duration> = got
+        .iter()
+        .filter(|(_, t)| t.contains("WATCHDOG=1"))
+        .map(|m| m.0)
+        .collect();
+    assert!(dogs.len() >= 6, "{got:?}");
+    for w in dogs.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= Duration::from_millis(500) && gap <= Duration::from_millis(1900),
+            "WATCHDOG=1 every half period (1 s): {gap:?} in {got:?}"
+        );
+    }
+    // With nothing listening, the metrics fail and the status says so.
+    let mut seen = got.clone();
+    if !seen.iter().any(|(_, t)| t.contains("not accepted")) {
+        seen.extend(sock.collect(start, Duration::from_secs(40), |m| {
+            m.iter().any(|(_, t)| t.contains("not accepted"))
+        }));
+    }
+    assert!(
+        seen.iter()
+            .any(|(_, t)| t.contains("STATUS=") && t.contains("not accepted")),
+        "{seen:?}"
+    );
+
+    signal(&p, libc::SIGTERM);
+    let end = sock.collect(start, Duration::from_secs(10), |m| {
+        m.iter().any(|(_, t)| t.contains("STOPPING=1"))
+    });
+    assert!(wait_exit(&mut p, Duration::from_secs(30)).success());
+    assert!(end.iter().any(|(_, t)| t.contains("STOPPING=1")), "{end:?}");
+}
+
+#[test]
+fn a_stuck_pipeline_stops_the_watchdog() {
+    let sock = NotifySocket::bind();
+    let s = Setup::new(config());
+    let start = Instant::now();
+    let mut p = spawn(
+        &s,
+        &sock,
+        2_000_000,
+        &[("CLOUDWATCH_PUBLISHER_TEST_STALL_SAMPLING", "1")],
+    );
+    // Sampling starts 1 s after start and never returns; a few seconds later (the watchdog
+    // period, at least three missed beats) the watchdog is no longer fed.
+    let got = sock.collect(start, Duration::from_secs(12), |_| false);
+    signal(&p, libc::SIGKILL);
+    let _ = p.wait();
+    assert!(got.iter().any(|(_, t)| t.contains("READY=1")), "{got:?}");
+    let late: Vec<_> = got
+        .iter()
+        .filter(|(at, t)| t.contains("WATCHDOG=1") && *at > Duration::from_secs(7))
+        .collect();
+    assert!(late.is_empty(), "watchdog fed while stuck: {late:?}");
+    assert!(
+        s.log().contains("no progress") && s.log().contains("task=metrics"),
+        "{}",
+        s.log()
+    );
+}
