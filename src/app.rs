@@ -65,7 +65,7 @@ impl AppError {
 pub async fn run(args: Args) -> Result<(), AppError> {
     match args.command {
         Some(Command::Validate { config }) => validate(&config).await,
-        None => daemon(&args.config, args.once, args.dry_run).await,
+        None => daemon(&args.config, args.once, args.dry_run, args.daemon).await,
     }
 }
 
@@ -174,13 +174,14 @@ fn hostname() -> String {
     sysinfo::System::host_name().unwrap_or_else(|_| "unknown".into())
 }
 
-async fn daemon(path: &Path, once: bool, dry_run: bool) -> Result<(), AppError> {
+async fn daemon(path: &Path, once: bool, dry_run: bool, detached: bool) -> Result<(), AppError> {
     let config = config::load(path)?;
     let agent = &config.agent;
-    crate::logging::init(
+    crate::logging::init_with_syslog(
         (!dry_run).then_some(agent.logfile.as_path()),
         agent.debug,
         dry_run,
+        agent.syslog || detached,
     )
     .map_err(AppError::Io)?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), dry_run, once, "Starting.");

@@ -30,6 +30,15 @@ pub struct Args {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Detach from the terminal and run in the background, for systems without a service
+    /// manager; logs then also go to the system log. The config is checked first.
+    #[arg(long, conflicts_with_all = ["once", "dry_run"])]
+    pub daemon: bool,
+
+    /// With --daemon, write the background process's id to this file.
+    #[arg(long, value_name = "FILE", requires = "daemon")]
+    pub pid_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

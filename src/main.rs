@@ -20,13 +20,39 @@ fn tune_allocator() {}
 
 fn main() -> ExitCode {
     tune_allocator();
-    let args = match Args::try_parse() {
+    let mut args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
         }
     };
+    if args.daemon {
+        // Say what is wrong with the config here, while someone is looking; then detach,
+        // before any thread exists.
+        if let Err(e) = amazon_cloudwatch_publisher::config::load(&args.config) {
+            eprintln!("amazon-cloudwatch-publisher: {e}");
+            return ExitCode::from(app::EX_CONFIG);
+        }
+        // The background process works in /, so relative paths are resolved now.
+        if let Ok(p) = std::path::absolute(&args.config) {
+            args.config = p;
+        }
+        if let Some(p) = args.pid_file.as_mut() {
+            if let Ok(abs) = std::path::absolute(&*p) {
+                *p = abs;
+            }
+        }
+        let mut detach = daemonize::Daemonize::new().working_directory("/");
+        if let Some(pid_file) = &args.pid_file {
+            detach = detach.pid_file(pid_file);
+        }
+        if let Err(e) = detach.start() {
+            eprintln!("amazon-cloudwatch-publisher: cannot run in the background: {e}");
+            return ExitCode::from(app::EX_SOFTWARE);
+        }
+    }
+    let pid_file = args.pid_file.clone();
     // One async thread is plenty for a few requests a minute and keeps memory down on a Pi;
     // sampling, file and spool work run on the blocking pool.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -40,7 +66,11 @@ fn main() -> ExitCode {
             return ExitCode::from(app::EX_SOFTWARE);
         }
     };
-    match runtime.block_on(app::run(args)) {
+    let result = runtime.block_on(app::run(args));
+    if let Some(pid_file) = pid_file {
+        let _ = std::fs::remove_file(pid_file);
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if logging::active() {

@@ -160,3 +160,75 @@ fn a_stuck_pipeline_stops_the_watchdog() {
         s.log()
     );
 }
+
+fn gone(pid: i32) -> bool {
+    // A daemon's parent is init, which may reap it late: a zombie counts as gone.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+#[test]
+fn daemon_mode_detaches_writes_its_pid_and_logs_to_the_system_log() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let syslog_path = dir.path().join("log.sock");
+    let syslog = UnixDatagram::bind(&syslog_path).unwrap();
+    syslog
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let s = Setup::new(config());
+    let pid_file = dir.path().join("publisher.pid");
+
+    let mut cmd = publisher(Some(&moto.url()));
+    cmd.args(["--daemon", "--pid-file"])
+        .arg(&pid_file)
+        .arg(s.config())
+        .env("CLOUDWATCH_PUBLISHER_SYSLOG_SOCKET", &syslog_path);
+    let out = run(cmd, Duration::from_secs(30));
+    assert!(out.status.success(), "{:?}", text(&out));
+    let pid: i32 = read(&pid_file)
+        .trim()
+        .parse()
+        .expect("a pid in the pid file");
+    assert!(!gone(pid), "the background process runs");
+    moto.wait_for_metrics(Duration::from_secs(30), |m| !m.is_empty());
+
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 8192];
+    while Instant::now() < deadline && !lines.iter().any(|l: &String| l.contains("Starting.")) {
+        if let Ok(n) = syslog.recv(&mut buf) {
+            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    let starting = lines
+        .iter()
+        .find(|l| l.contains("Starting."))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    // Facility daemon (3), severity info (6).
+    assert!(starting.starts_with("<30>"), "{starting}");
+    assert!(
+        starting.contains(&format!("amazon-cloudwatch-publisher[{pid}]")),
+        "{starting}"
+    );
+
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !gone(pid) {
+        assert!(Instant::now() < deadline, "the daemon did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!pid_file.exists(), "the pid file is removed on exit");
+
+    // A bad config is reported before detaching, where someone sees it.
+    std::fs::write(s.config(), "{\"agent\": {\"debug\": 1}}").unwrap();
+    let mut cmd = publisher(Some(&moto.url()));
+    cmd.arg("--daemon").arg(s.config());
+    let out = run(cmd, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(78));
+    assert!(text(&out).1.contains("agent.debug"), "{:?}", text(&out));
+}

@@ -19,6 +19,7 @@ const AGENT_KEYS: &[&str] = &[
     "logs_collection_interval",
     "logfile",
     "debug",
+    "syslog",
     "state_dir",
     "metrics_spool_max_mib",
 ];
@@ -230,6 +231,7 @@ fn check_agent(c: &mut Checker, s: &Section) -> Agent {
         .abs_path(s, "state_dir")
         .unwrap_or_else(|| DEFAULT_STATE_DIR.into());
     let debug = c.bool(s, "debug").unwrap_or(false);
+    let syslog = c.bool(s, "syslog").unwrap_or(false);
     let spool_mib = c
         .integer(s, "metrics_spool_max_mib", 1, 1 << 20)
         .unwrap_or(DEFAULT_SPOOL_MAX_MIB);
@@ -241,6 +243,7 @@ fn check_agent(c: &mut Checker, s: &Section) -> Agent {
         logs_collection_interval,
         logfile,
         debug,
+        syslog,
         state_dir,
         metrics_spool_max_bytes: spool_mib * 1024 * 1024,
     }

@@ -51,6 +51,8 @@ pub struct Agent {
     pub logs_collection_interval: Duration,
     pub logfile: PathBuf,
     pub debug: bool,
+    /// Also log to the system log.
+    pub syslog: bool,
     pub state_dir: PathBuf,
     /// Largest size of the metrics spool on disk, in bytes.
     pub metrics_spool_max_bytes: u64,

@@ -46,6 +46,7 @@ pub(super) fn effective(c: &Config) -> Value {
     );
     agent.insert("logfile".into(), json!(a.logfile));
     agent.insert("debug".into(), json!(a.debug));
+    agent.insert("syslog".into(), json!(a.syslog));
     agent.insert("state_dir".into(), json!(a.state_dir));
     agent.insert(
         "metrics_spool_max_mib".into(),

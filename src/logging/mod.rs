@@ -4,6 +4,7 @@
 //! for secrets.
 
 mod rotate;
+mod syslog;
 
 use std::io::{self, IsTerminal};
 use std::path::Path;
@@ -16,6 +17,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 pub use rotate::RotatingFile;
+pub use syslog::SOCKET_ENV as SYSLOG_SOCKET_ENV;
 
 /// 100 MiB × 5 files, like the CloudWatch Agent.
 pub const MAX_LOG_BYTES: u64 = 100 * 1024 * 1024;
@@ -70,6 +72,25 @@ impl<'a> MakeWriter<'a> for SharedFile {
 /// Sets up logging. With `logfile` None, logs go to standard error only (used before the config
 /// is read, and by `--dry-run` and `validate`, which must not need write access anywhere).
 pub fn init(logfile: Option<&Path>, debug: bool, force_stderr: bool) -> io::Result<()> {
+    init_with_syslog(logfile, debug, force_stderr, false)
+}
+
+/// [`init`], and with `to_syslog` the system log too. If the system log cannot be reached, that
+/// is said in the other logs and they carry on.
+pub fn init_with_syslog(
+    logfile: Option<&Path>,
+    debug: bool,
+    force_stderr: bool,
+    to_syslog: bool,
+) -> io::Result<()> {
+    let (syslog_layer, syslog_problem) = if to_syslog {
+        match syslog::SyslogLayer::connect() {
+            Ok(l) => (Some(l.with_filter(filter(debug))), None),
+            Err(e) => (None, Some(e)),
+        }
+    } else {
+        (None, None)
+    };
     let file_layer = match logfile {
         Some(path) => {
             let file = RotatingFile::open(path, MAX_LOG_BYTES, KEEP_LOG_FILES).map_err(|e| {
@@ -101,6 +122,10 @@ pub fn init(logfile: Option<&Path>, debug: bool, force_stderr: bool) -> io::Resu
     let _ = tracing_subscriber::registry()
         .with(file_layer)
         .with(stderr_layer)
+        .with(syslog_layer)
         .try_init();
+    if let Some(problem) = syslog_problem {
+        tracing::warn!("agent.syslog: {problem}; logging to the other places only.");
+    }
     Ok(())
 }
