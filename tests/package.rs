@@ -1,0 +1,209 @@
+//! The Debian package: built with cargo-deb (from the binary the tests already built), linted,
+//! its maintainer scripts checked, its unit rated, and installed on this machine with preseeded
+//! answers, upgraded and purged. Needs root, cargo-deb, lintian and shellcheck: `scripts/test`
+//! installs them.
+
+mod support;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use support::*;
+
+const PACKAGE: &str = "amazon-cloudwatch-publisher";
+const CONFIG: &str = "/opt/aws/amazon-cloudwatch-publisher/etc/amazon-cloudwatch-publisher.json";
+
+/// One package build at a time (the tests share the output name).
+static BUILD: Mutex<()> = Mutex::new(());
+
+fn need(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{tool} is missing: run scripts/test, which installs cargo-deb, lintian and shellcheck"
+    );
+}
+
+fn sh(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Builds the .deb from the debug binary `cargo test` built; returns its path.
+fn build(dir: &Path) -> PathBuf {
+    need("cargo-deb");
+    let _one = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let deb = dir.join(format!("{PACKAGE}_test_amd64.deb"));
+    let (ok, text) = sh(Command::new("cargo")
+        .current_dir(repo())
+        .args(["deb", "--profile", "dev", "--no-build", "--fast", "-o"])
+        .arg(&deb));
+    assert!(ok, "cargo deb failed: {text}");
+    deb
+}
+
+#[test]
+fn the_package_builds_lints_clean_and_its_scripts_and_unit_pass_their_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let deb = build(dir.path());
+    need("lintian");
+    let (ok, text) = sh(Command::new("lintian")
+        .args(["--fail-on", "error,warning"])
+        .arg(&deb));
+    assert!(ok, "lintian: {text}");
+
+    let (_, listing) = sh(Command::new("dpkg-deb").arg("-c").arg(&deb));
+    for path in [
+        "./opt/aws/amazon-cloudwatch-publisher/bin/amazon-cloudwatch-publisher",
+        "./usr/lib/systemd/system/amazon-cloudwatch-publisher.service",
+        "./usr/share/doc/amazon-cloudwatch-publisher/copyright",
+        "./usr/share/doc/amazon-cloudwatch-publisher/changelog.Debian.gz",
+        "./usr/share/lintian/overrides/amazon-cloudwatch-publisher",
+    ] {
+        assert!(listing.contains(path), "{path} missing from {listing}");
+    }
+
+    need("shellcheck");
+    let debian = repo().join("debian");
+    let (ok, text) = sh(Command::new("shellcheck")
+        .args(["-s", "sh", "-e", "SC1091"])
+        .arg(debian.join("config"))
+        .arg(debian.join("postinst"))
+        .arg(debian.join("postrm")));
+    assert!(ok, "shellcheck: {text}");
+
+    let (_, text) = sh(Command::new("systemd-analyze")
+        .args(["security", "--offline=yes"])
+        .arg(debian.join("amazon-cloudwatch-publisher.service")));
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.split("amazon-cloudwatch-publisher.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in: {text}"));
+    assert!(
+        score <= 2.0,
+        "systemd-analyze security rates the unit {score}: {text}"
+    );
+}
+
+/// Purges the package when dropped, so a failed test leaves the machine as it was.
+struct Installed;
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = Command::new("apt-get")
+            .args(["purge", "-y", "-q", PACKAGE])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output();
+    }
+}
+
+fn apt_install(deb: &Path, reinstall: bool) {
+    let mut cmd = Command::new("apt-get");
+    cmd.args(["install", "-y", "-q"]);
+    if reinstall {
+        cmd.arg("--reinstall");
+    }
+    let (ok, text) = sh(cmd.arg(deb).env("DEBIAN_FRONTEND", "noninteractive"));
+    assert!(ok, "apt-get install: {text}");
+}
+
+#[test]
+fn a_preseeded_install_writes_the_config_for_the_service_user_and_purge_removes_everything() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "installing the package needs root: run scripts/test as root (CI does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let deb = build(dir.path());
+    let password = r#"pa"ss\wo$rd 'x' `id`"#;
+    let preseed = dir.path().join("preseed");
+    let answers = [
+        ("region", "string", "eu-west-1"),
+        ("account_id", "string", "123456789012"),
+        ("user_pool_id", "string", "eu-west-1_AbCdEf123"),
+        (
+            "identity_pool_id",
+            "string",
+            "eu-west-1:0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
+        ),
+        ("app_client_id", "string", "1example23456789"),
+        ("password", "password", password),
+        ("instance_prefix", "string", "rpi"),
+        ("serial_command", "string", "echo 00000000ABCDEF01"),
+    ];
+    let text: String = answers
+        .iter()
+        .map(|(q, t, v)| format!("{PACKAGE} {PACKAGE}/{q} {t} {v}\n"))
+        .collect();
+    std::fs::write(&preseed, text).unwrap();
+    let (ok, text) = sh(Command::new("debconf-set-selections").arg(&preseed));
+    assert!(ok, "{text}");
+
+    let _installed = Installed;
+    apt_install(&deb, false);
+    let config: serde_json::Value = serde_json::from_str(&read(Path::new(CONFIG))).unwrap();
+    let auth = &config["agent"]["authentication"];
+    assert_eq!(auth["password"], password, "escaped right: {config}");
+    assert_eq!(auth["accountId"], "123456789012");
+    assert_eq!(config["agent"]["region"], "eu-west-1");
+    let meta = std::fs::metadata(CONFIG).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let (_, user) = sh(Command::new("id").arg("cwpublisher"));
+    assert!(
+        user.contains(&format!("uid={}(cwpublisher)", meta.uid())),
+        "{user}"
+    );
+    assert!(
+        user.contains("(adm)") && user.contains("(systemd-journal)"),
+        "{user}"
+    );
+    let (_, passwd) = sh(Command::new("getent").args(["passwd", "cwpublisher"]));
+    assert!(
+        passwd.trim_end().ends_with(":/usr/sbin/nologin"),
+        "{passwd}"
+    );
+    let (_, groups) = sh(Command::new("id").args(["-nG", "cwpublisher"]));
+    assert!(!groups.split_whitespace().any(|g| g == "sudo"), "{groups}");
+    // The secret is in the 0600 config only: not left in debconf's database.
+    let (_, stored) = sh(Command::new("debconf-show").arg(PACKAGE));
+    assert!(!stored.contains("wo$rd"), "{stored}");
+    assert!(!read(Path::new("/var/cache/debconf/passwords.dat")).contains("wo$rd"));
+    let (ok, text) = sh(Command::new(
+        "/opt/aws/amazon-cloudwatch-publisher/bin/amazon-cloudwatch-publisher",
+    )
+    .args(["validate", CONFIG]));
+    assert!(
+        ok && text.contains("instance id rpi-00000000abcdef01"),
+        "{text}"
+    );
+    assert!(!text.contains("wo$rd"), "validate redacts the password");
+
+    // An upgrade keeps the answers, the password and edits made by hand.
+    let edited = read(Path::new(CONFIG)).replace("eu-west-1\"", "eu-central-1\"");
+    std::fs::write(CONFIG, &edited).unwrap();
+    apt_install(&deb, true);
+    assert_eq!(read(Path::new(CONFIG)), edited);
+
+    let (ok, text) = sh(Command::new("apt-get")
+        .args(["purge", "-y", "-q", PACKAGE])
+        .env("DEBIAN_FRONTEND", "noninteractive"));
+    assert!(ok, "{text}");
+    assert!(!Path::new("/opt/aws/amazon-cloudwatch-publisher").exists());
+    let (known, _) = sh(Command::new("id").arg("cwpublisher"));
+    assert!(!known, "the service user is removed on purge");
+    let (_, stored) = sh(Command::new("debconf-show").arg(PACKAGE));
+    assert!(stored.trim().is_empty(), "answers purged: {stored}");
+}
