@@ -191,11 +191,23 @@ fn a_preseeded_install_writes_the_config_for_the_service_user_and_purge_removes_
     );
     assert!(!text.contains("wo$rd"), "validate redacts the password");
 
-    // An upgrade keeps the answers, the password and edits made by hand.
-    let edited = read(Path::new(CONFIG)).replace("eu-west-1\"", "eu-central-1\"");
+    // An upgrade keeps the answers, the password and edits made by hand, also those the
+    // questions do not cover.
+    let edited = read(Path::new(CONFIG))
+        .replace("eu-west-1\"", "eu-central-1\"")
+        .replace("\"agent\": {", "\"agent\": {\"debug\": true, ");
     std::fs::write(CONFIG, &edited).unwrap();
     apt_install(&deb, true);
     assert_eq!(read(Path::new(CONFIG)), edited);
+
+    // dpkg-reconfigure writes the config from the answers again, starting from the file's own
+    // values; with no new password given, the old one stays.
+    let (ok, text) = sh(Command::new("dpkg-reconfigure").args(["-f", "noninteractive", PACKAGE]));
+    assert!(ok, "{text}");
+    let config: serde_json::Value = serde_json::from_str(&read(Path::new(CONFIG))).unwrap();
+    assert_eq!(config["agent"]["region"], "eu-central-1");
+    assert_eq!(config["agent"]["authentication"]["password"], password);
+    assert!(!read(Path::new("/var/cache/debconf/passwords.dat")).contains("wo$rd"));
 
     let (ok, text) = sh(Command::new("apt-get")
         .args(["purge", "-y", "-q", PACKAGE])
