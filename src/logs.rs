@@ -135,23 +135,34 @@ impl LogsPipeline {
                 once: this.once,
                 flush_interval: this.flush_interval(),
             };
-            let (tx, rx) = mpsc::channel(1);
+            let tx = this.sender(dest, tracker, &shutdown);
             let cursor = this.checkpoints.journal_cursor();
             let beat = this.health.register("journal reader");
             tracker.spawn(journal.run(cursor, tx, shutdown.stop.clone(), beat));
-            let beat = this
-                .health
-                .register(format!("sender {}/{}", dest.group, dest.stream));
-            tracker.spawn(run_sender(
-                rx,
-                dest,
-                this.sink.clone(),
-                Arc::clone(&this.checkpoints),
-                shutdown.abort.clone(),
-                beat,
-            ));
         }
         true
+    }
+
+    /// Starts the task that delivers one source's batches to `dest`; returns its channel.
+    fn sender(
+        &self,
+        dest: Arc<Destination>,
+        tracker: &TaskTracker,
+        shutdown: &Shutdown,
+    ) -> mpsc::Sender<Batch> {
+        let (tx, rx) = mpsc::channel(1);
+        let beat = self
+            .health
+            .register(format!("sender {}/{}", dest.group, dest.stream));
+        tracker.spawn(run_sender(
+            rx,
+            dest,
+            self.sink.clone(),
+            Arc::clone(&self.checkpoints),
+            shutdown.abort.clone(),
+            beat,
+        ));
+        tx
     }
 
     /// Follows the paths entry `index` names: one path for good, or a pattern matched again
@@ -237,18 +248,7 @@ impl LogsPipeline {
             .unwrap_or_default();
         let dest = Arc::new(self.destination(entry, &file_name));
         tracing::info!(file = %path.display(), group = %dest.group, stream = %dest.stream, "Shipping log file.");
-        let (tx, rx) = mpsc::channel(1);
-        let beat = self
-            .health
-            .register(format!("sender {}/{}", dest.group, dest.stream));
-        tracker.spawn(run_sender(
-            rx,
-            dest,
-            self.sink.clone(),
-            Arc::clone(&self.checkpoints),
-            shutdown.abort.clone(),
-            beat,
-        ));
+        let tx = self.sender(dest, tracker, shutdown);
         let reader = FileReader {
             heartbeat: self.health.register(format!("reader {}", path.display())),
             tailer: Tailer::new(path, start, Some(Arc::clone(registry))),
