@@ -34,7 +34,6 @@ pub async fn beating<F: std::future::Future>(hb: &Heartbeat, fut: F) -> F::Outpu
 pub struct Status {
     pub metrics_ok_ms: AtomicU64,
     pub metrics_error: Mutex<Option<String>>,
-    pub logs_error: Mutex<Option<String>>,
 }
 
 impl Status {
@@ -62,14 +61,6 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    /// A heartbeat that no one watches (tests, `--dry-run`).
-    pub fn detached() -> Self {
-        Heartbeat {
-            start: Instant::now(),
-            last: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
     pub fn beat(&self) {
         self.last
             .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::*;
+use tempfile::TempDir;
 
 const GROUP: &str = "test-logs";
 
@@ -85,6 +86,26 @@ fn peak_rss_kib(p: &Child) -> u64 {
         .unwrap()
 }
 
+/// A publisher (debug log) pointed at `endpoint`, following one file with `initial` content in
+/// a temporary directory; returns once it follows the file, so what is written next is new.
+fn follow_one(
+    name: &str,
+    initial: &str,
+    logs: Value,
+    endpoint: &str,
+) -> (TempDir, PathBuf, Setup, Child) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, initial).unwrap();
+    let s = Setup::new(debug_config(logs_config(
+        json!([{"file_path": file}]),
+        logs,
+    )));
+    let p = spawn(&s, endpoint);
+    wait_following(&s, &file);
+    (dir, file, s, p)
+}
+
 fn debug_config(mut config: Value) -> Value {
     config["agent"]["debug"] = json!(true);
     config
@@ -93,16 +114,12 @@ fn debug_config(mut config: Value) -> Value {
 #[test]
 fn lines_written_while_stopped_arrive_exactly_once_after_a_restart() {
     let moto = Moto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("app.log");
-    append(&file, &["written before the first start".to_owned()]);
-    let s = Setup::new(debug_config(logs_config(
-        json!([{"file_path": file}]),
+    let (_dir, file, s, mut p) = follow_one(
+        "app.log",
+        "written before the first start\n",
         json!({}),
-    )));
-
-    let mut p = spawn(&s, &moto.url());
-    wait_following(&s, &file);
+        &moto.url(),
+    );
     append(&file, &numbered("run1", 0..100));
     moto.wait_for_messages(GROUP, "app.log", Duration::from_secs(30), |m| {
         m.len() >= 100
@@ -141,15 +158,7 @@ fn lines_written_while_stopped_arrive_exactly_once_after_a_restart() {
 #[test]
 fn sigkill_in_the_middle_of_a_stream_loses_nothing() {
     let moto = Moto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("busy.log");
-    std::fs::write(&file, "").unwrap();
-    let s = Setup::new(debug_config(logs_config(
-        json!([{"file_path": file}]),
-        json!({}),
-    )));
-    let mut p = spawn(&s, &moto.url());
-    wait_following(&s, &file);
+    let (_dir, file, s, mut p) = follow_one("busy.log", "", json!({}), &moto.url());
 
     let writer = {
         let file = file.clone();
@@ -226,15 +235,7 @@ fn busy_writer(
 #[test]
 fn rename_rotation_under_a_busy_writer_loses_nothing() {
     let moto = Moto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("rot.log");
-    std::fs::write(&file, "").unwrap();
-    let s = Setup::new(debug_config(logs_config(
-        json!([{"file_path": file}]),
-        json!({}),
-    )));
-    let mut p = spawn(&s, &moto.url());
-    wait_following(&s, &file);
+    let (_dir, file, s, mut p) = follow_one("rot.log", "", json!({}), &moto.url());
 
     // Like logrotate without copytruncate: rename; the writer keeps writing to the old file
     // for a moment, then reopens the path.
@@ -264,15 +265,7 @@ fn rename_rotation_under_a_busy_writer_loses_nothing() {
 #[test]
 fn copytruncate_under_a_busy_writer_loses_nothing() {
     let moto = Moto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ct.log");
-    std::fs::write(&file, "").unwrap();
-    let s = Setup::new(debug_config(logs_config(
-        json!([{"file_path": file}]),
-        json!({}),
-    )));
-    let mut p = spawn(&s, &moto.url());
-    wait_following(&s, &file);
+    let (_dir, file, s, mut p) = follow_one("ct.log", "", json!({}), &moto.url());
 
     // Like logrotate's copytruncate: copy, then truncate the file the writer keeps open.
     let writer = busy_writer(file.clone(), "ct", 12_000, |path, n, f| {
@@ -333,15 +326,8 @@ fn a_burst_of_200000_lines_arrives_in_requests_within_every_limit() {
 fn a_restarted_service_without_the_group_gets_it_recreated_with_retention() {
     let mut moto = Moto::start();
     let port = moto.port;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("svc.log");
-    std::fs::write(&file, "").unwrap();
-    let s = Setup::new(debug_config(logs_config(
-        json!([{"file_path": file}]),
-        json!({"retention_in_days": 7}),
-    )));
-    let mut p = spawn(&s, &moto.url());
-    wait_following(&s, &file);
+    let (_dir, file, s, mut p) =
+        follow_one("svc.log", "", json!({"retention_in_days": 7}), &moto.url());
     append(&file, &numbered("before", 0..10));
     moto.wait_for_messages(GROUP, "svc.log", Duration::from_secs(30), |m| m.len() >= 10);
     assert_eq!(moto.log_groups()[GROUP].0, Some(7));
@@ -402,15 +388,7 @@ fn retention_is_corrected_on_an_existing_group() {
 fn after_30_seconds_without_an_endpoint_everything_arrives() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("out.log");
-    std::fs::write(&file, "").unwrap();
-    let s = Setup::new(debug_config(logs_config(
-        json!([{"file_path": file}]),
-        json!({}),
-    )));
-    let mut p = spawn(&s, &url);
-    wait_following(&s, &file);
+    let (_dir, file, s, mut p) = follow_one("out.log", "", json!({}), &url);
     let mut want = Vec::new();
     for second in 0..30 {
         let lines = numbered(&format!("down {second:02}"), 0..20);
@@ -434,15 +412,7 @@ fn after_30_seconds_without_an_endpoint_everything_arrives() {
 #[test]
 fn throttling_and_server_errors_are_retried_and_a_refused_batch_is_split_not_resent() {
     let moto = Moto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("t.log");
-    std::fs::write(&file, "").unwrap();
-    let s = Setup::new(debug_config(logs_config(
-        json!([{"file_path": file}]),
-        json!({}),
-    )));
-    let mut p = spawn(&s, &moto.url());
-    wait_following(&s, &file);
+    let (_dir, file, s, mut p) = follow_one("t.log", "", json!({}), &moto.url());
     // Create group and stream first, so the failures below hit PutLogEvents itself.
     append(&file, &["warm up".to_owned()]);
     moto.wait_for_messages(GROUP, "t.log", Duration::from_secs(30), |m| !m.is_empty());
@@ -472,15 +442,12 @@ fn throttling_and_server_errors_are_retried_and_a_refused_batch_is_split_not_res
 #[test]
 fn sigterm_delivers_what_was_read_before_the_flush_interval() {
     let moto = Moto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("term.log");
-    std::fs::write(&file, "").unwrap();
-    let s = Setup::new(debug_config(logs_config(
-        json!([{"file_path": file}]),
+    let (_dir, file, s, mut p) = follow_one(
+        "term.log",
+        "",
         json!({"force_flush_interval": 600}),
-    )));
-    let mut p = spawn(&s, &moto.url());
-    wait_following(&s, &file);
+        &moto.url(),
+    );
     append(&file, &numbered("term", 0..25));
     std::thread::sleep(Duration::from_secs(2));
     assert!(
