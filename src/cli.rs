@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::DEFAULT_CONFIG_PATH;
 
-/// Publishes this machine's metrics to Amazon CloudWatch, for machines AWS does not manage
+/// Publishes this machine's metrics and logs to Amazon CloudWatch, for machines AWS does not manage
 /// (a Raspberry Pi, a Mac mini, a server in a basement).
 #[derive(Debug, Parser)]
 #[command(

@@ -67,6 +67,7 @@ fn the_package_builds_lints_clean_and_its_scripts_and_unit_pass_their_checks() {
         "./opt/aws/amazon-cloudwatch-publisher/bin/amazon-cloudwatch-publisher",
         "./usr/lib/systemd/system/amazon-cloudwatch-publisher.service",
         "./usr/share/doc/amazon-cloudwatch-publisher/copyright",
+        "./usr/share/man/man1/amazon-cloudwatch-publisher.1.gz",
         "./usr/share/doc/amazon-cloudwatch-publisher/changelog.Debian.gz",
         "./usr/share/lintian/overrides/amazon-cloudwatch-publisher",
     ] {
