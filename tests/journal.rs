@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 use support::*;
 
 const GROUP: &str = "test-journal";
+/// Boot ids, 32 hex digits as journald writes them.
+const B0: &str = "0123456789abcdef0123456789abcdb0";
+const B1: &str = "0123456789abcdef0123456789abcdb1";
 
 struct Journal {
     dir: tempfile::TempDir,
@@ -46,8 +49,16 @@ impl Journal {
         }
     }
 
-    /// The arguments of every journalctl run so far.
+    /// The arguments of every journalctl run so far that read entries to ship, leaving out
+    /// the runs that only ask for the newest entry's boot.
     fn invocations(&self) -> Vec<Vec<String>> {
+        self.all_invocations()
+            .into_iter()
+            .filter(|args| !args.contains(&"--lines=1".to_owned()))
+            .collect()
+    }
+
+    fn all_invocations(&self) -> Vec<Vec<String>> {
         read(&self.args_log())
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -114,23 +125,23 @@ fn this_boot_first_then_after_the_saved_cursor_each_entry_once() {
     let j = Journal::new();
     let base = (now_ms() - 600_000) * 1000;
     let old_boot: Vec<Value> = (0..3)
-        .map(|n| entry("b0", n, base, json!(format!("old boot {n}")), json!({})))
+        .map(|n| entry(B0, n, base, json!(format!("old boot {n}")), json!({})))
         .collect();
     let current = vec![
-        entry("b1", 10, base, json!("started"), json!({})),
+        entry(B1, 10, base, json!("started"), json!({})),
         // Not valid UTF-8: journalctl prints the bytes.
-        entry("b1", 11, base, json!([104, 105, 32, 255]), json!({})),
-        entry("b1", 12, base, json!(""), json!({})),
-        entry("b1", 13, base, json!("  indented\n"), json!({})),
+        entry(B1, 11, base, json!([104, 105, 32, 255]), json!({})),
+        entry(B1, 12, base, json!(""), json!({})),
+        entry(B1, 13, base, json!("  indented\n"), json!({})),
         // Twenty days old: CloudWatch refuses it; counted and logged, not retried.
         entry(
-            "b1",
+            B1,
             14,
             base - 20 * 86_400 * 1_000_000,
             json!("far too old"),
             json!({}),
         ),
-        entry("b1", 15, base, json!("after the old one"), json!({})),
+        entry(B1, 15, base, json!("after the old one"), json!({})),
     ];
     j.append(&old_boot);
     j.append(&current);
@@ -149,36 +160,20 @@ fn this_boot_first_then_after_the_saved_cursor_each_entry_once() {
     );
 
     let running: Vec<Value> = (20..23)
-        .map(|n| {
-            entry(
-                "b1",
-                n,
-                base,
-                json!(format!("while running {n}")),
-                json!({}),
-            )
-        })
+        .map(|n| entry(B1, n, base, json!(format!("while running {n}")), json!({})))
         .collect();
     j.append(&running);
     moto.wait_for_messages(GROUP, "journal", Duration::from_secs(30), |m| m.len() >= 7);
     stop(&mut p, &s);
     assert_eq!(
-        saved_cursor(&s).as_deref(),
-        Some("s=fixture;i=16;b=b1"),
+        saved_cursor(&s),
+        Some(format!("s=fixture;i=16;b={B1}")),
         "{}",
         s.log()
     );
 
     let stopped: Vec<Value> = (30..33)
-        .map(|n| {
-            entry(
-                "b1",
-                n,
-                base,
-                json!(format!("while stopped {n}")),
-                json!({}),
-            )
-        })
+        .map(|n| entry(B1, n, base, json!(format!("while stopped {n}")), json!({})))
         .collect();
     j.append(&stopped);
     let mut p = j.spawn(&s, &moto, &[]);
@@ -192,16 +187,35 @@ fn this_boot_first_then_after_the_saved_cursor_each_entry_once() {
     assert_eq!(moto.messages(GROUP, "journal"), want);
     assert_eq!(got.len(), 10);
 
+    // This boot is the newest entry's, asked of the journal, not journalctl's own idea of it
+    // (which a sandboxed service in a container gets wrong).
+    let probes = j.all_invocations();
+    assert_eq!(
+        probes[0],
+        ["--output=json", "--lines=1", "--quiet"],
+        "{probes:?}"
+    );
     let calls = j.invocations();
-    assert!(calls[0].contains(&"--boot".to_owned()), "{calls:?}");
+    assert!(calls[0].contains(&format!("--boot={B1}")), "{calls:?}");
     assert!(calls[0].contains(&"--follow".to_owned()), "{calls:?}");
     assert!(!calls[0].iter().any(|a| a.starts_with("--after-cursor")));
+    // After the restart: a catch-up run over every boot from the saved cursor, then following
+    // this boot from where that ended.
     let resumed = calls
         .iter()
-        .find(|c| c.contains(&"--after-cursor=s=fixture;i=16;b=b1".to_owned()));
+        .position(|c| c.contains(&format!("--after-cursor=s=fixture;i=16;b={B1}")))
+        .unwrap_or_else(|| panic!("restarted after the saved cursor: {calls:?}"));
     assert!(
-        resumed.is_some(),
-        "restarted after the saved cursor: {calls:?}"
+        !calls[resumed].contains(&"--follow".to_owned())
+            && !calls[resumed].iter().any(|a| a.starts_with("--boot")),
+        "{calls:?}"
+    );
+    let follow = &calls[resumed + 1];
+    assert!(
+        follow.contains(&"--follow".to_owned())
+            && follow.iter().any(|a| a.starts_with("--after-cursor="))
+            && follow.contains(&format!("--boot={B1}")),
+        "{calls:?}"
     );
     assert!(
         calls
@@ -222,7 +236,7 @@ fn a_dying_journalctl_is_restarted_after_the_last_entry_it_gave() {
     let j = Journal::new();
     let base = (now_ms() - 60_000) * 1000;
     let entries: Vec<Value> = (0..7)
-        .map(|n| entry("b1", n, base, json!(format!("entry {n}")), json!({})))
+        .map(|n| entry(B1, n, base, json!(format!("entry {n}")), json!({})))
         .collect();
     j.append(&entries);
     let s = Setup::new(config(json!(true)));
@@ -236,7 +250,7 @@ fn a_dying_journalctl_is_restarted_after_the_last_entry_it_gave() {
     let calls = j.invocations();
     assert!(calls.len() >= 4, "{calls:?}");
     assert!(
-        calls[1].contains(&"--after-cursor=s=fixture;i=1;b=b1".to_owned()),
+        calls[1].contains(&format!("--after-cursor=s=fixture;i=1;b={B1}")),
         "{calls:?}"
     );
     assert!(
@@ -253,35 +267,35 @@ fn units_priority_and_patterns_choose_what_is_shipped() {
     let base = (now_ms() - 60_000) * 1000;
     j.append(&[
         entry(
-            "b1",
+            B1,
             0,
             base,
             json!("ssh warning"),
             json!({"_SYSTEMD_UNIT": "ssh.service", "PRIORITY": "4"}),
         ),
         entry(
-            "b1",
+            B1,
             1,
             base,
             json!("ssh info"),
             json!({"_SYSTEMD_UNIT": "ssh.service", "PRIORITY": "6"}),
         ),
         entry(
-            "b1",
+            B1,
             2,
             base,
             json!("cron error"),
             json!({"_SYSTEMD_UNIT": "cron.service", "PRIORITY": "3"}),
         ),
         entry(
-            "b1",
+            B1,
             3,
             base,
             json!("ssh noise error"),
             json!({"_SYSTEMD_UNIT": "ssh.service", "PRIORITY": "3"}),
         ),
         entry(
-            "b1",
+            B1,
             4,
             base,
             json!("ssh crit"),
@@ -315,7 +329,7 @@ fn units_priority_and_patterns_choose_what_is_shipped() {
         "{calls:?}"
     );
     // The cursor moved past the filtered entries too.
-    assert_eq!(saved_cursor(&s).as_deref(), Some("s=fixture;i=4;b=b1"));
+    assert_eq!(saved_cursor(&s), Some(format!("s=fixture;i=4;b={B1}")));
 }
 
 #[test]

@@ -119,7 +119,35 @@ impl Journal {
             .unwrap_or_else(|| PathBuf::from("journalctl"))
     }
 
-    fn args(&self, cursor: Option<&str>, follow: bool) -> Vec<String> {
+    /// The boot of the newest entry in the journal: this boot, as journald records it.
+    ///
+    /// journalctl's own `--boot` (and the one `--follow` implies since systemd 250) takes this
+    /// boot's id from /proc/sys/kernel/random/boot_id instead. Inside a container that file is
+    /// overmounted with the container's id, which a sandboxed service
+    /// (`ProtectKernelTunables=`) does not see: it then gets the host's id, matches no entry, and
+    /// nothing would ever be shipped. Asking the journal avoids that.
+    async fn newest_boot(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Newest {
+            #[serde(rename = "_BOOT_ID")]
+            boot: String,
+        }
+        let out = Command::new(&self.program)
+            .args(["--output=json", "--lines=1", "--quiet"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(30), out)
+            .await
+            .ok()?
+            .ok()?;
+        let line = out.stdout.split(|&b| b == b'\n').next()?;
+        let boot = serde_json::from_slice::<Newest>(line).ok()?.boot;
+        (boot.len() == 32 && boot.bytes().all(|b| b.is_ascii_hexdigit())).then_some(boot)
+    }
+
+    fn args(&self, cursor: Option<&str>, follow: bool, boot: Option<&str>) -> Vec<String> {
         let mut args = vec![
             "--output=json".to_owned(),
             "--all".to_owned(),
@@ -129,9 +157,16 @@ impl Journal {
         if follow {
             args.push("--follow".into());
         }
-        match cursor {
-            Some(c) => args.push(format!("--after-cursor={c}")),
-            None => args.push("--boot".into()),
+        if let Some(c) = cursor {
+            args.push(format!("--after-cursor={c}"));
+        }
+        // From the start of this boot when there is no cursor; when following, this boot only
+        // (as --follow would imply), named explicitly.
+        if cursor.is_none() || follow {
+            args.push(match boot {
+                Some(id) => format!("--boot={id}"),
+                None => "--boot".into(),
+            });
         }
         for unit in &self.source.units {
             args.push(format!("--unit={unit}"));
@@ -159,10 +194,14 @@ impl Journal {
         // boot (written while the publisher was stopped before a reboot) are read first by a
         // run without it.
         let mut catching_up = cursor.is_some() && !self.once;
+        let mut boot = None;
         loop {
             let follow = !self.once && !catching_up;
+            if boot.is_none() && (follow || cursor.is_none()) {
+                boot = beating(&heartbeat, self.newest_boot()).await;
+            }
             let mut child = match Command::new(&self.program)
-                .args(self.args(cursor.as_deref(), follow))
+                .args(self.args(cursor.as_deref(), follow, boot.as_deref()))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
