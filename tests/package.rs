@@ -6,51 +6,11 @@
 mod support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
 
+use support::deb::*;
 use support::*;
-
-const PACKAGE: &str = "amazon-cloudwatch-publisher";
-const CONFIG: &str = "/opt/aws/amazon-cloudwatch-publisher/etc/amazon-cloudwatch-publisher.json";
-
-/// One package build at a time (the tests share the output name).
-static BUILD: Mutex<()> = Mutex::new(());
-
-fn need(tool: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{tool} is missing: run scripts/test, which installs cargo-deb, lintian and shellcheck"
-    );
-}
-
-fn sh(cmd: &mut Command) -> (bool, String) {
-    let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-/// Builds the .deb from the debug binary `cargo test` built; returns its path.
-fn build(dir: &Path) -> PathBuf {
-    need("cargo-deb");
-    let _one = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let deb = dir.join(format!("{PACKAGE}_test_amd64.deb"));
-    let (ok, text) = sh(Command::new("cargo")
-        .current_dir(repo())
-        .args(["deb", "--profile", "dev", "--no-build", "--fast", "-o"])
-        .arg(&deb));
-    assert!(ok, "cargo deb failed: {text}");
-    deb
-}
 
 #[test]
 fn the_package_builds_lints_clean_and_its_scripts_and_unit_pass_their_checks() {
@@ -122,11 +82,7 @@ fn apt_install(deb: &Path, reinstall: bool) {
 
 #[test]
 fn a_preseeded_install_writes_the_config_for_the_service_user_and_purge_removes_everything() {
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "installing the package needs root: run scripts/test as root (CI does)"
-    );
+    need_root();
     let dir = tempfile::tempdir().unwrap();
     let deb = build(dir.path());
     let password = r#"pa"ss\wo$rd 'x' `id`"#;
@@ -145,11 +101,7 @@ fn a_preseeded_install_writes_the_config_for_the_service_user_and_purge_removes_
         ("instance_prefix", "string", "rpi"),
         ("serial_command", "string", "echo 00000000ABCDEF01"),
     ];
-    let text: String = answers
-        .iter()
-        .map(|(q, t, v)| format!("{PACKAGE} {PACKAGE}/{q} {t} {v}\n"))
-        .collect();
-    std::fs::write(&preseed, text).unwrap();
+    std::fs::write(&preseed, support::deb::preseed(&answers)).unwrap();
     let (ok, text) = sh(Command::new("debconf-set-selections").arg(&preseed));
     assert!(ok, "{text}");
 

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod deb;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_amazon-cloudwatch-publisher");
 
 pub fn repo() -> PathBuf {
