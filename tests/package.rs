@@ -6,8 +6,9 @@
 mod support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 
 use support::deb::*;
 use support::*;
@@ -58,15 +59,31 @@ fn the_package_builds_lints_clean_and_its_scripts_and_unit_pass_their_checks() {
     );
 }
 
-/// Purges the package when dropped, so a failed test leaves the machine as it was.
-struct Installed;
+/// The machine's package state, one test at a time: taken with the package purged (answers
+/// included), and purged again when dropped, so a failed test leaves the machine as it was.
+struct Installed(#[allow(dead_code)] MutexGuard<'static, ()>);
+
+static INSTALL: Mutex<()> = Mutex::new(());
+
+fn purge() {
+    let _ = Command::new("apt-get")
+        .args(["purge", "-y", "-q", PACKAGE])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output();
+}
+
+impl Installed {
+    fn take() -> Installed {
+        need_root();
+        let guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+        purge();
+        Installed(guard)
+    }
+}
 
 impl Drop for Installed {
     fn drop(&mut self) {
-        let _ = Command::new("apt-get")
-            .args(["purge", "-y", "-q", PACKAGE])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .output();
+        purge();
     }
 }
 
@@ -82,7 +99,7 @@ fn apt_install(deb: &Path, reinstall: bool) {
 
 #[test]
 fn a_preseeded_install_writes_the_config_for_the_service_user_and_purge_removes_everything() {
-    need_root();
+    let _installed = Installed::take();
     let dir = tempfile::tempdir().unwrap();
     let deb = build(dir.path());
     let password = r#"pa"ss\wo$rd 'x' `id`"#;
@@ -105,7 +122,6 @@ fn a_preseeded_install_writes_the_config_for_the_service_user_and_purge_removes_
     let (ok, text) = sh(Command::new("debconf-set-selections").arg(&preseed));
     assert!(ok, "{text}");
 
-    let _installed = Installed;
     apt_install(&deb, false);
     let config: serde_json::Value = serde_json::from_str(&read(Path::new(CONFIG))).unwrap();
     let auth = &config["agent"]["authentication"];
@@ -171,4 +187,119 @@ fn a_preseeded_install_writes_the_config_for_the_service_user_and_purge_removes_
     assert!(!known, "the service user is removed on purge");
     let (_, stored) = sh(Command::new("debconf-show").arg(PACKAGE));
     assert!(stored.trim().is_empty(), "answers purged: {stored}");
+}
+
+/// Files any user can read (the file readable by others, every directory above it searchable
+/// by others) under `dir`, down to `depth` levels, that contain `secret`.
+fn world_readable_with(dir: &Path, depth: u32, secret: &[u8], found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        let mode = meta.permissions().mode();
+        let path = entry.path();
+        if meta.is_dir() {
+            if mode & 0o001 != 0 && depth > 1 {
+                world_readable_with(&path, depth - 1, secret, found);
+            }
+        } else if meta.is_file() && mode & 0o004 != 0 && meta.len() <= 16 << 20 {
+            if let Ok(bytes) = std::fs::read(&path) {
+                if memchr::memmem::find(&bytes, secret).is_some() {
+                    found.push(path);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_interactive_install_asks_every_question_and_never_shows_the_password() {
+    let _installed = Installed::take();
+    need("expect");
+    let dir = tempfile::tempdir().unwrap();
+    let deb = build(dir.path());
+    let password = r#"Int3ractive"Pass\word$HOME"#;
+    // The answers go in through a terminal, as a person types them; the password reaches
+    // expect through its environment, not a file.
+    let script = dir.path().join("install.exp");
+    let transcript = dir.path().join("transcript");
+    std::fs::write(
+        &script,
+        r#"set timeout 120
+log_file -noappend $env(TRANSCRIPT)
+spawn env DEBIAN_FRONTEND=readline DEBIAN_PRIORITY=medium apt-get install -y $env(DEB)
+expect {
+  "AWS region to publish to:" { send "eu-west-1\r"; exp_continue }
+  "AWS account id (empty: use the default AWS credentials):" { send "123456789012\r"; exp_continue }
+  "Cognito user pool id:" { send "eu-west-1_AbCdEf123\r"; exp_continue }
+  "Cognito identity pool id:" { send "eu-west-1:0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b\r"; exp_continue }
+  "Cognito app client id:" { send "1example23456789\r"; exp_continue }
+  "Password of this device's Cognito user:" { send -- "$env(PASSWORD)\r"; exp_continue }
+  "Instance id prefix:" { send "\r"; exp_continue }
+  "Command that prints this machine's serial:" { send "echo 00000000DEADBEEF\r"; exp_continue }
+  timeout { puts "no prompt and no end within 120 s"; exit 1 }
+  eof
+}
+lassign [wait] pid spawnid os_error status
+exit $status
+"#,
+    )
+    .unwrap();
+    let (ok, out) = sh(Command::new("expect")
+        .arg(&script)
+        .env("TRANSCRIPT", &transcript)
+        .env("DEB", &deb)
+        .env("PASSWORD", password));
+    let seen = read(&transcript);
+    assert!(ok, "the interactive install failed: {out}\n{seen}");
+    for prompt in [
+        "AWS region to publish to:",
+        "AWS account id",
+        "Cognito user pool id:",
+        "Cognito identity pool id:",
+        "Cognito app client id:",
+        "Password of this device's Cognito user:",
+        "Instance id prefix:",
+        "Command that prints this machine's serial:",
+        // Enter at the prefix took the default.
+        "instance id is rpi-00000000deadbeef",
+    ] {
+        assert!(seen.contains(prompt), "{prompt:?} not shown: {seen}");
+    }
+    assert!(
+        !seen.contains("Int3ractive"),
+        "the password was echoed: {seen}"
+    );
+
+    let config: serde_json::Value = serde_json::from_str(&read(Path::new(CONFIG))).unwrap();
+    assert_eq!(config["agent"]["authentication"]["password"], password);
+    assert_eq!(config["agent"]["region"], "eu-west-1");
+    assert_eq!(
+        std::fs::metadata(CONFIG).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let mut found = vec![];
+    // Where installing writes, and temporary files (not the build trees that may sit deeper
+    // in /tmp).
+    for (root, depth) in [
+        ("/etc", 64),
+        ("/var", 64),
+        ("/opt/aws", 64),
+        ("/run", 64),
+        ("/root", 64),
+        ("/home", 64),
+        ("/tmp", 2),
+    ] {
+        world_readable_with(Path::new(root), depth, b"Int3ractive", &mut found);
+    }
+    assert!(
+        found.is_empty(),
+        "the password is in world-readable files: {found:?}"
+    );
+    let stored = read(Path::new("/var/cache/debconf/passwords.dat"));
+    assert!(
+        !stored.contains("Int3ractive"),
+        "left in debconf's password store"
+    );
 }
