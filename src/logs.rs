@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::checkpoint::Checkpoints;
 use crate::config::{self, Config, FileSource, Filters};
 use crate::metric::now_ms;
-use crate::service::{beating, Health, Heartbeat};
+use crate::service::{Health, Heartbeat};
 use crate::sinks::cloudwatch_logs::{
     run_sender, Batch, BatchBuilder, Destination, LogsSink, Position,
 };
@@ -324,7 +324,7 @@ impl FileReader {
             if last != Step::Read && !self.once && self.tailer.unchanged() {
                 if self.due() {
                     if let Some(b) = self.sink.builder.take() {
-                        if beating(&self.heartbeat, out.send(b)).await.is_err() {
+                        if !self.send(&out, b).await {
                             break;
                         }
                     }
@@ -348,14 +348,14 @@ impl FileReader {
             };
             self.tailer = tailer;
             self.sink = sink;
-            for b in self.sink.full.drain(..) {
-                if beating(&self.heartbeat, out.send(b)).await.is_err() {
+            for b in std::mem::take(&mut self.sink.full) {
+                if !self.send(&out, b).await {
                     return self.tailer.path().to_owned();
                 }
             }
             if self.sink.builder.is_full() || self.due() {
                 if let Some(b) = self.sink.builder.take() {
-                    if beating(&self.heartbeat, out.send(b)).await.is_err() {
+                    if !self.send(&out, b).await {
                         return self.tailer.path().to_owned();
                     }
                 }
@@ -375,12 +375,39 @@ impl FileReader {
             if !self.sleep(poll, &stop).await {
                 break;
             }
-            poll = (poll * 2).min(POLL_MAX);
+            // While a rotated file is finished, the path is watched closely: the next file may
+            // itself be rotated away soon.
+            poll = if self.tailer.rotating() {
+                POLL_MIN
+            } else {
+                (poll * 2).min(POLL_MAX)
+            };
         }
         if let Some(b) = self.sink.builder.take() {
-            let _ = beating(&self.heartbeat, out.send(b)).await;
+            let _ = self.send(&out, b).await;
         }
         self.tailer.path().to_owned()
+    }
+
+    /// Hands a batch to the sender, waiting as long as the sender is busy (CloudWatch slow,
+    /// say). Meanwhile the path is watched, so files rotated in and out of it during the wait
+    /// are still read later. False if the sender is gone.
+    async fn send(&mut self, out: &mpsc::Sender<Batch>, batch: Batch) -> bool {
+        loop {
+            self.heartbeat.beat();
+            tokio::select! {
+                permit = out.reserve() => {
+                    return match permit {
+                        Ok(permit) => {
+                            permit.send(batch);
+                            true
+                        }
+                        Err(_) => false,
+                    };
+                }
+                _ = tokio::time::sleep(POLL_MIN) => self.tailer.watch(),
+            }
+        }
     }
 
     /// Sleeps `poll`, or less if the batch is due sooner; false if `stop` came first.

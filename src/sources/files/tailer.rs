@@ -4,6 +4,7 @@
 //!
 //! Blocking code: the reader calls [`Tailer::step`] on tokio's blocking pool.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -24,6 +25,9 @@ pub const FINGERPRINT_BYTES: u64 = 1024;
 /// for this long: a writer may not have reopened its log yet (logrotate's `create` before the
 /// HUP).
 pub const ROTATE_QUIET: Duration = Duration::from_secs(1);
+/// Files that replaced one another at the path while the one being read was finished; more
+/// than this many rotations before the reader catches up is not a log but a storm.
+const MAX_PENDING: usize = 16;
 
 /// A hash of a file's first `len` bytes (at most [`FINGERPRINT_BYTES`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,9 +98,10 @@ pub struct Tailer {
     start: StartAt,
     current: Option<Current>,
     lines: LineBuffer,
-    /// The file the path names now, opened as soon as it replaced the one being finished, so
-    /// it is read next even if it is rotated away too before that.
-    next: Option<File>,
+    /// The files the path named after the one being read, oldest first, each opened as soon
+    /// as it was seen there ([`Tailer::watch`]), so it is read in turn even if it is rotated
+    /// away before the reader gets to it.
+    pending: VecDeque<(File, u64, u64)>,
     /// While `current` is the copy a copytruncate left, the truncated file itself, to be read
     /// from its start once the copy is finished.
     after_copy: Option<Current>,
@@ -116,7 +121,7 @@ impl Tailer {
             start,
             current: None,
             lines: LineBuffer::default(),
-            next: None,
+            pending: VecDeque::new(),
             after_copy: None,
             problem: None,
             registry,
@@ -144,6 +149,53 @@ impl Tailer {
             }
             None => !self.first_open && std::fs::metadata(&self.path).is_err(),
         }
+    }
+
+    /// Looks at the path (a `stat`, and an `open` when it names a file not seen yet) and
+    /// queues a file that replaced the one being read. Cheap enough to call every few hundred
+    /// milliseconds, also while the reader waits for CloudWatch, so a file that lives at the
+    /// path only briefly before being rotated away again is still seen.
+    pub fn watch(&mut self) {
+        let Some(cur) = &self.current else {
+            return;
+        };
+        let known = |dev: u64, ino: u64, t: &Tailer| {
+            (dev, ino) == (cur.key.dev, cur.key.ino)
+                || t.after_copy
+                    .as_ref()
+                    .is_some_and(|a| (dev, ino) == (a.key.dev, a.key.ino))
+                || t.pending.iter().any(|p| (p.1, p.2) == (dev, ino))
+        };
+        let Ok(m) = std::fs::metadata(&self.path) else {
+            return;
+        };
+        if !m.is_file() || known(m.dev(), m.ino(), self) {
+            return;
+        }
+        // What was opened is what counts: the path may have changed again in between.
+        let Ok(file) = File::open(&self.path) else {
+            return;
+        };
+        let Ok(m) = file.metadata() else {
+            return;
+        };
+        if known(m.dev(), m.ino(), self) {
+            return;
+        }
+        if self.pending.len() >= MAX_PENDING {
+            self.report(format!(
+                "was replaced more than {MAX_PENDING} times before the reader caught up; \
+                 skipping a rotated file"
+            ));
+            return;
+        }
+        self.pending.push_back((file, m.dev(), m.ino()));
+    }
+
+    /// Whether files are queued behind the one being finished: then the path should be
+    /// watched closely.
+    pub fn rotating(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// Reads up to about `budget` bytes into `sink`.
@@ -436,10 +488,8 @@ impl Tailer {
             }
         }
         // The path is gone or names another file: finish the old one first.
-        let replaced = at_path.is_ok();
-        if replaced && self.next.is_none() {
-            self.next = File::open(&self.path).ok();
-        }
+        let replaced = at_path.is_ok() || !self.pending.is_empty();
+        self.watch();
         let deleted = meta.nlink() == 0;
         let quiet = meta
             .modified()
@@ -447,6 +497,9 @@ impl Tailer {
             .and_then(|t| t.elapsed().ok())
             .is_none_or(|age| age >= ROTATE_QUIET);
         if deleted || (replaced && quiet) {
+            let Some(cur) = &self.current else {
+                return Step::Missing;
+            };
             let key = Arc::clone(&cur.key);
             let end = cur.read_offset;
             let base = end - self.lines.pending() as u64;
@@ -462,7 +515,7 @@ impl Tailer {
             tracing::info!(file = %self.path.display(), offset = end,
                 how = if deleted { "deleted" } else { "rotated" },
                 "Finished the old log file.");
-            let next = self.next.take();
+            let next = self.pending.pop_front().map(|(file, _, _)| file);
             self.close();
             return match next.map(|file| self.adopt(file, lookup)) {
                 Some(true) => Step::Read,
@@ -658,6 +711,46 @@ mod tests {
         let mut out = Lines::default();
         t.step(&saved, &mut out, 1 << 20);
         assert_eq!(texts(&out), ["one", "two", "three"], "read from its start");
+    }
+
+    /// Sets a file's modification time `ago` in the past.
+    fn age(path: &Path, ago: Duration) {
+        let f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        f.set_modified(std::time::SystemTime::now() - ago).unwrap();
+    }
+
+    #[test]
+    fn a_file_rotated_in_and_out_while_the_old_one_is_finished_is_read_in_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.log");
+        std::fs::write(&path, "a1\n").unwrap();
+        let saved = Saved::default();
+        let mut t = Tailer::new(path.clone(), StartAt::Beginning, None);
+        let mut out = Lines::default();
+        t.step(&saved, &mut out, 1 << 20);
+        assert_eq!(texts(&out), ["a1"]);
+        // Rotated, and the writer still adds to the old file. The reader is not reading now
+        // (waiting for CloudWatch, say) but watches the path, and sees the new file...
+        std::fs::rename(&path, path.with_extension("log.1")).unwrap();
+        std::fs::write(&path, "b1\nb2\n").unwrap();
+        append_line(&path.with_extension("log.1"), "a2");
+        t.watch();
+        assert!(t.rotating(), "the new file is queued");
+        // ... which is rotated away too before the reader reads again.
+        std::fs::rename(&path, path.with_extension("log.2")).unwrap();
+        std::fs::write(&path, "c1\n").unwrap();
+        age(&path.with_extension("log.1"), Duration::from_secs(5));
+        age(&path.with_extension("log.2"), Duration::from_secs(5));
+        for _ in 0..10 {
+            t.step(&saved, &mut out, 1 << 20);
+        }
+        assert_eq!(texts(&out), ["a1", "a2", "b1", "b2", "c1"]);
+        assert!(!t.rotating());
+    }
+
+    fn append_line(path: &Path, line: &str) {
+        let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        writeln!(f, "{line}").unwrap();
     }
 
     #[test]
