@@ -48,6 +48,9 @@ pub enum AppError {
     HostMetrics(#[from] crate::sources::host_metrics::HostMetricsError),
     #[error("not everything was accepted by CloudWatch; what was not is kept in the spool")]
     NotAccepted,
+    #[cfg(feature = "provision")]
+    #[error("{0}")]
+    Provision(#[from] crate::provision::ProvisionError),
 }
 
 impl AppError {
@@ -57,6 +60,8 @@ impl AppError {
             AppError::Spool(_) | AppError::State(_) | AppError::Io(_) => EX_CANTCREAT,
             AppError::HostMetrics(_) => EX_SOFTWARE,
             AppError::NotAccepted => EX_TEMPFAIL,
+            #[cfg(feature = "provision")]
+            AppError::Provision(e) => e.exit_code(),
         }
     }
 }
@@ -65,6 +70,11 @@ impl AppError {
 pub async fn run(args: Args) -> Result<(), AppError> {
     match args.command {
         Some(Command::Validate { config }) => validate(&config).await,
+        #[cfg(feature = "provision")]
+        Some(Command::Provision(args)) => {
+            crate::logging::init(None, false, true).map_err(AppError::Io)?;
+            Ok(crate::provision::run(&args).await?)
+        }
         None => daemon(&args.config, args.once, args.dry_run, args.daemon).await,
     }
 }

@@ -51,6 +51,61 @@ pub enum Command {
         #[arg(value_name = "CONFIG", default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Create a Cognito user for each device in systems.txt that has none, and write each new
+    /// device's config and debconf answers. Run it where you deploy the backend, with AWS
+    /// credentials allowed to manage the user pool; it never deletes a user. (Built in by
+    /// default; the binaries built for devices leave it out.)
+    #[cfg(feature = "provision")]
+    Provision(ProvisionArgs),
+}
+
+/// Where the backend is, which devices to provision, and where their files go.
+#[cfg(feature = "provision")]
+#[derive(Debug, clap::Args)]
+pub struct ProvisionArgs {
+    /// The outputs file `cdk deploy --outputs-file` wrote for the infrastructure stack
+    /// (Region, AccountId, UserPoolId, IdentityPoolId, AppClientId).
+    #[arg(long, value_name = "FILE", required_unless_present = "user_pool_id")]
+    pub outputs: Option<PathBuf>,
+
+    /// The user pool, instead of --outputs; then --identity-pool-id, --app-client-id and
+    /// --account-id are needed too, for the devices' configs.
+    #[arg(
+        long,
+        value_name = "ID",
+        conflicts_with = "outputs",
+        requires_all = ["identity_pool_id", "app_client_id", "account_id"]
+    )]
+    pub user_pool_id: Option<String>,
+
+    /// The identity pool the devices get AWS credentials from (with --user-pool-id).
+    #[arg(long, value_name = "ID", requires = "user_pool_id")]
+    pub identity_pool_id: Option<String>,
+
+    /// The user pool's app client the devices sign in with (with --user-pool-id).
+    #[arg(long, value_name = "ID", requires = "user_pool_id")]
+    pub app_client_id: Option<String>,
+
+    /// The AWS account id (with --user-pool-id).
+    #[arg(long, value_name = "ID", requires = "user_pool_id")]
+    pub account_id: Option<String>,
+
+    /// The region the devices publish to [default: the user pool's].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// The list of devices: one instance id per line; `#` starts a comment.
+    #[arg(long, value_name = "FILE", default_value = "systems.txt")]
+    pub systems: PathBuf,
+
+    /// Where each new device's files go: <id>.json (its config) and <id>.preseed (answers for
+    /// the Debian package), mode 0600.
+    #[arg(long, value_name = "DIR", default_value = "provisioned")]
+    pub out_dir: PathBuf,
+
+    /// Say what would be created, and create and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[cfg(test)]

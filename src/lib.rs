@@ -17,6 +17,8 @@ pub mod logging;
 pub mod logs;
 pub mod metric;
 pub mod pipeline;
+#[cfg(feature = "provision")]
+pub mod provision;
 pub mod secret;
 pub mod service;
 pub mod signal;

@@ -36,9 +36,30 @@ fn render() -> String {
     let mut page = Roff::new();
     section(&mut page, "COMMANDS");
     for sub in Args::command().get_subcommands() {
-        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
-        let usage = format!("{} [CONFIG]", sub.get_name());
-        item(&mut page, &usage, &about);
+        let about = sub
+            .get_long_about()
+            .or(sub.get_about())
+            .map(|a| a.to_string());
+        let usage = sub.clone().render_usage().to_string();
+        let usage = usage.trim_start_matches("Usage: ").trim();
+        item(&mut page, usage, &about.unwrap_or_default());
+        for arg in sub.get_arguments().filter(|a| a.get_long().is_some()) {
+            if arg.get_id() == "help" {
+                continue;
+            }
+            let mut term = format!("    --{}", arg.get_long().unwrap_or_default());
+            if let Some(names) = arg
+                .get_value_names()
+                .filter(|_| arg.get_action().takes_values())
+            {
+                term.push_str(&format!(" <{}>", names.join(" ")));
+            }
+            let mut help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if let Some(d) = arg.get_default_values().first() {
+                help.push_str(&format!(" [default: {}]", d.to_string_lossy()));
+            }
+            item(&mut page, &term, &help);
+        }
     }
     section(&mut page, "FILES");
     item(
@@ -66,6 +87,14 @@ fn render() -> String {
             "Stopped by SIGTERM or SIGINT, or --once published everything.",
         ),
         ("64", "The command line is wrong."),
+        (
+            "65",
+            "provision: systems.txt or the outputs file is wrong (each problem is named by line or key).",
+        ),
+        (
+            "69",
+            "provision: Cognito refused or could not be reached; the users made so far are listed.",
+        ),
         (
             "70",
             "The host's metrics cannot be read, or the process cannot start its runtime.",

@@ -54,7 +54,7 @@ pub async fn sdk_config(
     loader.load().await
 }
 
-fn base_loader(region: Option<Region>) -> aws_config::ConfigLoader {
+pub(crate) fn base_loader(region: Option<Region>) -> aws_config::ConfigLoader {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https();

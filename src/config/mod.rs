@@ -14,7 +14,8 @@ use regex::Regex;
 use crate::secret::Secret;
 
 pub use names::{
-    check_instance_id, check_log_group, check_log_stream, LOG_STREAM_MAX_CHARS, RETENTION_DAYS,
+    check_instance_id, check_log_group, check_log_stream, check_region, LOG_STREAM_MAX_CHARS,
+    RETENTION_DAYS,
 };
 
 pub const DEFAULT_CONFIG_PATH: &str =

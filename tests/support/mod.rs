@@ -247,6 +247,19 @@ impl Moto {
 
     /// Creates a user pool, app client, identity pool and users with `password`.
     pub fn cognito_setup(&self, users: &[&str], password: &str) -> Value {
+        self.cognito_setup_with(users, &[], password, false)
+    }
+
+    /// A user pool, app client and identity pool, by API calls; `users` get `password` as
+    /// their permanent one, `unfinished` users only as a temporary one. `strict` gives the pool
+    /// the infrastructure stack's password policy.
+    pub fn cognito_setup_with(
+        &self,
+        users: &[&str],
+        unfinished: &[&str],
+        password: &str,
+        strict: bool,
+    ) -> Value {
         let mut cmd = Command::new(python());
         cmd.arg(repo().join("tests/support/moto_harness.py")).args([
             "cognito-setup",
@@ -258,10 +271,31 @@ impl Moto {
         for u in users {
             cmd.args(["--username", u]);
         }
+        for u in unfinished {
+            cmd.args(["--unfinished", u]);
+        }
+        if strict {
+            cmd.arg("--strict-policy");
+        }
         let out = cmd.output().unwrap();
         assert!(
             out.status.success(),
             "cognito-setup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The user pool's users: name → status (CONFIRMED, FORCE_CHANGE_PASSWORD, ...).
+    pub fn cognito_users(&self, pool: &str) -> BTreeMap<String, String> {
+        let out = Command::new(python())
+            .arg(repo().join("tests/support/moto_harness.py"))
+            .args(["cognito-users", "--endpoint", &self.url(), "--pool", pool])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cognito-users failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap()

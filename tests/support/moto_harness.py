@@ -547,7 +547,13 @@ def cognito_setup(args):
     kw = dict(endpoint_url=args.endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
     idp = boto3.client("cognito-idp", **kw)
     ident = boto3.client("cognito-identity", **kw)
-    pool = idp.create_user_pool(PoolName="publisher-devices", AdminCreateUserConfig={"AllowAdminCreateUserOnly": True})["UserPool"]["Id"]
+    pool_args = dict(PoolName="publisher-devices", AdminCreateUserConfig={"AllowAdminCreateUserOnly": True})
+    if args.strict_policy:
+        # The infrastructure stack's policy.
+        pool_args["Policies"] = {"PasswordPolicy": {
+            "MinimumLength": 32, "RequireUppercase": True, "RequireLowercase": True,
+            "RequireNumbers": True, "RequireSymbols": True}}
+    pool = idp.create_user_pool(**pool_args)["UserPool"]["Id"]
     client = idp.create_user_pool_client(
         UserPoolId=pool,
         ClientName="publisher",
@@ -562,7 +568,23 @@ def cognito_setup(args):
     for user in args.username:
         idp.admin_create_user(UserPoolId=pool, Username=user, MessageAction="SUPPRESS")
         idp.admin_set_user_password(UserPoolId=pool, Username=user, Password=args.password, Permanent=True)
+    for user in args.unfinished:
+        # Made but never given a permanent password, as an interrupted provisioning leaves it.
+        idp.admin_create_user(UserPoolId=pool, Username=user, TemporaryPassword=args.password, MessageAction="SUPPRESS")
     print(json.dumps({"userPoolId": pool, "appClientId": client, "identityPoolId": identity_pool, "accountId": "123456789012"}))
+
+
+def cognito_users(args):
+    """Prints the pool's users as JSON: name → status."""
+    import boto3
+
+    kw = dict(endpoint_url=args.endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    idp = boto3.client("cognito-idp", **kw)
+    users = {}
+    for page in idp.get_paginator("list_users").paginate(UserPoolId=args.pool):
+        for u in page["Users"]:
+            users[u["Username"]] = u["UserStatus"]
+    print(json.dumps(users))
 
 
 def main():
@@ -573,10 +595,15 @@ def main():
     s.add_argument("--port-file")
     c = sub.add_parser("cognito-setup")
     c.add_argument("--endpoint", required=True)
-    c.add_argument("--username", action="append", required=True)
+    c.add_argument("--username", action="append", default=[])
+    c.add_argument("--unfinished", action="append", default=[])
     c.add_argument("--password", required=True)
+    c.add_argument("--strict-policy", action="store_true")
+    u = sub.add_parser("cognito-users")
+    u.add_argument("--endpoint", required=True)
+    u.add_argument("--pool", required=True)
     args = p.parse_args()
-    {"serve": serve, "cognito-setup": cognito_setup}[args.cmd](args)
+    {"serve": serve, "cognito-setup": cognito_setup, "cognito-users": cognito_users}[args.cmd](args)
 
 
 if __name__ == "__main__":
