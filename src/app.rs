@@ -70,6 +70,10 @@ impl AppError {
 pub async fn run(args: Args) -> Result<(), AppError> {
     match args.command {
         Some(Command::Validate { config }) => validate(&config).await,
+        #[cfg(feature = "configure")]
+        Some(Command::Configure { config, answers }) => {
+            crate::configure::run(&config, answers.as_ref()).await
+        }
         #[cfg(feature = "provision")]
         Some(Command::Provision(args)) => {
             crate::logging::init(None, false, true).map_err(AppError::Io)?;
@@ -91,7 +95,7 @@ async fn validate(path: &Path) -> Result<(), AppError> {
     Ok(())
 }
 
-async fn resolve_instance(config: &Config) -> Result<InstanceId, AppError> {
+pub(crate) async fn resolve_instance(config: &Config) -> Result<InstanceId, AppError> {
     let (id, origin) = instance::resolve(&config.agent.instance)
         .await
         .map_err(|source| AppError::Instance {

@@ -51,6 +51,19 @@ pub enum Command {
         #[arg(value_name = "CONFIG", default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Ask for the settings the Debian package asks for (region, Cognito ids, password without
+    /// echo, instance id prefix and serial command), show the instance id, and write the config
+    /// (mode 0600) if it validates, keeping its other settings. For machines without debconf.
+    /// (Built in by default; the Debian package's binary leaves it out.)
+    #[cfg(feature = "configure")]
+    Configure {
+        #[arg(value_name = "CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Take answers from this file, in debconf-set-selections form (as provision's
+        /// <id>.preseed). What it leaves out is asked, or without a terminal kept as it is.
+        #[arg(long, value_name = "FILE")]
+        answers: Option<PathBuf>,
+    },
     /// Create a Cognito user for each device in systems.txt that has none, and write each new
     /// device's config and debconf answers. Run it where you deploy the backend, with AWS
     /// credentials allowed to manage the user pool; it never deletes a user. (Built in by

@@ -12,6 +12,8 @@ pub mod backoff;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "configure")]
+pub mod configure;
 pub mod instance;
 pub mod logging;
 pub mod logs;

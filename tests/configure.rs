@@ -1,0 +1,153 @@
+//! `configure` through a real terminal (expect gives it a pty): the questions appear, the
+//! password is not echoed, the config is written 0600 with the answers and the instance id is
+//! shown; answers from a file (as `provision` writes them) with no terminal; other settings
+//! kept; answers that do not validate leave the old config alone (exit 78).
+
+#![cfg(feature = "configure")]
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+use support::deb::{need, sh};
+use support::*;
+
+const PASSWORD: &str = "Typed\"Pa$$w0rd\\not-echoed";
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn configure_asks_on_a_terminal_hides_the_password_and_writes_the_config() {
+    need("expect");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("etc/publisher.json");
+    let transcript = dir.path().join("transcript");
+    let script = dir.path().join("configure.exp");
+    std::fs::write(
+        &script,
+        r#"set timeout 30
+log_file -noappend $env(TRANSCRIPT)
+spawn $env(BIN) configure $env(CONFIG)
+expect {
+  "AWS region to publish to" { send "eu-west-1\r"; exp_continue }
+  "AWS account id" { send "123456789012\r"; exp_continue }
+  "Cognito user pool id:" { send "eu-west-1_AbCdEf123\r"; exp_continue }
+  "Cognito identity pool id:" { send "eu-west-1:0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b\r"; exp_continue }
+  "Cognito app client id:" { send "1example23456789\r"; exp_continue }
+  "Password of this device's Cognito user:" { send -- "$env(PASSWORD)\r"; exp_continue }
+  "Instance id prefix" { send "\r"; exp_continue }
+  "Command that prints this machine's serial" { send "echo 00000000FEEDBEEF\r"; exp_continue }
+  timeout { puts "no prompt and no end within 30 s"; exit 1 }
+  eof
+}
+lassign [wait] pid spawnid os_error status
+exit $status
+"#,
+    )
+    .unwrap();
+    let (ok, out) = sh(Command::new("expect")
+        .arg(&script)
+        .env("TRANSCRIPT", &transcript)
+        .env("BIN", BIN)
+        .env("CONFIG", &config)
+        .env("PASSWORD", PASSWORD));
+    let seen = read(&transcript);
+    assert!(ok, "configure failed: {out}\n{seen}");
+    for shown in [
+        "AWS region to publish to",
+        "Cognito user pool id:",
+        "Password of this device's Cognito user:",
+        "Instance id prefix [rpi]:",
+        "instance id is rpi-00000000feedbeef",
+    ] {
+        assert!(seen.contains(shown), "{shown:?} not shown: {seen}");
+    }
+    assert!(!seen.contains("Typed"), "the password was echoed: {seen}");
+    assert_eq!(mode(&config), 0o600);
+    let written: Value = serde_json::from_str(&read(&config)).unwrap();
+    assert_eq!(written["agent"]["region"], "eu-west-1");
+    assert_eq!(written["agent"]["instance"]["prefix"], "rpi");
+    assert_eq!(written["agent"]["authentication"]["password"], PASSWORD);
+    assert_eq!(
+        written["agent"]["authentication"]["appClientId"],
+        "1example23456789"
+    );
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn answers_from_a_file_keep_other_settings_and_bad_answers_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("publisher.json");
+    // An existing config with settings the questions do not cover.
+    let before = json!({
+        "agent": {"region": "us-east-1", "instance": {"prefix": "old", "serial": "0001"},
+                  "metrics_collection_interval": 120},
+        "logs": {"log_group_name": "/system/test", "logs_collected": {"journal": true}}
+    });
+    std::fs::write(&config, before.to_string()).unwrap();
+    let answers = dir.path().join("device.preseed");
+    let p = "amazon-cloudwatch-publisher";
+    std::fs::write(
+        &answers,
+        format!(
+            "{p} {p}/region string eu-central-1\n{p} {p}/account_id string 123456789012\n\
+             {p} {p}/user_pool_id string eu-central-1_AbC\n\
+             {p} {p}/identity_pool_id string eu-central-1:0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b\n\
+             {p} {p}/app_client_id string client\n{p} {p}/password password {PASSWORD}\n\
+             {p} {p}/instance_prefix string mac\n{p} {p}/serial_command string echo 'C02XYZ'\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("configure")
+        .arg(&config)
+        .arg("--answers")
+        .arg(&answers)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("instance id is mac-c02xyz"), "{stderr}");
+    assert!(!stderr.contains("Pa$$"), "{stderr}");
+    let after: Value = serde_json::from_str(&read(&config)).unwrap();
+    assert_eq!(after["agent"]["region"], "eu-central-1");
+    assert_eq!(after["agent"]["authentication"]["password"], PASSWORD);
+    assert_eq!(after["agent"]["metrics_collection_interval"], 120);
+    assert_eq!(after["logs"], before["logs"]);
+    assert_eq!(after["agent"]["instance"].get("serial"), None);
+    assert_eq!(mode(&config), 0o600);
+
+    // A region that is not one: the config is not replaced.
+    let kept = read(&config);
+    std::fs::write(&answers, format!("{p} {p}/region string mars-1\n")).unwrap();
+    let out = Command::new(BIN)
+        .arg("configure")
+        .arg(&config)
+        .arg("--answers")
+        .arg(&answers)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("agent.region") && stderr.contains("not written"),
+        "{stderr}"
+    );
+    assert_eq!(read(&config), kept);
+}
