@@ -329,3 +329,24 @@ fn provision_needs_the_backend_named_one_way() {
     let (_, stderr) = text(&out);
     assert!(stderr.contains("--identity-pool-id"), "{stderr}");
 }
+
+#[test]
+fn every_page_of_users_is_read_before_deciding_who_is_new() {
+    // More users than one ListUsers page holds (60).
+    let existing: Vec<String> = (0..75).map(|i| format!("rpi-{i:08x}")).collect();
+    let refs: Vec<&str> = existing.iter().map(String::as_str).collect();
+    let fleet = Fleet::new(&refs, &[]);
+    let mut list = existing.join("\n");
+    list.push_str("\nrpi-newdevice\n");
+    let systems = fleet.systems(&list);
+    let out = fleet.provision(&systems, &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let printed = table(&stdout);
+    assert_eq!(printed.len(), 1, "{stdout}");
+    assert_eq!(printed[0].0, "rpi-newdevice");
+    let calls = fleet.calls();
+    assert!(calls.get("ListUsers") >= Some(&2), "{calls:?}");
+    assert_eq!(calls.get("AdminCreateUser"), Some(&1), "{calls:?}");
+    assert_eq!(fleet.users().len(), 76);
+}
