@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
@@ -283,6 +283,9 @@ pub async fn run(path: &Path, answers_file: Option<&PathBuf>) -> Result<(), AppE
         std::fs::create_dir_all(dir).map_err(|e| config_error(path, e.to_string()))?;
     }
     let tmp = path.with_extension("json.new");
+    // The new file keeps the old one's owner (the service user, when run with sudo), so the
+    // publisher can still read it.
+    let owner = std::fs::metadata(path).ok().map(|m| (m.uid(), m.gid()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -290,6 +293,12 @@ pub async fn run(path: &Path, answers_file: Option<&PathBuf>) -> Result<(), AppE
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
+        if let Some((uid, gid)) = owner {
+            match std::os::unix::fs::fchown(&f, Some(uid), Some(gid)) {
+                Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => return Err(e),
+                _ => {}
+            }
+        }
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)

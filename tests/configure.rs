@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
@@ -99,6 +99,9 @@ fn answers_from_a_file_keep_other_settings_and_bad_answers_write_nothing() {
         "logs": {"log_group_name": "/system/test", "logs_collected": {"journal": true}}
     });
     std::fs::write(&config, before.to_string()).unwrap();
+    // Owned by the service user (nobody here): run as root, configure keeps that owner.
+    support::deb::need_root();
+    std::os::unix::fs::chown(&config, Some(65534), Some(65534)).unwrap();
     let answers = dir.path().join("device.preseed");
     let p = "amazon-cloudwatch-publisher";
     std::fs::write(
@@ -131,6 +134,12 @@ fn answers_from_a_file_keep_other_settings_and_bad_answers_write_nothing() {
     assert_eq!(after["logs"], before["logs"]);
     assert_eq!(after["agent"]["instance"].get("serial"), None);
     assert_eq!(mode(&config), 0o600);
+    let meta = std::fs::metadata(&config).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (65534, 65534),
+        "the owner is kept"
+    );
 
     // A region that is not one: the config is not replaced.
     let kept = read(&config);
