@@ -11,7 +11,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
-use support::deb::{need, sh};
 use support::*;
 
 const PASSWORD: &str = "Typed\"Pa$$w0rd\\not-echoed";
@@ -22,40 +21,14 @@ fn mode(path: &std::path::Path) -> u32 {
 
 #[test]
 fn configure_asks_on_a_terminal_hides_the_password_and_writes_the_config() {
-    need("expect");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("etc/publisher.json");
-    let transcript = dir.path().join("transcript");
-    let script = dir.path().join("configure.exp");
-    std::fs::write(
-        &script,
-        r#"set timeout 30
-log_file -noappend $env(TRANSCRIPT)
-spawn $env(BIN) configure $env(CONFIG)
-expect {
-  "AWS region to publish to" { send "eu-west-1\r"; exp_continue }
-  "AWS account id" { send "123456789012\r"; exp_continue }
-  "Cognito user pool id:" { send "eu-west-1_AbCdEf123\r"; exp_continue }
-  "Cognito identity pool id:" { send "eu-west-1:0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b\r"; exp_continue }
-  "Cognito app client id:" { send "1example23456789\r"; exp_continue }
-  "Password of this device's Cognito user:" { send -- "$env(PASSWORD)\r"; exp_continue }
-  "Instance id prefix" { send "\r"; exp_continue }
-  "Command that prints this machine's serial" { send "echo 00000000FEEDBEEF\r"; exp_continue }
-  timeout { puts "no prompt and no end within 30 s"; exit 1 }
-  eof
-}
-lassign [wait] pid spawnid os_error status
-exit $status
-"#,
-    )
-    .unwrap();
-    let (ok, out) = sh(Command::new("expect")
-        .arg(&script)
-        .env("TRANSCRIPT", &transcript)
-        .env("BIN", BIN)
-        .env("CONFIG", &config)
-        .env("PASSWORD", PASSWORD));
-    let seen = read(&transcript);
+    let (ok, out, seen) = answer_on_a_terminal(
+        "$env(BIN) configure $env(CONFIG)",
+        &[("BIN", BIN.as_ref()), ("CONFIG", config.as_os_str())],
+        "00000000FEEDBEEF",
+        PASSWORD,
+    );
     assert!(ok, "configure failed: {out}\n{seen}");
     for shown in [
         "AWS region to publish to",

@@ -216,42 +216,16 @@ fn world_readable_with(dir: &Path, depth: u32, secret: &[u8], found: &mut Vec<Pa
 #[test]
 fn an_interactive_install_asks_every_question_and_never_shows_the_password() {
     let _installed = Installed::take();
-    need("expect");
     let dir = tempfile::tempdir().unwrap();
     let deb = build(dir.path());
     let password = r#"Int3ractive"Pass\word$HOME"#;
-    // The answers go in through a terminal, as a person types them; the password reaches
-    // expect through its environment, not a file.
-    let script = dir.path().join("install.exp");
-    let transcript = dir.path().join("transcript");
-    std::fs::write(
-        &script,
-        r#"set timeout 120
-log_file -noappend $env(TRANSCRIPT)
-spawn env DEBIAN_FRONTEND=readline DEBIAN_PRIORITY=medium apt-get install -y $env(DEB)
-expect {
-  "AWS region to publish to:" { send "eu-west-1\r"; exp_continue }
-  "AWS account id (empty: use the default AWS credentials):" { send "123456789012\r"; exp_continue }
-  "Cognito user pool id:" { send "eu-west-1_AbCdEf123\r"; exp_continue }
-  "Cognito identity pool id:" { send "eu-west-1:0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b\r"; exp_continue }
-  "Cognito app client id:" { send "1example23456789\r"; exp_continue }
-  "Password of this device's Cognito user:" { send -- "$env(PASSWORD)\r"; exp_continue }
-  "Instance id prefix:" { send "\r"; exp_continue }
-  "Command that prints this machine's serial:" { send "echo 00000000DEADBEEF\r"; exp_continue }
-  timeout { puts "no prompt and no end within 120 s"; exit 1 }
-  eof
-}
-lassign [wait] pid spawnid os_error status
-exit $status
-"#,
-    )
-    .unwrap();
-    let (ok, out) = sh(Command::new("expect")
-        .arg(&script)
-        .env("TRANSCRIPT", &transcript)
-        .env("DEB", &deb)
-        .env("PASSWORD", password));
-    let seen = read(&transcript);
+    // The answers go in through a terminal, as a person types them.
+    let (ok, out, seen) = answer_on_a_terminal(
+        "env DEBIAN_FRONTEND=readline DEBIAN_PRIORITY=medium apt-get install -y $env(DEB)",
+        &[("DEB", deb.as_os_str())],
+        "00000000DEADBEEF",
+        password,
+    );
     assert!(ok, "the interactive install failed: {out}\n{seen}");
     for prompt in [
         "AWS region to publish to:",

@@ -475,3 +475,54 @@ pub fn hostname() -> String {
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// Answers the package's questions as a person would, on a terminal: expect runs `spawn` (a Tcl
+/// command line; `$env(NAME)` reads `env`) on a pseudo-terminal and answers debconf's or
+/// `configure`'s prompts (they are the same) with a region, Cognito ids, `password` (handed over
+/// in the environment, not a file), the default prefix and `echo <serial>` as the serial
+/// command. Returns whether it ended with status 0, expect's own output, and what the terminal
+/// showed.
+pub fn answer_on_a_terminal(
+    spawn: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+    serial: &str,
+    password: &str,
+) -> (bool, String, String) {
+    deb::need("expect");
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("answer.exp");
+    let transcript = dir.path().join("transcript");
+    std::fs::write(
+        &script,
+        format!(
+            r#"set timeout 120
+log_file -noappend $env(TRANSCRIPT)
+spawn {spawn}
+expect {{
+  "AWS region to publish to" {{ send "eu-west-1\r"; exp_continue }}
+  "AWS account id" {{ send "123456789012\r"; exp_continue }}
+  "Cognito user pool id:" {{ send "eu-west-1_AbCdEf123\r"; exp_continue }}
+  "Cognito identity pool id:" {{ send "eu-west-1:0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b\r"; exp_continue }}
+  "Cognito app client id:" {{ send "1example23456789\r"; exp_continue }}
+  "Password of this device's Cognito user:" {{ send -- "$env(PASSWORD)\r"; exp_continue }}
+  "Instance id prefix" {{ send "\r"; exp_continue }}
+  "Command that prints this machine's serial" {{ send "echo {serial}\r"; exp_continue }}
+  timeout {{ puts "no prompt and no end within 120 s"; exit 1 }}
+  eof
+}}
+lassign [wait] pid spawnid os_error status
+exit $status
+"#
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("expect");
+    cmd.arg(&script)
+        .env("TRANSCRIPT", &transcript)
+        .env("PASSWORD", password);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let (ok, out) = deb::sh(&mut cmd);
+    (ok, out, read(&transcript))
+}
