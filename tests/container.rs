@@ -230,7 +230,14 @@ impl Container {
     /// Like `run`, failing the test when the command fails.
     fn ok(&self, script: &str) -> String {
         let (ok, text) = self.run(script);
-        assert!(ok, "in the container, `{script}` failed: {text}");
+        if !ok {
+            let journal = self
+                .run(&format!("journalctl --no-pager -u {UNIT} | tail -n 60"))
+                .1;
+            panic!(
+                "in the container, `{script}` failed: {text}\nThe service's journal:\n{journal}"
+            );
+        }
         text
     }
 
