@@ -110,13 +110,25 @@ pub struct Tailer {
     registry: Option<Arc<Registry>>,
     /// Set until the first open: the place a rotated-while-stopped file may be found.
     first_open: bool,
+    /// With [`StartAt::End`]: the file at the path and its length when the tailer was made (at
+    /// start, before the service reports ready), so lines written between then and the first
+    /// read are not skipped.
+    end_at_start: Option<(u64, u64, u64)>,
 }
 
 impl Tailer {
     /// `start` applies to a file with no saved position seen on the first look; files that
     /// appear later are always read from the beginning.
     pub fn new(path: PathBuf, start: StartAt, registry: Option<Arc<Registry>>) -> Self {
+        let end_at_start = match start {
+            StartAt::End => std::fs::metadata(&path)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| (m.dev(), m.ino(), m.len())),
+            StartAt::Beginning => None,
+        };
         Tailer {
+            end_at_start,
             path,
             start,
             current: None,
@@ -335,9 +347,14 @@ impl Tailer {
                 });
                 0
             }
-            None => match self.start {
-                StartAt::End => meta.len(),
-                StartAt::Beginning => 0,
+            None => match (self.start, self.end_at_start.take()) {
+                (StartAt::End, Some((dev, ino, len)))
+                    if (dev, ino) == (meta.dev(), meta.ino()) && len <= meta.len() =>
+                {
+                    len
+                }
+                (StartAt::End, _) => meta.len(),
+                (StartAt::Beginning, _) => 0,
             },
         };
         self.start = StartAt::Beginning;
@@ -711,6 +728,18 @@ mod tests {
         let mut out = Lines::default();
         t.step(&saved, &mut out, 1 << 20);
         assert_eq!(texts(&out), ["one", "two", "three"], "read from its start");
+    }
+
+    #[test]
+    fn lines_written_after_start_but_before_the_first_read_are_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.log");
+        std::fs::write(&path, "before the start\n").unwrap();
+        let mut t = Tailer::new(path.clone(), StartAt::End, None);
+        append_line(&path, "after the start");
+        let mut out = Lines::default();
+        t.step(&Saved::default(), &mut out, 1 << 20);
+        assert_eq!(texts(&out), ["after the start"]);
     }
 
     /// Sets a file's modification time `ago` in the past.
