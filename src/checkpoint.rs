@@ -249,14 +249,39 @@ fn set_aside(path: &Path, why: &str) {
 
 /// Replaces `path` with `bytes`: a temporary file beside it, fsync, rename, fsync the folder.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace(path, bytes, 0o666, None)
+}
+
+/// Like [`write_atomically`] for a file holding secrets: mode 0600, and as root given `owner`
+/// (uid, gid) so that, say, the service user keeps reading a file root rewrote.
+#[cfg(any(feature = "provision", feature = "configure"))]
+pub fn write_private(path: &Path, bytes: &[u8], owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    replace(path, bytes, 0o600, owner)
+}
+
+fn replace(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    if let Some((uid, gid)) = owner {
+        match std::os::unix::fs::fchown(&f, Some(uid), Some(gid)) {
+            Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => return Err(e),
+            _ => {}
+        }
+    }
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }

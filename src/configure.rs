@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
@@ -282,28 +282,11 @@ pub async fn run(path: &Path, answers_file: Option<&PathBuf>) -> Result<(), AppE
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| config_error(path, e.to_string()))?;
     }
-    let tmp = path.with_extension("json.new");
     // The new file keeps the old one's owner (the service user, when run with sudo), so the
     // publisher can still read it.
     let owner = std::fs::metadata(path).ok().map(|m| (m.uid(), m.gid()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        if let Some((uid, gid)) = owner {
-            match std::os::unix::fs::fchown(&f, Some(uid), Some(gid)) {
-                Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => return Err(e),
-                _ => {}
-            }
-        }
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| config_error(path, format!("cannot write it: {e}")))?;
+    crate::checkpoint::write_private(path, text.as_bytes(), owner)
+        .map_err(|e| config_error(path, format!("cannot write it: {e}")))?;
     eprintln!(
         "Wrote {} (mode 0600); the password is kept only there.",
         path.display()

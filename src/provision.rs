@@ -8,8 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -250,21 +249,12 @@ pub fn device_preseed(backend: &Backend, id: &str, password: &str) -> String {
 
 /// Writes a file only its owner can read, replacing it whole.
 fn write_private(path: &Path, text: &str) -> Result<(), ProvisionError> {
-    let err = |source| ProvisionError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let tmp = path.with_extension("partial");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(text.as_bytes()).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    crate::checkpoint::write_private(path, text.as_bytes(), None).map_err(|source| {
+        ProvisionError::Write {
+            path: path.to_owned(),
+            source,
+        }
+    })
 }
 
 fn cognito_error(what: &str, e: &(dyn std::error::Error + 'static)) -> ProvisionError {
