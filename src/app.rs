@@ -313,13 +313,15 @@ async fn daemon(path: &Path, once: bool, dry_run: bool, detached: bool) -> Resul
         once,
         health: Arc::clone(&health),
     };
-    let shipping_logs = logs.start(
-        &logs_tracker,
-        Shutdown {
-            stop: shutdown.child_token(),
-            abort: abort.clone(),
-        },
-    );
+    let shipping_logs = logs
+        .start(
+            &logs_tracker,
+            Shutdown {
+                stop: shutdown.child_token(),
+                abort: abort.clone(),
+            },
+        )
+        .await;
     logs_tracker.close();
     let saver_stop = CancellationToken::new();
     let saver = tracker.spawn(Arc::clone(&checkpoints).run_saver(saver_stop.clone()));

@@ -1,10 +1,14 @@
 //! Where each log source is, as far as CloudWatch has accepted it: file offsets (by device,
 //! inode and a fingerprint of the file's first bytes) and the journal cursor.
 //!
-//! Positions move only after a PutLogEvents succeeded; the state file is replaced atomically
-//! (temporary file, fsync, rename) soon after each move and at shutdown, with a format version.
+//! Positions move only after a PutLogEvents succeeded. Before anything is delivered, where
+//! reading began is kept as well (a file's offset when it was first opened, the journal entry
+//! reading began at) together with the file paths being followed, so that a restart begins
+//! where the last run did and not at what is the end by then. The state file is replaced
+//! atomically (temporary file, fsync, rename) soon after each change and at shutdown, with a
+//! format version.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,8 +19,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::metric::now_ms;
-use crate::sinks::cloudwatch_logs::Position;
-use crate::sources::files::{Fingerprint, PositionLookup, FINGERPRINT_BYTES};
+use crate::sources::files::{FileKey, Fingerprint, PositionStore, FINGERPRINT_BYTES};
+use crate::sources::Position;
 
 pub const STATE_FILE: &str = "logs-state.json";
 const VERSION: u32 = 1;
@@ -43,12 +47,22 @@ struct Saved {
     version: u32,
     files: Vec<FileEntry>,
     journal_cursor: Option<String>,
+    /// With no `journal_cursor`: the entry reading the journal began at (included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    journal_start: Option<String>,
+    /// The `file_path`s (paths and patterns) being followed: a file found at one of them after
+    /// a restart with no position saved for it appeared after reading began, and is read from
+    /// its start.
+    #[serde(default)]
+    following: BTreeSet<String>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     files: HashMap<(u64, u64), FileEntry>,
     journal_cursor: Option<String>,
+    journal_start: Option<String>,
+    following: BTreeSet<String>,
     /// Changes not yet on disk.
     dirty: bool,
     /// When forgotten files were last dropped.
@@ -105,6 +119,8 @@ impl Checkpoints {
                         }
                     }
                     state.journal_cursor = saved.journal_cursor;
+                    state.journal_start = saved.journal_start;
+                    state.following = saved.following;
                 }
                 Ok(saved) => {
                     set_aside(&path, &format!("format version {}", saved.version));
@@ -143,15 +159,46 @@ impl Checkpoints {
                     },
                 );
             }
-            Position::Journal(cursor) => state.journal_cursor = Some(cursor.clone()),
+            Position::Journal(cursor) => {
+                state.journal_cursor = Some(cursor.clone());
+                state.journal_start = None;
+            }
+            Position::JournalFrom(cursor) => {
+                state.journal_cursor = None;
+                state.journal_start = Some(cursor.clone());
+            }
         }
+        self.changed(state);
+    }
+
+    /// Marks the state changed, for the saver.
+    fn changed(&self, mut state: std::sync::MutexGuard<'_, State>) {
         state.dirty = true;
         drop(state);
         self.changed.notify_one();
     }
 
+    /// The last delivered journal entry's cursor.
     pub fn journal_cursor(&self) -> Option<String> {
         self.state().journal_cursor.clone()
+    }
+
+    /// With no delivered journal entry: the one reading began at.
+    pub fn journal_start(&self) -> Option<String> {
+        self.state().journal_start.clone()
+    }
+
+    /// Records the `file_path`s followed from now on; returns those followed before (by the
+    /// last run, as saved).
+    pub fn follow(&self, file_paths: impl IntoIterator<Item = String>) -> BTreeSet<String> {
+        let mut state = self.state();
+        let now: BTreeSet<String> = file_paths.into_iter().collect();
+        if now == state.following {
+            return now;
+        }
+        let before = std::mem::replace(&mut state.following, now);
+        self.changed(state);
+        before
     }
 
     /// Writes the state file if anything changed since the last write.
@@ -176,6 +223,8 @@ impl Checkpoints {
                 version: VERSION,
                 files,
                 journal_cursor: state.journal_cursor.clone(),
+                journal_start: state.journal_start.clone(),
+                following: state.following.clone(),
             }
         };
         let result = write_atomically(path, &serde_json::to_vec_pretty(&saved)?);
@@ -214,7 +263,7 @@ impl Checkpoints {
     }
 }
 
-impl PositionLookup for Checkpoints {
+impl PositionStore for Checkpoints {
     fn offset(&self, dev: u64, ino: u64) -> Option<(Fingerprint, u64)> {
         self.state()
             .files
@@ -229,6 +278,25 @@ impl PositionLookup for Checkpoints {
             .filter(|f| f.path == path)
             .max_by_key(|f| f.updated_ms)
             .map(|f| (f.dev, f.ino, f.fingerprint, f.offset))
+    }
+
+    fn record_start(&self, key: &FileKey, offset: u64) {
+        let mut state = self.state();
+        if state.files.contains_key(&(key.dev, key.ino)) {
+            return;
+        }
+        state.files.insert(
+            (key.dev, key.ino),
+            FileEntry {
+                path: key.path.clone(),
+                dev: key.dev,
+                ino: key.ino,
+                fingerprint: key.fingerprint,
+                offset,
+                updated_ms: now_ms(),
+            },
+        );
+        self.changed(state);
     }
 }
 

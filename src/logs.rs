@@ -2,8 +2,8 @@
 //! checkpoint. Each source has a reader task and a sender task joined by a one-batch channel:
 //! when CloudWatch is slow or away the reader stops reading, and the file is the buffer.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +16,10 @@ use crate::checkpoint::Checkpoints;
 use crate::config::{self, Config, FileSource, Filters};
 use crate::metric::now_ms;
 use crate::service::{Health, Heartbeat};
-use crate::sinks::cloudwatch_logs::{
-    run_sender, Batch, BatchBuilder, Destination, LogsSink, Position,
-};
+use crate::sinks::cloudwatch_logs::{run_sender, Batch, BatchBuilder, Destination, LogsSink};
 use crate::sources::files::{self, Claim, FilePosition, LineSink, Registry, StartAt, Step, Tailer};
-use crate::sources::journal::Journal;
+use crate::sources::journal::{Journal, Resume};
+use crate::sources::Position;
 
 /// How often a file at its end is looked at again: soon after it last grew, then less often.
 const POLL_MIN: Duration = Duration::from_millis(250);
@@ -84,8 +83,9 @@ impl LogsPipeline {
         }
     }
 
-    /// Starts every source on `tracker`. Returns false if there is nothing to ship.
-    pub fn start(self, tracker: &TaskTracker, shutdown: Shutdown) -> bool {
+    /// Starts every source on `tracker`, once where each begins is saved. Returns false if
+    /// there is nothing to ship.
+    pub async fn start(self, tracker: &TaskTracker, shutdown: Shutdown) -> bool {
         let config = Arc::clone(&self.config);
         let logs = &config.logs;
         if logs.files.is_empty() && logs.journal.is_none() {
@@ -113,34 +113,131 @@ impl LogsPipeline {
                 }
             });
         }
+        // Where each source begins is decided now and saved before the pipeline counts as
+        // started (and the service as ready): a restart or a crash from here on begins there
+        // too, not at what is the end of a file by then.
         let registry = Arc::new(Registry::default());
-        for index in 0..this.config.logs.files.len() {
-            let (this, registry, tracker2, shutdown) = (
-                Arc::clone(&this),
-                Arc::clone(&registry),
-                tracker.clone(),
-                shutdown.clone(),
-            );
-            tracker.spawn(async move { this.discover(index, registry, tracker2, shutdown).await });
+        let followed_before = this
+            .checkpoints
+            .follow(logs.files.iter().map(|e| e.file_path.clone()));
+        let opened = {
+            let (this, registry) = (Arc::clone(&this), Arc::clone(&registry));
+            tokio::task::spawn_blocking(move || this.open_first(&registry, &followed_before))
+                .await
+                .expect("opening log files does not panic")
+        };
+        let journal = match logs.journal.clone() {
+            Some(source) => {
+                let journal = Journal {
+                    program: Journal::program(),
+                    source,
+                    once: this.once,
+                    flush_interval: this.flush_interval(),
+                };
+                let resume = this.journal_resume(&journal).await;
+                Some((journal, resume))
+            }
+            None => None,
+        };
+        let saved = {
+            let checkpoints = Arc::clone(&this.checkpoints);
+            tokio::task::spawn_blocking(move || checkpoints.save())
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        };
+        if let Err(e) = saved {
+            tracing::error!(directory = %this.config.agent.state_dir.display(), error = %e,
+                "Cannot save where the log sources begin; lines written before a restart may be missed.");
         }
-        if let Some(source) = this.config.logs.journal.clone() {
+
+        for (index, tailer) in opened {
+            this.follow(index, tailer, &registry, tracker, &shutdown);
+        }
+        if !this.once {
+            for (index, entry) in logs.files.iter().enumerate() {
+                if files::is_pattern(&entry.file_path) {
+                    let (this, registry, tracker2, shutdown) = (
+                        Arc::clone(&this),
+                        Arc::clone(&registry),
+                        tracker.clone(),
+                        shutdown.clone(),
+                    );
+                    tracker.spawn(async move {
+                        this.discover(index, registry, tracker2, shutdown).await
+                    });
+                }
+            }
+        }
+        if let Some((journal, resume)) = journal {
             let dest = Arc::new(Destination {
                 group: this.resolve(&logs.log_group_name),
-                stream: sanitize_stream(&this.resolve(&source.log_stream_name)),
+                stream: sanitize_stream(&this.resolve(&journal.source.log_stream_name)),
                 retention_in_days: logs.retention_in_days,
             });
-            let journal = Journal {
-                program: Journal::program(),
-                source,
-                once: this.once,
-                flush_interval: this.flush_interval(),
-            };
             let tx = this.sender(dest, tracker, &shutdown);
-            let cursor = this.checkpoints.journal_cursor();
             let beat = this.health.register("journal reader");
-            tracker.spawn(journal.run(cursor, tx, shutdown.stop.clone(), beat));
+            tracker.spawn(journal.run(resume, tx, shutdown.stop.clone(), beat));
         }
         true
+    }
+
+    /// Where the journal reader begins: after the last delivered entry, or at the entry
+    /// reading began at; with neither saved, at the first entry of this boot, which is
+    /// recorded as that beginning.
+    async fn journal_resume(&self, journal: &Journal) -> Resume {
+        let after = self.checkpoints.journal_cursor();
+        let from = self.checkpoints.journal_start();
+        if after.is_some() || from.is_some() {
+            return Resume {
+                after,
+                from,
+                boot: None,
+            };
+        }
+        match journal.first_of_this_boot().await {
+            Some((boot, first)) => {
+                self.checkpoints
+                    .commit(&Position::JournalFrom(first.clone()));
+                Resume {
+                    after: None,
+                    from: Some(first),
+                    boot: Some(boot),
+                }
+            }
+            None => Resume::default(),
+        }
+    }
+
+    /// The files each entry names now, opened, so that where reading each begins is decided
+    /// and recorded. A file with no saved position at a `file_path` followed before (by the
+    /// last run) appeared after reading began and is read from its start; otherwise from its
+    /// end, unless the entry says `from_beginning`. Blocking.
+    fn open_first(
+        &self,
+        registry: &Arc<Registry>,
+        followed_before: &BTreeSet<String>,
+    ) -> Vec<(usize, Tailer)> {
+        let mut opened = Vec::new();
+        for (index, entry) in self.config.logs.files.iter().enumerate() {
+            let paths = if files::is_pattern(&entry.file_path) {
+                files::expand(&entry.file_path)
+            } else {
+                vec![PathBuf::from(&entry.file_path)]
+            };
+            let start = if entry.from_beginning || followed_before.contains(&entry.file_path) {
+                StartAt::Beginning
+            } else {
+                StartAt::End
+            };
+            for path in paths {
+                if self.claim(index, &path, registry) {
+                    let mut tailer = Tailer::new(path, start, Some(Arc::clone(registry)));
+                    tailer.open_now(&*self.checkpoints);
+                    opened.push((index, tailer));
+                }
+            }
+        }
+        opened
     }
 
     /// Starts the task that delivers one source's batches to `dest`; returns its channel.
@@ -165,8 +262,39 @@ impl LogsPipeline {
         tx
     }
 
-    /// Follows the paths entry `index` names: one path for good, or a pattern matched again
-    /// every few seconds for new files.
+    /// Whether `path`, found for entry `index`, is to be followed now (and by this entry): not
+    /// the publisher's own log, not a rotated file still being finished, not followed already.
+    fn claim(&self, index: usize, path: &Path, registry: &Registry) -> bool {
+        let entry = &self.config.logs.files[index];
+        if files::is_own_log(path, &self.config.agent.logfile) {
+            if registry.first_warning(path) {
+                tracing::warn!(file = %path.display(), entry = %entry_key(index),
+                    "Not shipping the publisher's own log: every shipment would be logged, and shipped, without end.");
+            }
+            return false;
+        }
+        if files::is_pattern(&entry.file_path) {
+            // A rotated file still being finished under its old path is not new.
+            use std::os::unix::fs::MetadataExt;
+            if std::fs::metadata(path).is_ok_and(|m| registry.is_open(m.dev(), m.ino())) {
+                return false;
+            }
+        }
+        match registry.claim(path, index) {
+            Claim::Claimed => true,
+            Claim::Mine => false,
+            Claim::Taken(other) => {
+                if registry.first_warning(path) {
+                    tracing::warn!(file = %path.display(), entry = %entry_key(index), first = %entry_key(other),
+                        "File matched by two collect_list entries; it is shipped once, as the first says.");
+                }
+                false
+            }
+        }
+    }
+
+    /// Matches entry `index`'s pattern again every few seconds; files found that are not
+    /// followed yet are new, and read from their start.
     async fn discover(
         self: Arc<Self>,
         index: usize,
@@ -175,73 +303,37 @@ impl LogsPipeline {
         shutdown: Shutdown,
     ) {
         let entry = &self.config.logs.files[index];
-        let pattern = files::is_pattern(&entry.file_path);
-        let mut first = true;
         loop {
-            let paths = if pattern {
-                let p = entry.file_path.clone();
-                tokio::task::spawn_blocking(move || files::expand(&p))
-                    .await
-                    .unwrap_or_default()
-            } else {
-                vec![PathBuf::from(&entry.file_path)]
-            };
-            for path in paths {
-                if files::is_own_log(&path, &self.config.agent.logfile) {
-                    if registry.first_warning(&path) {
-                        tracing::warn!(file = %path.display(), entry = %entry_key(index),
-                            "Not shipping the publisher's own log: every shipment would be logged, and shipped, without end.");
-                    }
-                    continue;
-                }
-                if pattern {
-                    // A rotated file still being finished under its old path is not new.
-                    use std::os::unix::fs::MetadataExt;
-                    if std::fs::metadata(&path).is_ok_and(|m| registry.is_open(m.dev(), m.ino())) {
-                        continue;
-                    }
-                }
-                match registry.claim(&path, index) {
-                    Claim::Claimed => {}
-                    Claim::Mine => continue,
-                    Claim::Taken(other) => {
-                        if registry.first_warning(&path) {
-                            tracing::warn!(file = %path.display(), entry = %entry_key(index), first = %entry_key(other),
-                                "File matched by two collect_list entries; it is shipped once, as the first says.");
-                        }
-                        continue;
-                    }
-                }
-                let start = if first && !entry.from_beginning {
-                    StartAt::End
-                } else {
-                    StartAt::Beginning
-                };
-                self.follow(index, path, start, pattern, &registry, &tracker, &shutdown);
-            }
-            if !pattern || self.once {
-                return;
-            }
-            first = false;
             tokio::select! {
                 _ = tokio::time::sleep(DISCOVER) => {}
                 _ = shutdown.stop.cancelled() => return,
             }
+            let paths = {
+                let p = entry.file_path.clone();
+                tokio::task::spawn_blocking(move || files::expand(&p))
+                    .await
+                    .unwrap_or_default()
+            };
+            for path in paths {
+                if self.claim(index, &path, &registry) {
+                    let tailer = Tailer::new(path, StartAt::Beginning, Some(Arc::clone(&registry)));
+                    self.follow(index, tailer, &registry, &tracker, &shutdown);
+                }
+            }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Starts reading `tailer`'s file for entry `index`, with a sender of its own.
     fn follow(
         self: &Arc<Self>,
         index: usize,
-        path: PathBuf,
-        start: StartAt,
-        from_pattern: bool,
+        tailer: Tailer,
         registry: &Arc<Registry>,
         tracker: &TaskTracker,
         shutdown: &Shutdown,
     ) {
         let entry = &self.config.logs.files[index];
+        let path = tailer.path();
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -251,7 +343,7 @@ impl LogsPipeline {
         let tx = self.sender(dest, tracker, shutdown);
         let reader = FileReader {
             heartbeat: self.health.register(format!("reader {}", path.display())),
-            tailer: Tailer::new(path, start, Some(Arc::clone(registry))),
+            tailer,
             sink: FileLines {
                 builder: BatchBuilder::new(),
                 filters: entry.filters.clone(),
@@ -261,7 +353,7 @@ impl LogsPipeline {
             checkpoints: Arc::clone(&self.checkpoints),
             flush: self.flush_interval(),
             once: self.once,
-            ends_when_missing: from_pattern,
+            ends_when_missing: files::is_pattern(&entry.file_path),
         };
         let registry = Arc::clone(registry);
         let stop = shutdown.stop.clone();

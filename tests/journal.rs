@@ -49,12 +49,13 @@ impl Journal {
         }
     }
 
-    /// The arguments of every journalctl run so far that read entries to ship, leaving out
-    /// the runs that only ask for the newest entry's boot.
+    /// The arguments of every journalctl run so far that read entries to ship (with
+    /// `--no-tail`), leaving out the runs that only look up the newest entry's boot and that
+    /// boot's first entry.
     fn invocations(&self) -> Vec<Vec<String>> {
         self.all_invocations()
             .into_iter()
-            .filter(|args| !args.contains(&"--lines=1".to_owned()))
+            .filter(|args| args.contains(&"--no-tail".to_owned()))
             .collect()
     }
 
@@ -195,9 +196,20 @@ fn this_boot_first_then_after_the_saved_cursor_each_entry_once() {
         ["--output=json", "--lines=1", "--quiet"],
         "{probes:?}"
     );
+    // Then that boot's first entry, where reading begins (saved before anything is
+    // delivered, so a restart begins there too).
+    assert_eq!(
+        probes[1],
+        ["--output=json", "--quiet", &format!("--boot={B1}")],
+        "{probes:?}"
+    );
     let calls = j.invocations();
     assert!(calls[0].contains(&format!("--boot={B1}")), "{calls:?}");
     assert!(calls[0].contains(&"--follow".to_owned()), "{calls:?}");
+    assert!(
+        calls[0].contains(&format!("--cursor=s=fixture;i=a;b={B1}")),
+        "{calls:?}"
+    );
     assert!(!calls[0].iter().any(|a| a.starts_with("--after-cursor")));
     // After the restart: a catch-up run over every boot from the saved cursor, then following
     // this boot from where that ended.
@@ -258,6 +270,56 @@ fn a_dying_journalctl_is_restarted_after_the_last_entry_it_gave() {
         "{}",
         s.log()
     );
+}
+
+#[test]
+fn entries_written_while_stopped_arrive_though_the_first_run_shipped_none() {
+    let moto = Moto::start();
+    let j = Journal::new();
+    let base = (now_ms() - 600_000) * 1000;
+    let app = |boot: &str, n: u64, text: &str| {
+        entry(boot, n, base, json!(format!("{text} {n}")), json!({}))
+    };
+    // This boot has only another unit's entries so far: the first run ships none, and so has
+    // no cursor of an entry it delivered.
+    let others: Vec<Value> = (0..3)
+        .map(|n| {
+            entry(
+                B0,
+                n,
+                base,
+                json!(format!("other {n}")),
+                json!({"_SYSTEMD_UNIT": "other.service"}),
+            )
+        })
+        .collect();
+    j.append(&others);
+    let s = Setup::new(config(json!({
+        "collect": true, "log_stream_name": "journal", "units": ["app.service"]
+    })));
+    let sock = NotifySocket::bind();
+    let notify = [("NOTIFY_SOCKET", sock.path.to_str().unwrap())];
+    let mut p = j.spawn(&s, &moto, &notify);
+    sock.wait_ready(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    stop(&mut p, &s);
+    assert_eq!(saved_cursor(&s), None, "nothing was delivered");
+
+    // While it is stopped: the app logs at the end of this boot, the machine reboots, and the
+    // app logs again in the next boot before the publisher starts.
+    let mut want: Vec<Value> = (10..13).map(|n| app(B0, n, "before the reboot")).collect();
+    want.extend((20..23).map(|n| app(B1, n, "after the reboot")));
+    j.append(&want);
+    let mut p = j.spawn(&s, &moto, &notify);
+    let got = moto.wait_for_messages(GROUP, "journal", Duration::from_secs(30), |m| m.len() >= 6);
+    std::thread::sleep(Duration::from_secs(2));
+    stop(&mut p, &s);
+    let want: Vec<String> = want
+        .iter()
+        .map(|e| e["MESSAGE"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(got.len(), 6);
+    assert_eq!(moto.messages(GROUP, "journal"), want, "{}", s.log());
 }
 
 #[test]

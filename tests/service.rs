@@ -11,50 +11,6 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::*;
 
-/// A notify socket and the messages that reach it, each with when it came.
-struct NotifySocket {
-    socket: UnixDatagram,
-    path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl NotifySocket {
-    fn bind() -> NotifySocket {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify.sock");
-        let socket = UnixDatagram::bind(&path).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        NotifySocket {
-            socket,
-            path,
-            _dir: dir,
-        }
-    }
-
-    /// Collects messages until `until` holds for the ones so far, or `timeout`.
-    fn collect(
-        &self,
-        since: Instant,
-        timeout: Duration,
-        until: impl Fn(&[(Duration, String)]) -> bool,
-    ) -> Vec<(Duration, String)> {
-        let mut out = Vec::new();
-        let deadline = Instant::now() + timeout;
-        let mut buf = [0u8; 4096];
-        while Instant::now() < deadline && !until(&out) {
-            if let Ok(n) = self.socket.recv(&mut buf) {
-                out.push((
-                    since.elapsed(),
-                    String::from_utf8_lossy(&buf[..n]).into_owned(),
-                ));
-            }
-        }
-        out
-    }
-}
-
 fn spawn(s: &Setup, sock: &NotifySocket, watchdog_usec: u64, extra: &[(&str, &str)]) -> Child {
     // Nothing listens on this endpoint: readiness must not wait for the network.
     let mut cmd = publisher(Some(&format!("http://127.0.0.1:{}", free_port())));

@@ -1,5 +1,7 @@
 //! The systemd journal, read from `journalctl --output=json --follow`, resumed after the last
-//! delivered entry's cursor. The child is restarted with backoff if it dies and killed when
+//! delivered entry's cursor, or with none delivered yet, from the entry reading first began at
+//! (the first of the boot it began in), so entries written while the publisher was stopped are
+//! read even across a reboot. The child is restarted with backoff if it dies and killed when
 //! the publisher stops.
 
 use std::path::PathBuf;
@@ -16,9 +18,8 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::JournalSource;
 use crate::service::{beating, Heartbeat, BEAT};
-use crate::sinks::cloudwatch_logs::{
-    split_message, Batch, BatchBuilder, Position, MAX_EVENT_BYTES,
-};
+use crate::sinks::cloudwatch_logs::{split_message, Batch, BatchBuilder, MAX_EVENT_BYTES};
+use crate::sources::Position;
 
 /// Names the `journalctl` to run instead of the one on `PATH` (tests use a stand-in).
 pub const PROGRAM_ENV: &str = "CLOUDWATCH_PUBLISHER_JOURNALCTL";
@@ -31,6 +32,18 @@ pub struct Journal {
     /// Read what is there and stop (`--once`).
     pub once: bool,
     pub flush_interval: Duration,
+}
+
+/// Where reading begins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// The last delivered entry's cursor: reading goes on after it.
+    pub after: Option<String>,
+    /// With none delivered: the entry reading began at (included), across boots.
+    pub from: Option<String>,
+    /// The boot `from` is the first entry of, when that was looked up at this start: then
+    /// there is no earlier boot to read first.
+    pub boot: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -147,7 +160,40 @@ impl Journal {
         (boot.len() == 32 && boot.bytes().all(|b| b.is_ascii_hexdigit())).then_some(boot)
     }
 
-    fn args(&self, cursor: Option<&str>, follow: bool, boot: Option<&str>) -> Vec<String> {
+    /// Where reading begins with nothing saved: this boot's id and its first entry's cursor.
+    /// None if the journal has no entries or journalctl cannot be run.
+    pub async fn first_of_this_boot(&self) -> Option<(String, String)> {
+        #[derive(Deserialize)]
+        struct First {
+            #[serde(rename = "__CURSOR")]
+            cursor: String,
+        }
+        let boot = self.newest_boot().await?;
+        let mut child = Command::new(&self.program)
+            .args(["--output=json", "--quiet", &format!("--boot={boot}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .ok()?;
+        let mut reader = BufReader::new(child.stdout.take()?);
+        let mut lines = CappedLines::default();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next(&mut reader));
+        let cursor = match first.await {
+            Ok(Ok(Next::Line)) => serde_json::from_slice::<First>(&lines.buf).ok()?.cursor,
+            _ => return None,
+        };
+        Some((boot, cursor))
+    }
+
+    fn args(
+        &self,
+        cursor: Option<&str>,
+        start: Option<&str>,
+        follow: bool,
+        boot: Option<&str>,
+    ) -> Vec<String> {
         let mut args = vec![
             "--output=json".to_owned(),
             "--all".to_owned(),
@@ -157,12 +203,14 @@ impl Journal {
         if follow {
             args.push("--follow".into());
         }
-        if let Some(c) = cursor {
-            args.push(format!("--after-cursor={c}"));
+        match (cursor, start) {
+            (Some(c), _) => args.push(format!("--after-cursor={c}")),
+            (None, Some(s)) => args.push(format!("--cursor={s}")),
+            (None, None) => {}
         }
-        // From the start of this boot when there is no cursor; when following, this boot only
-        // (as --follow would imply), named explicitly.
-        if cursor.is_none() || follow {
+        // From the start of this boot when there is nowhere else to begin; when following,
+        // this boot only (as --follow would imply), named explicitly.
+        if (cursor.is_none() && start.is_none()) || follow {
             args.push(match boot {
                 Some(id) => format!("--boot={id}"),
                 None => "--boot".into(),
@@ -177,11 +225,11 @@ impl Journal {
         args
     }
 
-    /// Reads entries after `cursor` (or from the start of this boot) into batches for `out`
-    /// until `stop`.
+    /// Reads entries from where `resume` says (with nothing there, from the start of this
+    /// boot) into batches for `out` until `stop`.
     pub async fn run(
         self,
-        mut cursor: Option<String>,
+        resume: Resume,
         out: mpsc::Sender<Batch>,
         stop: CancellationToken,
         heartbeat: Heartbeat,
@@ -190,18 +238,21 @@ impl Journal {
         let mut builder = BatchBuilder::new();
         let mut last_ts = 0i64;
         let mut warned = false;
-        // `--follow` keeps to the current boot, so entries after the cursor from an earlier
-        // boot (written while the publisher was stopped before a reboot) are read first by a
-        // run without it.
-        let mut catching_up = cursor.is_some() && !self.once;
-        let mut boot = None;
+        let mut cursor = resume.after;
+        let mut start = if cursor.is_none() { resume.from } else { None };
+        let mut boot = start.as_ref().and(resume.boot);
+        // `--follow` keeps to the current boot, so entries after the cursor (or the start) from
+        // an earlier boot (written while the publisher was stopped before a reboot) are read
+        // first by a run without it.
+        let mut catching_up =
+            (cursor.is_some() || (start.is_some() && boot.is_none())) && !self.once;
         loop {
             let follow = !self.once && !catching_up;
-            if boot.is_none() && (follow || cursor.is_none()) {
+            if boot.is_none() && (follow || (cursor.is_none() && start.is_none())) {
                 boot = beating(&heartbeat, self.newest_boot()).await;
             }
             let mut child = match Command::new(&self.program)
-                .args(self.args(cursor.as_deref(), follow, boot.as_deref()))
+                .args(self.args(cursor.as_deref(), start.as_deref(), follow, boot.as_deref()))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -269,11 +320,25 @@ impl Journal {
                 catching_up = false;
                 continue;
             }
-            if entries == 0 && cursor.is_some() && errors.contains("cursor") {
+            if entries == 0 && (cursor.is_some() || start.is_some()) && errors.contains("cursor") {
                 tracing::warn!(error = %errors.trim(),
                     "The saved journal cursor is not in the journal any more (a volatile journal after a reboot?); reading from the start of this boot.");
                 cursor = None;
                 catching_up = false;
+                // Where reading begins now is saved like any position, so that a restart
+                // before anything is delivered begins here too.
+                (boot, start) = match beating(&heartbeat, self.first_of_this_boot()).await {
+                    Some((b, first)) => (Some(b), Some(first)),
+                    None => (None, None),
+                };
+                if let Some(first) = &start {
+                    builder.advance(Position::JournalFrom(first.clone()));
+                    if let Some(b) = builder.take() {
+                        if beating(&heartbeat, out.send(b)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
                 continue;
             }
             if entries > 0 {

@@ -342,6 +342,63 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// A notify socket and the messages that reach it, each with when it came.
+pub struct NotifySocket {
+    socket: std::os::unix::net::UnixDatagram,
+    pub path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NotifySocket {
+    pub fn bind() -> NotifySocket {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        NotifySocket {
+            socket,
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// Collects messages until `until` holds for the ones so far, or `timeout`.
+    pub fn collect(
+        &self,
+        since: Instant,
+        timeout: Duration,
+        until: impl Fn(&[(Duration, String)]) -> bool,
+    ) -> Vec<(Duration, String)> {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline && !until(&out) {
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                out.push((
+                    since.elapsed(),
+                    String::from_utf8_lossy(&buf[..n]).into_owned(),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Waits for READY=1 (and fails after `timeout`).
+    pub fn wait_ready(&self, timeout: Duration) {
+        let got = self.collect(Instant::now(), timeout, |m| {
+            m.iter()
+                .any(|(_, text)| text.lines().any(|l| l == "READY=1"))
+        });
+        assert!(
+            got.iter()
+                .any(|(_, text)| text.lines().any(|l| l == "READY=1")),
+            "no READY=1 within {timeout:?}: {got:?}"
+        );
+    }
+}
+
 /// A directory with a config file, log file and state directory for one publisher.
 pub struct Setup {
     pub dir: tempfile::TempDir,

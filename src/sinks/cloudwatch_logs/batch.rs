@@ -5,6 +5,8 @@
 
 use std::time::Instant;
 
+use crate::sources::Position;
+
 /// Largest PutLogEvents request, counted as message bytes plus [`EVENT_OVERHEAD`] per event.
 pub const MAX_BATCH_BYTES: usize = 1_048_576;
 /// What CloudWatch adds to each event's UTF-8 length when it counts a batch.
@@ -15,15 +17,6 @@ pub const MAX_BATCH_EVENTS: usize = 10_000;
 pub const MAX_EVENT_BYTES: usize = MAX_BATCH_BYTES - EVENT_OVERHEAD;
 /// Longest time between the first and the last event of one request.
 pub const MAX_SPAN_MS: i64 = 24 * 3600 * 1000;
-
-/// Where a source is once the events up to here are delivered: saved as the checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Position {
-    /// A byte offset in a file, identified by device, inode and a fingerprint of its start.
-    File(crate::sources::files::FilePosition),
-    /// A journal cursor.
-    Journal(String),
-}
 
 /// Events for one (group, stream), within every PutLogEvents limit, in chronological order.
 #[derive(Debug, Clone, Default)]

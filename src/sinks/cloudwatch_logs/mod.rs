@@ -17,10 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::checkpoint::Checkpoints;
+use crate::sources::Position;
 
 pub use batch::{
-    split_message, Batch, BatchBuilder, Position, EVENT_OVERHEAD, MAX_BATCH_BYTES,
-    MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_SPAN_MS,
+    split_message, Batch, BatchBuilder, EVENT_OVERHEAD, MAX_BATCH_BYTES, MAX_BATCH_EVENTS,
+    MAX_EVENT_BYTES, MAX_SPAN_MS,
 };
 pub use retry::{classify, Outcome};
 

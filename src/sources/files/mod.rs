@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 pub use lines::LineBuffer;
 pub use tailer::{
-    fingerprint, FileKey, FilePosition, Fingerprint, LineSink, PositionLookup, StartAt, Step,
+    fingerprint, FileKey, FilePosition, Fingerprint, LineSink, PositionStore, StartAt, Step,
     Tailer, FINGERPRINT_BYTES, ROTATE_QUIET,
 };
 

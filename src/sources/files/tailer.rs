@@ -53,11 +53,14 @@ pub struct FilePosition {
 }
 
 /// Saved positions, as the tailer needs them.
-pub trait PositionLookup: Send + Sync {
+pub trait PositionStore: Send + Sync {
     /// The saved fingerprint and offset of the file with this device and inode.
     fn offset(&self, dev: u64, ino: u64) -> Option<(Fingerprint, u64)>;
     /// The most recent saved file at `path`: (device, inode, fingerprint, offset).
     fn last_at(&self, path: &Path) -> Option<(u64, u64, Fingerprint, u64)>;
+    /// Keeps where reading a file with no saved position began, so that a restart before
+    /// anything of it is delivered begins there too (and not at what is its end by then).
+    fn record_start(&self, key: &FileKey, offset: u64);
 }
 
 /// Where lines go.
@@ -110,25 +113,15 @@ pub struct Tailer {
     registry: Option<Arc<Registry>>,
     /// Set until the first open: the place a rotated-while-stopped file may be found.
     first_open: bool,
-    /// With [`StartAt::End`]: the file at the path and its length when the tailer was made (at
-    /// start, before the service reports ready), so lines written between then and the first
-    /// read are not skipped.
-    end_at_start: Option<(u64, u64, u64)>,
 }
 
 impl Tailer {
     /// `start` applies to a file with no saved position seen on the first look; files that
-    /// appear later are always read from the beginning.
+    /// appear later are always read from the beginning. Where reading a file begins is
+    /// decided when it is opened: by the first [`Tailer::step`], or earlier by
+    /// [`Tailer::open_now`].
     pub fn new(path: PathBuf, start: StartAt, registry: Option<Arc<Registry>>) -> Self {
-        let end_at_start = match start {
-            StartAt::End => std::fs::metadata(&path)
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| (m.dev(), m.ino(), m.len())),
-            StartAt::Beginning => None,
-        };
         Tailer {
-            end_at_start,
             path,
             start,
             current: None,
@@ -210,10 +203,16 @@ impl Tailer {
         !self.pending.is_empty()
     }
 
+    /// Opens the file at the path now, if there is one, so where reading begins is decided
+    /// (and recorded in `store`) before the first read. False if no file could be opened.
+    pub fn open_now(&mut self, store: &dyn PositionStore) -> bool {
+        self.current.is_some() || self.open(store)
+    }
+
     /// Reads up to about `budget` bytes into `sink`.
     pub fn step(
         &mut self,
-        lookup: &dyn PositionLookup,
+        lookup: &dyn PositionStore,
         sink: &mut dyn LineSink,
         budget: usize,
     ) -> Step {
@@ -275,7 +274,7 @@ impl Tailer {
     }
 
     /// Opens the file at the path, at its saved offset, or else where `start` says.
-    fn open(&mut self, lookup: &dyn PositionLookup) -> bool {
+    fn open(&mut self, lookup: &dyn PositionStore) -> bool {
         // Opening a pipe or a device could block for good; only regular files are followed.
         if let Ok(meta) = std::fs::metadata(&self.path) {
             if !meta.is_file() && !meta.is_dir() {
@@ -305,7 +304,7 @@ impl Tailer {
     }
 
     /// Starts reading `file`, which the path named when it was opened.
-    fn adopt(&mut self, file: File, lookup: &dyn PositionLookup) -> bool {
+    fn adopt(&mut self, file: File, lookup: &dyn PositionStore) -> bool {
         let first = std::mem::replace(&mut self.first_open, false);
         let Ok(meta) = file.metadata() else {
             return false;
@@ -327,6 +326,10 @@ impl Tailer {
         }
         let fingerprint = fingerprint(&file, meta.len()).unwrap_or(Fingerprint { len: 0, hash: 0 });
         let mut copy = None;
+        // A file with a saved position needs no record of where reading it began: the saved
+        // position leads a restart to the same place (for a file truncated while stopped, to
+        // its copy), and replacing it now could lose that copy's rest.
+        let mut record_start = false;
         let offset = match lookup.offset(meta.dev(), meta.ino()) {
             Some((saved, offset)) if same_start(&file, &saved) && offset <= meta.len() => offset,
             Some((saved, offset)) => {
@@ -347,15 +350,15 @@ impl Tailer {
                 });
                 0
             }
-            None => match (self.start, self.end_at_start.take()) {
-                (StartAt::End, Some((dev, ino, len)))
-                    if (dev, ino) == (meta.dev(), meta.ino()) && len <= meta.len() =>
-                {
-                    len
+            // A file never read: where it begins is recorded, since a restart before anything
+            // of it is delivered would otherwise decide anew, from what is there by then.
+            None => {
+                record_start = true;
+                match self.start {
+                    StartAt::End => meta.len(),
+                    StartAt::Beginning => 0,
                 }
-                (StartAt::End, _) => meta.len(),
-                (StartAt::Beginning, _) => 0,
-            },
+            }
         };
         self.start = StartAt::Beginning;
         if self.problem.take().is_some() {
@@ -367,6 +370,9 @@ impl Tailer {
             ino: meta.ino(),
             fingerprint,
         };
+        if record_start {
+            lookup.record_start(&key, offset);
+        }
         if !self.set_current(file, key, offset) {
             return false;
         }
@@ -458,7 +464,7 @@ impl Tailer {
     }
 
     /// At the end of the current file: look for truncation, rotation and deletion.
-    fn at_eof(&mut self, lookup: &dyn PositionLookup, sink: &mut dyn LineSink) -> Step {
+    fn at_eof(&mut self, lookup: &dyn PositionStore, sink: &mut dyn LineSink) -> Step {
         if let Some(original) = self.after_copy.take() {
             // The copy is finished: its last line too, then the truncated file from its start.
             if let Some(copy) = self.current.replace(original) {
@@ -661,7 +667,7 @@ mod tests {
     #[derive(Default)]
     struct Saved(Mutex<Positions>);
 
-    impl PositionLookup for Saved {
+    impl PositionStore for Saved {
         fn offset(&self, dev: u64, ino: u64) -> Option<(Fingerprint, u64)> {
             let saved = self.0.lock().unwrap();
             saved.get(&(dev, ino)).map(|s| (s.0, s.1))
@@ -672,6 +678,12 @@ mod tests {
                 .iter()
                 .find(|(_, s)| s.2 == path)
                 .map(|(k, s)| (k.0, k.1, s.0, s.1))
+        }
+        fn record_start(&self, key: &FileKey, offset: u64) {
+            let mut saved = self.0.lock().unwrap();
+            saved
+                .entry((key.dev, key.ino))
+                .or_insert((key.fingerprint, offset, key.path.clone()));
         }
     }
 
@@ -731,15 +743,46 @@ mod tests {
     }
 
     #[test]
-    fn lines_written_after_start_but_before_the_first_read_are_not_skipped() {
+    fn where_a_file_is_opened_is_recorded_and_lines_after_it_are_not_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.log");
         std::fs::write(&path, "before the start\n").unwrap();
+        let saved = Saved::default();
         let mut t = Tailer::new(path.clone(), StartAt::End, None);
+        assert!(t.open_now(&saved));
+        let meta = std::fs::metadata(&path).unwrap();
+        let recorded = saved.offset(meta.dev(), meta.ino());
+        assert_eq!(recorded.map(|r| r.1), Some(17), "its end when opened");
         append_line(&path, "after the start");
         let mut out = Lines::default();
-        t.step(&Saved::default(), &mut out, 1 << 20);
+        t.step(&saved, &mut out, 1 << 20);
         assert_eq!(texts(&out), ["after the start"]);
+
+        // A restart before anything was delivered begins at the recorded place, not at what
+        // is the end by then.
+        append_line(&path, "while stopped");
+        let mut t = Tailer::new(path.clone(), StartAt::End, None);
+        let mut out = Lines::default();
+        t.step(&saved, &mut out, 1 << 20);
+        assert_eq!(texts(&out), ["after the start", "while stopped"]);
+
+        // A file read from its start is recorded at 0; a saved position is left as it is.
+        let later = dir.path().join("later.log");
+        std::fs::write(&later, "one\n").unwrap();
+        let mut t = Tailer::new(later.clone(), StartAt::Beginning, None);
+        assert!(t.open_now(&saved));
+        let m = std::fs::metadata(&later).unwrap();
+        assert_eq!(saved.offset(m.dev(), m.ino()).map(|r| r.1), Some(0));
+        saved
+            .0
+            .lock()
+            .unwrap()
+            .get_mut(&(m.dev(), m.ino()))
+            .unwrap()
+            .1 = 4;
+        let mut t = Tailer::new(later.clone(), StartAt::Beginning, None);
+        assert!(t.open_now(&saved));
+        assert_eq!(saved.offset(m.dev(), m.ino()).map(|r| r.1), Some(4));
     }
 
     /// Sets a file's modification time `ago` in the past.
@@ -802,7 +845,7 @@ mod tests {
 
         let mut out = Lines::default();
         let mut t = Tailer::new(path.clone(), StartAt::Beginning, None);
-        t.step(&none, &mut out, 1 << 20);
+        t.step(&Saved::default(), &mut out, 1 << 20);
         assert_eq!(texts(&out), ["old", "new"]);
 
         // A path with no file at the first look: what appears later is read whole.

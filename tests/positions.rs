@@ -1,0 +1,237 @@
+//! Where reading starts after the publisher stops, however it stops (SIGTERM, SIGKILL, right
+//! after it reported ready): every position that decides it is saved before it matters, so
+//! lines written while it was down, or written just before and not read yet, arrive, once.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+const GROUP: &str = "test-positions";
+
+fn config(file_path: &Path) -> Value {
+    json!({
+        "agent": {"instance": {"prefix": "test", "serial": "positions"}, "metrics_collection_interval": 3600,
+                  "logs_collection_interval": 1, "debug": true},
+        "logs": {"log_group_name": GROUP,
+                 "logs_collected": {"files": {"collect_list": [{"file_path": file_path}]}}}
+    })
+}
+
+/// A publisher that has reported READY to a notify socket, as systemd would see it.
+fn start_ready(s: &Setup, moto: &Moto) -> (Child, NotifySocket) {
+    let sock = NotifySocket::bind();
+    let child = publisher(Some(&moto.url()))
+        .arg(s.config())
+        .env("NOTIFY_SOCKET", &sock.path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    sock.wait_ready(Duration::from_secs(30));
+    (child, sock)
+}
+
+fn stop(child: &mut Child, s: &Setup) {
+    signal(child, libc::SIGTERM);
+    let status = wait_exit(child, Duration::from_secs(30));
+    assert!(status.success(), "{status}\n{}", s.log());
+}
+
+fn kill(child: &mut Child) {
+    signal(child, libc::SIGKILL);
+    let _ = child.wait();
+}
+
+fn append(path: &Path, lines: &[String]) {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let mut text = lines.join("\n");
+    text.push('\n');
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix} {i:04}")).collect()
+}
+
+/// The saved offsets of the state file, by path.
+fn saved_offsets(s: &Setup) -> BTreeMap<String, u64> {
+    let text = read(&s.dir.path().join("state/logs-state.json"));
+    let state: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    state["files"]
+        .as_array()
+        .map(|files| {
+            files
+                .iter()
+                .map(|f| {
+                    (
+                        f["path"].as_str().unwrap().to_owned(),
+                        f["offset"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs a publisher until `want.len()` events are in `stream`, waits a little for strays, stops
+/// it and returns every event that arrived.
+fn collect_after_restart(s: &Setup, moto: &Moto, stream: &str, want: usize) -> Vec<String> {
+    let (mut p, _sock) = start_ready(s, moto);
+    moto.wait_for_messages(GROUP, stream, Duration::from_secs(60), |m| m.len() >= want);
+    std::thread::sleep(Duration::from_secs(2));
+    stop(&mut p, s);
+    moto.messages(GROUP, stream)
+}
+
+#[test]
+fn a_quiet_file_keeps_its_place_while_the_publisher_is_stopped() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("quiet.log");
+    append(&file, &numbered("before the first start", 0..3));
+    let s = Setup::new(config(&file));
+
+    // Nothing is written while it runs, so nothing is ever acknowledged.
+    let (mut p, _sock) = start_ready(&s, &moto);
+    std::thread::sleep(Duration::from_secs(2));
+    stop(&mut p, &s);
+    let len = std::fs::metadata(&file).unwrap().len();
+    assert_eq!(
+        saved_offsets(&s).get(file.to_str().unwrap()),
+        Some(&len),
+        "the position it started from is saved though nothing was delivered\n{}",
+        s.log()
+    );
+
+    let want = numbered("while stopped", 0..100);
+    append(&file, &want);
+    let got = collect_after_restart(&s, &moto, "quiet.log", want.len());
+    assert_eq!(
+        got, want,
+        "every line written while stopped, once, in order"
+    );
+}
+
+#[test]
+fn the_start_position_is_saved_before_ready() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ready.log");
+    append(&file, &numbered("old", 0..5));
+    let s = Setup::new(config(&file));
+
+    // Killed the moment it reports ready: what it decided by then is on disk.
+    let (mut p, _sock) = start_ready(&s, &moto);
+    kill(&mut p);
+    let want = numbered("after the kill", 0..50);
+    append(&file, &want);
+    let got = collect_after_restart(&s, &moto, "ready.log", want.len());
+    assert_eq!(got, want);
+}
+
+#[test]
+fn lines_not_read_yet_at_sigterm_arrive_after_a_restart_once() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("term.log");
+    append(&file, &numbered("old", 0..5));
+    let s = Setup::new(config(&file));
+
+    let (mut p, _sock) = start_ready(&s, &moto);
+    // An idle file is looked at about once a second: the stop comes before the next look.
+    std::thread::sleep(Duration::from_secs(2));
+    let want = numbered("just before the stop", 0..1000);
+    append(&file, &want);
+    stop(&mut p, &s);
+    let got = collect_after_restart(&s, &moto, "term.log", want.len());
+    assert_eq!(
+        got, want,
+        "what the first run delivered is not sent again, and the rest comes after the restart"
+    );
+}
+
+#[test]
+fn lines_not_read_yet_at_sigkill_arrive_after_a_restart() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kill.log");
+    append(&file, &numbered("old", 0..5));
+    let s = Setup::new(config(&file));
+
+    let (mut p, _sock) = start_ready(&s, &moto);
+    let want = numbered("just before the kill", 0..1000);
+    append(&file, &want);
+    kill(&mut p);
+    let got = collect_after_restart(&s, &moto, "kill.log", want.len());
+    assert_unique_lines_arrived(&got, &want);
+}
+
+#[test]
+fn a_file_that_appeared_while_running_is_read_whole_after_a_sigkill() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("later.log");
+    let s = Setup::new(config(&file));
+
+    // No file at the path at start; one appears and the publisher is killed at once, before
+    // it could have delivered (or saved) anything of it.
+    let (mut p, _sock) = start_ready(&s, &moto);
+    let want = numbered("appeared", 0..500);
+    append(&file, &want);
+    kill(&mut p);
+    let got = collect_after_restart(&s, &moto, "later.log", want.len());
+    assert_unique_lines_arrived(&got, &want);
+}
+
+#[test]
+fn a_file_rotated_just_before_a_sigkill_is_finished_and_the_new_one_read_whole() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rot.log");
+    append(&file, &numbered("old", 0..5));
+    let s = Setup::new(config(&file));
+
+    let (mut p, _sock) = start_ready(&s, &moto);
+    let mut want = numbered("first file", 0..300);
+    append(&file, &want);
+    std::fs::rename(&file, dir.path().join("rot.log.1")).unwrap();
+    let second = numbered("second file", 0..300);
+    append(&file, &second);
+    want.extend(second);
+    kill(&mut p);
+    let got = collect_after_restart(&s, &moto, "rot.log", want.len());
+    assert_unique_lines_arrived(&got, &want);
+}
+
+/// `got` is what a first run delivered before it was killed (a part of `want` from its start)
+/// followed by what the restart sent, from the saved position to the end: every line arrives,
+/// in order, and a line comes twice only if it was delivered but not yet saved as delivered at
+/// the kill (with these small files: at most one batch).
+fn assert_unique_lines_arrived(got: &[String], want: &[String]) {
+    let delivered_first = got.iter().zip(want).take_while(|(g, w)| g == w).count();
+    let resent = got.len().saturating_sub(want.len());
+    assert!(
+        resent <= delivered_first && got[delivered_first..] == want[delivered_first - resent..],
+        "the first run delivered {delivered_first} lines; then the rest must follow from a saved \
+         position at or before that. Got {} events for {} lines: {:?} ...",
+        got.len(),
+        want.len(),
+        &got[delivered_first.min(got.len())..got.len().min(delivered_first + 5)]
+    );
+    assert!(
+        resent <= 10_000,
+        "{resent} lines sent twice: more than one batch"
+    );
+}
