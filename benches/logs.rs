@@ -4,7 +4,9 @@
 //!
 //! `cargo bench --bench logs` measures (BENCH_LOG_LINES lines, default 10,736,640, 1 GiB: 1,280 full
 //! requests) and prints lines per second acknowledged, CPU-seconds per million lines and peak
-//! RSS, with the publisher pinned to one core (CPU 0) and the endpoint kept off it. Under
+//! RSS, with the publisher pinned to one core (CPU 0) and the endpoint kept off it, beside a
+//! calibration of that core measured in the same run (SHA-256 throughput from `openssl speed`),
+//! so figures from slower days or machines can be told from a slower build. Under
 //! `cargo test` it ships 20,000 lines and checks that every one is acknowledged.
 //!
 //! With BENCH_SLOW_MS set, the endpoint holds each PutLogEvents answer that long (a slow
@@ -113,6 +115,34 @@ fn pin(cpus: &[usize]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// This machine's speed today, measured beside every figure so that figures from different
+/// days and machines can be compared: SHA-256 throughput of one core (CPU 0, where the
+/// publisher runs) from `openssl speed`, in MB/s.
+fn calibrate() -> f64 {
+    let mut command = Command::new("openssl");
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: pin only makes a system call, which is allowed between fork and exec.
+        unsafe { command.pre_exec(|| pin(&[0])) };
+    }
+    let out = command
+        .args([
+            "speed", "-evp", "sha256", "-bytes", "16384", "-seconds", "3",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .expect("openssl speed is the calibration; install openssl (apt-get install openssl)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kilobytes = text
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("sha256"))
+        .and_then(|rest| rest.trim().strip_suffix('k'))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("cannot read openssl speed's output: {text}"));
+    kilobytes / 1000.0
+}
+
 fn write_lines(path: &Path, n: u64) {
     let mut f = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
     let mut line = [b'x'; 100];
@@ -144,6 +174,8 @@ fn main() {
     if cores > 1 {
         pin(&(1..cores).collect::<Vec<_>>()).unwrap();
     }
+    // Before anything else runs, so the core is as idle as it will be for the publisher.
+    let calibration = bench.then(calibrate);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let counts = Arc::new(Counts::default());
@@ -236,6 +268,7 @@ fn main() {
             "peak RSS: {peak_kib} KiB ({:.1} MiB)",
             peak_kib as f64 / 1024.0
         );
+        print_calibration(calibration, None);
         return;
     }
     assert_eq!(events, lines, "every line acknowledged once");
@@ -260,4 +293,16 @@ fn main() {
         "peak RSS: {peak_kib} KiB ({:.1} MiB)",
         peak_kib as f64 / 1024.0
     );
+    print_calibration(calibration, Some(events as f64 / elapsed.as_secs_f64()));
+}
+
+fn print_calibration(mb_per_s: Option<f64>, lines_per_s: Option<f64>) {
+    let Some(mb_per_s) = mb_per_s else { return };
+    println!("calibration: SHA-256 on CPU 0 at {mb_per_s:.0} MB/s (openssl speed -evp sha256, 16 KiB blocks, 3 s)");
+    if let Some(lps) = lines_per_s {
+        println!(
+            "throughput per calibration unit: {:.0} lines/s per GB/s of SHA-256",
+            lps / (mb_per_s / 1000.0)
+        );
+    }
 }

@@ -28,11 +28,50 @@ def rss_kib(pid):
         return int(f.read().split()[1]) * page // 1024
 
 
+def write_bytes(pid):
+    """Bytes the process caused to be written to storage (/proc/PID/io)."""
+    with open(f"/proc/{pid}/io") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("write_bytes:"))
+
+
+def calibrate():
+    """SHA-256 throughput of one core in MB/s (openssl speed): this machine's speed today, so
+    figures from different days and machines can be compared."""
+    try:
+        out = subprocess.run(["openssl", "speed", "-evp", "sha256", "-bytes", "16384", "-seconds", "3"],
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        sys.exit(f"scripts/bench: openssl speed is the calibration and failed ({e}); install openssl")
+    last = [l for l in out.splitlines() if l.strip().startswith("sha256")][-1]
+    return float(last.split()[-1].rstrip("k")) / 1000
+
+
+class StateWrites:
+    """Counts replacements of the log state file (each save is a new file renamed over it)."""
+
+    def __init__(self, path):
+        self.path, self.last, self.count = path, self.look(path), 0
+
+    @staticmethod
+    def look(path):
+        try:
+            st = os.stat(path)
+            return (st.st_ino, st.st_mtime_ns)
+        except FileNotFoundError:
+            return None
+
+    def poll(self):
+        now = self.look(self.path)
+        if now != self.last:
+            self.last, self.count = now, self.count + 1
+
+
 def calls(url):
     with urllib.request.urlopen(url + "/_harness/calls") as r:
         return json.load(r)
 
 
+calibration = calibrate()
 with tempfile.TemporaryDirectory() as tmp:
     port_file = os.path.join(tmp, "port")
     moto = subprocess.Popen([sys.executable, harness, "serve", "--port-file", port_file], stderr=subprocess.DEVNULL)
@@ -63,20 +102,32 @@ with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                    AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+        state = StateWrites(os.path.join(tmp, "state", "logs-state.json"))
         start = time.monotonic()
         pub = subprocess.Popen([binary, config], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while not calls(url).get("PutMetricData"):
+            state.poll()
             time.sleep(0.01)
         first = time.monotonic() - start
         # Idle: from just after the first round, for idle_seconds (several 60 s rounds).
-        time.sleep(2)
-        cpu0, t0 = cpu_seconds(pub.pid), time.monotonic()
+        settle = time.monotonic() + 2
+        while time.monotonic() < settle:
+            state.poll()
+            time.sleep(0.01)
+        state_writes_at_start, state.count = state.count, 0
+        cpu0, t0, written0 = cpu_seconds(pub.pid), time.monotonic(), write_bytes(pub.pid)
         peak = rss = rss_kib(pub.pid)
+        next_rss = t0 + 1
         while time.monotonic() - t0 < idle_seconds:
-            time.sleep(1)
-            rss = rss_kib(pub.pid)
-            peak = max(peak, rss)
+            # The state file is looked at every 20 ms; its saves are at least 100 ms apart.
+            time.sleep(0.02)
+            state.poll()
+            if time.monotonic() >= next_rss:
+                next_rss += 1
+                rss = rss_kib(pub.pid)
+                peak = max(peak, rss)
         cpu = cpu_seconds(pub.pid) - cpu0
+        written = write_bytes(pub.pid) - written0
         elapsed = time.monotonic() - t0
         pub.send_signal(signal.SIGTERM)
         pub.wait(timeout=15)
@@ -90,6 +141,10 @@ with tempfile.TemporaryDirectory() as tmp:
             "idle_cpu_percent_of_one_core": round(100 * cpu / elapsed, 4),
             "rounds": calls(url).get("PutMetricData"),
             "idle_log_files": idle_files,
+            "state_file_writes_at_start": state_writes_at_start,
+            "state_file_writes_per_minute_idle": round(60 * state.count / elapsed, 2),
+            "idle_bytes_written_per_hour": round(3600 * written / elapsed),
+            "calibration_sha256_mb_per_s": round(calibration),
         }, indent=2))
     finally:
         moto.kill()

@@ -353,3 +353,105 @@ fn replace(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> s
     std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::files::FilePosition;
+
+    fn key(path: &str, ino: u64) -> FileKey {
+        FileKey {
+            path: PathBuf::from(path),
+            dev: 1,
+            ino,
+            fingerprint: Fingerprint { len: 4, hash: 7 },
+        }
+    }
+
+    #[test]
+    fn a_start_is_recorded_once_and_never_moves_a_delivered_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoints::load(dir.path()).unwrap();
+        let a = key("/var/log/a.log", 10);
+        c.record_start(&a, 100);
+        assert_eq!(c.offset(1, 10), Some((a.fingerprint, 100)));
+        c.record_start(&a, 500);
+        assert_eq!(c.offset(1, 10).unwrap().1, 100, "the first start stays");
+        c.commit(&Position::File(FilePosition {
+            key: Arc::new(a.clone()),
+            offset: 300,
+        }));
+        c.record_start(&a, 0);
+        assert_eq!(c.offset(1, 10).unwrap().1, 300, "delivered stays delivered");
+        c.save().unwrap();
+        let again = Checkpoints::load(dir.path()).unwrap();
+        assert_eq!(again.offset(1, 10).unwrap().1, 300);
+        assert_eq!(
+            again.last_at(Path::new("/var/log/a.log")),
+            Some((1, 10, a.fingerprint, 300))
+        );
+    }
+
+    #[test]
+    fn the_followed_paths_and_the_journal_start_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoints::load(dir.path()).unwrap();
+        let before = c.follow(["/var/log/*.log".to_owned(), "/srv/app.log".to_owned()]);
+        assert!(before.is_empty(), "nothing followed on a first start");
+        c.commit(&Position::JournalFrom("first".into()));
+        c.save().unwrap();
+
+        let c = Checkpoints::load(dir.path()).unwrap();
+        assert_eq!(c.journal_start().as_deref(), Some("first"));
+        assert_eq!(c.journal_cursor(), None);
+        let before = c.follow(["/srv/app.log".to_owned()]);
+        assert_eq!(
+            before.into_iter().collect::<Vec<_>>(),
+            ["/srv/app.log", "/var/log/*.log"]
+        );
+        // A delivered entry replaces where reading began.
+        c.commit(&Position::Journal("delivered".into()));
+        assert_eq!(c.journal_start(), None);
+        c.save().unwrap();
+        let c = Checkpoints::load(dir.path()).unwrap();
+        assert_eq!(c.journal_cursor().as_deref(), Some("delivered"));
+        assert_eq!(
+            c.follow(Vec::new()).into_iter().collect::<Vec<_>>(),
+            ["/srv/app.log"]
+        );
+    }
+
+    #[test]
+    fn nothing_changed_is_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoints::load(dir.path()).unwrap();
+        c.follow(["/srv/app.log".to_owned()]);
+        c.save().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        std::fs::remove_file(&path).unwrap();
+        c.follow(["/srv/app.log".to_owned()]);
+        c.record_start(&key("/srv/app.log", 3), 0);
+        c.record_start(&key("/srv/app.log", 3), 9);
+        c.save().unwrap();
+        assert!(path.exists(), "a new start is written");
+        std::fs::remove_file(&path).unwrap();
+        c.follow(["/srv/app.log".to_owned()]);
+        c.record_start(&key("/srv/app.log", 3), 9);
+        c.save().unwrap();
+        assert!(!path.exists(), "no change, no write");
+    }
+
+    #[test]
+    fn a_state_file_from_before_start_positions_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(STATE_FILE),
+            r#"{"version":1,"files":[{"path":"/a","dev":1,"ino":2,"fingerprint":{"len":3,"hash":4},"offset":5,"updated_ms":0}],"journal_cursor":"c"}"#,
+        )
+        .unwrap();
+        let c = Checkpoints::load(dir.path()).unwrap();
+        assert_eq!(c.journal_cursor().as_deref(), Some("c"));
+        assert_eq!(c.journal_start(), None);
+        assert!(c.follow(Vec::new()).is_empty());
+    }
+}
