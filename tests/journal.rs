@@ -323,6 +323,83 @@ fn entries_written_while_stopped_arrive_though_the_first_run_shipped_none() {
 }
 
 #[test]
+fn a_saved_cursor_gone_from_the_journal_is_replaced_by_this_boots_start_which_is_kept() {
+    let moto = Moto::start();
+    let j = Journal::new();
+    let base = (now_ms() - 600_000) * 1000;
+    let others: Vec<Value> = (0..2)
+        .map(|n| {
+            entry(
+                B0,
+                n,
+                base,
+                json!(format!("other {n}")),
+                json!({"_SYSTEMD_UNIT": "other.service"}),
+            )
+        })
+        .collect();
+    j.append(&others);
+    let s = Setup::new(config(json!({
+        "collect": true, "log_stream_name": "journal", "units": ["app.service"]
+    })));
+    // A cursor of entries since vacuumed (or of a volatile journal before a reboot).
+    let state = s.dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("logs-state.json"),
+        json!({"version": 1, "files": [], "journal_cursor": "s=vacuumed;i=99"}).to_string(),
+    )
+    .unwrap();
+    let mut p = j.spawn(&s, &moto, &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !s.log().contains("not in the journal any more") {
+        assert!(std::time::Instant::now() < deadline, "{}", s.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    stop(&mut p, &s);
+    let saved: Value = serde_json::from_str(&read(&state.join("logs-state.json"))).unwrap();
+    assert_eq!(saved["journal_cursor"], Value::Null, "{saved}");
+    assert_eq!(
+        saved["journal_start"],
+        json!(format!("s=fixture;i=0;b={B0}")),
+        "where reading began again is kept: {saved}"
+    );
+
+    let mut want: Vec<Value> = (10..12)
+        .map(|n| {
+            entry(
+                B0,
+                n,
+                base,
+                json!(format!("before the reboot {n}")),
+                json!({}),
+            )
+        })
+        .collect();
+    want.extend((20..22).map(|n| {
+        entry(
+            B1,
+            n,
+            base,
+            json!(format!("after the reboot {n}")),
+            json!({}),
+        )
+    }));
+    j.append(&want);
+    let mut p = j.spawn(&s, &moto, &[]);
+    let got = moto.wait_for_messages(GROUP, "journal", Duration::from_secs(30), |m| m.len() >= 4);
+    std::thread::sleep(Duration::from_secs(2));
+    stop(&mut p, &s);
+    assert_eq!(got.len(), 4);
+    let want: Vec<String> = want
+        .iter()
+        .map(|e| e["MESSAGE"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(moto.messages(GROUP, "journal"), want, "{}", s.log());
+}
+
+#[test]
 fn units_priority_and_patterns_choose_what_is_shipped() {
     let moto = Moto::start();
     let j = Journal::new();
