@@ -1,135 +1,26 @@
-//! Puts the pieces together: config → instance id → credentials → pipelines → shutdown.
+//! The daemon: config → instance id → credentials → pipelines → shutdown.
 
-use std::path::{Path, PathBuf};
+/// After SIGTERM, in-flight requests get this long to finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::checkpoint::{CheckpointError, Checkpoints};
-use crate::cli::{Args, Command};
-use crate::config::{self, Config, ConfigError};
-use crate::instance::{self, InstanceError, InstanceId, Origin};
-use crate::logs::{LogsPipeline, Shutdown};
-use crate::pipeline::{Labels, MetricsPipeline};
+use crate::checkpoint::Checkpoints;
+use crate::config::{self, Config};
+use crate::error::AppError;
+use crate::pipelines::logs::{LogsPipeline, Shutdown};
+use crate::pipelines::metrics::{
+    storage_resolution, AgentLabels, Labels, MetricsPipeline, Sampler, WARMUP,
+};
 use crate::service::{Health, Notifier, Status};
 use crate::sinks::cloudwatch_logs::{CloudWatchLogs, LogsSink, Stats};
-use crate::sinks::cloudwatch_metrics::{MetricsSink, Spool, SpoolError};
-use crate::sources::host_metrics::HostMetrics;
-
-/// sysexits.h codes, so a service manager can tell a bad config (don't restart) from trouble.
-pub const EX_SOFTWARE: u8 = 70;
-pub const EX_CANTCREAT: u8 = 73;
-pub const EX_TEMPFAIL: u8 = 75;
-pub const EX_CONFIG: u8 = 78;
-
-/// After SIGTERM, in-flight requests get this long to finish.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    #[error("{path}: {source}", path = .path.display())]
-    Instance {
-        path: PathBuf,
-        source: InstanceError,
-    },
-    #[error("{path}: {message}", path = .path.display())]
-    Setting { path: PathBuf, message: String },
-    #[error("{0} (agent.state_dir must be a writable directory)")]
-    Spool(#[from] SpoolError),
-    #[error("{0} (agent.state_dir must be a writable directory)")]
-    State(#[from] CheckpointError),
-    #[error("{0}")]
-    Io(std::io::Error),
-    #[error("{0}")]
-    HostMetrics(#[from] crate::sources::host_metrics::HostMetricsError),
-    #[error("not everything was accepted by CloudWatch; what was not is kept in the spool")]
-    NotAccepted,
-    #[cfg(feature = "provision")]
-    #[error("{0}")]
-    Provision(#[from] crate::provision::ProvisionError),
-}
-
-impl AppError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            AppError::Config(_) | AppError::Instance { .. } | AppError::Setting { .. } => EX_CONFIG,
-            AppError::Spool(_) | AppError::State(_) | AppError::Io(_) => EX_CANTCREAT,
-            AppError::HostMetrics(_) => EX_SOFTWARE,
-            AppError::NotAccepted => EX_TEMPFAIL,
-            #[cfg(feature = "provision")]
-            AppError::Provision(e) => e.exit_code(),
-        }
-    }
-}
-
-/// Runs what the command line asks for.
-pub async fn run(args: Args) -> Result<(), AppError> {
-    match args.command {
-        Some(Command::Validate { config }) => validate(&config).await,
-        #[cfg(feature = "configure")]
-        Some(Command::Configure { config, answers }) => {
-            crate::configure::run(&config, answers.as_ref()).await
-        }
-        #[cfg(feature = "provision")]
-        Some(Command::Provision(args)) => {
-            crate::logging::init(None, false, true).map_err(AppError::Io)?;
-            Ok(crate::provision::run(&args).await?)
-        }
-        None => daemon(&args.config, args.once, args.dry_run, args.daemon).await,
-    }
-}
-
-async fn validate(path: &Path) -> Result<(), AppError> {
-    let config = config::load(path)?;
-    // Warnings (such as a placeholder instance id) go to stderr; validate writes no files.
-    crate::logging::init(None, false, true).map_err(AppError::Io)?;
-    let id = resolve_instance(&config).await?;
-    let text =
-        serde_json::to_string_pretty(&config.effective_json()).expect("JSON values serialize");
-    println!("{text}");
-    eprintln!("{}: valid; instance id {id}", path.display());
-    Ok(())
-}
-
-pub(crate) async fn resolve_instance(config: &Config) -> Result<InstanceId, AppError> {
-    let (id, origin) = instance::resolve(&config.agent.instance)
-        .await
-        .map_err(|source| AppError::Instance {
-            path: config.source.clone(),
-            source,
-        })?;
-    if origin == Origin::Placeholder {
-        tracing::warn!(
-            instance_id = %id,
-            "No agent.instance serial or command is configured; using a placeholder id that is fine for trying things out but not for production."
-        );
-    }
-    // Names built from the id must still be valid CloudWatch names.
-    let groups = std::iter::once((
-        "logs.log_group_name".to_owned(),
-        &config.logs.log_group_name,
-    ))
-    .chain(config.logs.files.iter().enumerate().filter_map(|(i, f)| {
-        let key = format!("logs.logs_collected.files.collect_list[{i}].log_group_name");
-        f.log_group_name.as_ref().map(|g| (key, g))
-    }));
-    for (key, template) in groups {
-        let group = template
-            .replace("{instance_id}", id.as_str())
-            .replace("{hostname}", "x");
-        if let Err(e) = config::check_log_group(&group) {
-            return Err(AppError::Setting {
-                path: config.source.clone(),
-                message: format!("{key}: with instance id {id} it becomes {group:?}, which {e}"),
-            });
-        }
-    }
-    Ok(id)
-}
+use crate::sinks::cloudwatch_metrics::{MetricsSink, Spool};
+use crate::sources::host_metrics::{Host, HostMetrics};
 
 /// One line for the service manager: what is published, and what is failing if anything.
 fn status_line(
@@ -188,7 +79,53 @@ fn hostname() -> String {
     sysinfo::System::host_name().unwrap_or_else(|_| "unknown".into())
 }
 
-async fn daemon(path: &Path, once: bool, dry_run: bool, detached: bool) -> Result<(), AppError> {
+/// How often metrics are sampled, for the status line: the shortest section interval.
+fn metrics_interval(config: &Config) -> Duration {
+    match &config.metrics.collected {
+        Some(c) => c
+            .sections
+            .iter()
+            .map(|s| s.interval)
+            .min()
+            .unwrap_or(config.agent.metrics_collection_interval),
+        None => config.agent.metrics_collection_interval,
+    }
+}
+
+/// What the metrics pipeline samples: the agent's sections, or the original 13 metrics.
+/// Blocking (takes the first readings).
+fn make_sampler(config: &Config, id: &str, host_name: String) -> Result<Sampler, AppError> {
+    let first = std::time::Instant::now() + WARMUP;
+    if let (Some(collected), Some(labels)) = (
+        &config.metrics.collected,
+        AgentLabels::for_config(config, id, host_name.clone()),
+    ) {
+        return Ok(Sampler::agent(collected, Host::from_env(), labels, first));
+    }
+    let interval = config.agent.metrics_collection_interval;
+    let labels = Labels {
+        namespace: config.metrics.namespace.clone(),
+        dimensions: vec![
+            ("InstanceId".into(), id.to_owned()),
+            ("Hostname".into(), host_name),
+        ],
+        storage_resolution: storage_resolution(interval),
+    };
+    Ok(Sampler::original(
+        HostMetrics::new()?,
+        labels,
+        interval,
+        first,
+    ))
+}
+
+/// Runs the publisher until SIGTERM (or, with `once`, for one round).
+pub async fn daemon(
+    path: &Path,
+    once: bool,
+    dry_run: bool,
+    detached: bool,
+) -> Result<(), AppError> {
     let config = config::load(path)?;
     let agent = &config.agent;
     crate::logging::init_with_syslog(
@@ -199,7 +136,10 @@ async fn daemon(path: &Path, once: bool, dry_run: bool, detached: bool) -> Resul
     )
     .map_err(AppError::Io)?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), dry_run, once, "Starting.");
-    let id = resolve_instance(&config).await?;
+    for w in &config.warnings {
+        tracing::warn!(config = %path.display(), key = %w.path, "{}", w.message);
+    }
+    let id = crate::instance::resolve_for(&config).await?;
     if agent.authentication.is_some() {
         warn_if_others_can_read(path);
     }
@@ -228,7 +168,14 @@ async fn daemon(path: &Path, once: bool, dry_run: bool, detached: bool) -> Resul
         };
         tracing::info!(instance_id = %id, region = %region, credentials = how, "Publishing as this instance.");
         (
-            MetricsSink::CloudWatch(aws_sdk_cloudwatch::Client::new(&sdk)),
+            MetricsSink::CloudWatch(aws_sdk_cloudwatch::Client::from_conf(
+                match &config.metrics.endpoint_override {
+                    Some(url) => aws_sdk_cloudwatch::config::Builder::from(&sdk)
+                        .endpoint_url(url)
+                        .build(),
+                    None => aws_sdk_cloudwatch::config::Builder::from(&sdk).build(),
+                },
+            )),
             LogsSink::CloudWatch(Arc::new(CloudWatchLogs::new(
                 aws_sdk_cloudwatchlogs::Client::new(&sdk),
             ))),
@@ -259,31 +206,22 @@ async fn daemon(path: &Path, once: bool, dry_run: bool, detached: bool) -> Resul
         }
         Some(spool)
     };
-    let source = tokio::task::spawn_blocking(HostMetrics::new)
-        .await
-        .expect("sampler setup does not panic")?;
-    let interval = agent.metrics_collection_interval;
+    let interval = metrics_interval(&config);
+    let sampler = {
+        let (config, id, host_name) = (config.clone(), id.to_string(), hostname());
+        tokio::task::spawn_blocking(move || make_sampler(&config, &id, host_name))
+            .await
+            .expect("sampler setup does not panic")?
+    };
     let health = Arc::new(Health::default());
     let status = Arc::new(Status::default());
     let pipeline = MetricsPipeline {
         heartbeat: health.register("metrics"),
         status: Arc::clone(&status),
-        source: Arc::new(Mutex::new(source)),
-        labels: Labels {
-            namespace: config.metrics.namespace.clone(),
-            dimensions: vec![
-                ("InstanceId".into(), id.to_string()),
-                ("Hostname".into(), hostname()),
-            ],
-            storage_resolution: if interval < Duration::from_secs(60) {
-                1
-            } else {
-                60
-            },
-        },
+        sampler: Arc::new(Mutex::new(sampler)),
+        force_flush_interval: config.metrics.force_flush_interval,
         sink,
         spool,
-        interval,
         once,
         shutdown_grace: SHUTDOWN_GRACE,
     };

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use crate::config::{check_instance_id, InstanceSpec};
+use crate::config::{self, check_instance_id, Config, InstanceSpec};
+use crate::error::AppError;
 
 /// The serial used when the config says nothing; fine for trying things out, not for a fleet.
 pub const PLACEHOLDER_SERIAL: &str = "000000000000";
@@ -142,6 +143,45 @@ async fn run_command(command: &str, timeout: Duration) -> Result<String, Instanc
         });
     }
     Ok(serial)
+}
+
+/// This machine's instance id for `config`, checked against the names built from it; warns
+/// when it is only a placeholder.
+pub async fn resolve_for(config: &Config) -> Result<InstanceId, AppError> {
+    let (id, origin) =
+        resolve(&config.agent.instance)
+            .await
+            .map_err(|source| AppError::Instance {
+                path: config.source.clone(),
+                source,
+            })?;
+    if origin == Origin::Placeholder {
+        tracing::warn!(
+            instance_id = %id,
+            "No agent.instance serial or command is configured; using a placeholder id that is fine for trying things out but not for production."
+        );
+    }
+    // Names built from the id must still be valid CloudWatch names.
+    let groups = std::iter::once((
+        "logs.log_group_name".to_owned(),
+        &config.logs.log_group_name,
+    ))
+    .chain(config.logs.files.iter().enumerate().filter_map(|(i, f)| {
+        let key = format!("logs.logs_collected.files.collect_list[{i}].log_group_name");
+        f.log_group_name.as_ref().map(|g| (key, g))
+    }));
+    for (key, template) in groups {
+        let group = template
+            .replace("{instance_id}", id.as_str())
+            .replace("{hostname}", "x");
+        if let Err(e) = config::check_log_group(&group) {
+            return Err(AppError::Setting {
+                path: config.source.clone(),
+                message: format!("{key}: with instance id {id} it becomes {group:?}, which {e}"),
+            });
+        }
+    }
+    Ok(id)
 }
 
 #[cfg(test)]

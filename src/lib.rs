@@ -1,30 +1,30 @@
 //! amazon-cloudwatch-publisher: host metrics (and logs) from machines AWS does not manage, to
 //! Amazon CloudWatch.
 //!
-//! The data path, in order: [`sources`] (the host's counters) → [`pipeline`] (every interval,
-//! label and deliver) → [`sinks`] (PutMetricData, or standard output for `--dry-run`), with a
-//! disk spool for what CloudWatch has not accepted yet. Around it: [`config`], [`instance`]
-//! (who this machine is), [`aws`] (credentials, including Cognito), [`logging`], [`signal`].
+//! The data path, in order: [`sources`] (the host's counters, log files, the journal) →
+//! [`pipelines`] (metrics: sample, label, deliver; logs: read, batch, deliver) → [`sinks`]
+//! (PutMetricData and PutLogEvents, or standard output for `--dry-run`, with a disk spool for
+//! metrics) → [`checkpoint`] (where each log source is). Around it: [`config`], [`instance`]
+//! (who this machine is), [`aws`] (credentials, including Cognito), [`logging`], [`signal`];
+//! [`app`] runs the daemon, and the commands beside it (`validate`, `configure`, `provision`)
+//! use what they need.
 
 pub mod app;
 pub mod aws;
 pub mod backoff;
 pub mod checkpoint;
 pub mod cli;
+pub mod commands;
 pub mod config;
-#[cfg(feature = "configure")]
-pub mod configure;
+pub mod error;
 pub mod instance;
 pub mod logging;
-pub mod logs;
 pub mod metric;
-pub mod pipeline;
-#[cfg(feature = "provision")]
-pub mod provision;
+pub mod pipelines;
 pub mod secret;
 pub mod service;
 pub mod signal;
 pub mod sinks;
 pub mod sources;
 
-pub use app::run;
+pub use commands::run;

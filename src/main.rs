@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use amazon_cloudwatch_publisher::{app, cli::Args, logging};
+use amazon_cloudwatch_publisher::{cli::Args, commands, error, logging};
 
 /// Large buffers (log batches and request bodies, around 1 MiB) get their own mappings and go
 /// back to the system when freed. glibc otherwise raises this threshold after the first free
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         // before any thread exists.
         if let Err(e) = amazon_cloudwatch_publisher::config::load(&args.config) {
             eprintln!("amazon-cloudwatch-publisher: {e}");
-            return ExitCode::from(app::EX_CONFIG);
+            return ExitCode::from(error::EX_CONFIG);
         }
         // The background process works in /, so relative paths are resolved now.
         if let Ok(p) = std::path::absolute(&args.config) {
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         }
         if let Err(e) = detach.start() {
             eprintln!("amazon-cloudwatch-publisher: cannot run in the background: {e}");
-            return ExitCode::from(app::EX_SOFTWARE);
+            return ExitCode::from(error::EX_SOFTWARE);
         }
     }
     let pid_file = args.pid_file.clone();
@@ -63,10 +63,10 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("amazon-cloudwatch-publisher: cannot start the async runtime: {e}");
-            return ExitCode::from(app::EX_SOFTWARE);
+            return ExitCode::from(error::EX_SOFTWARE);
         }
     };
-    let result = runtime.block_on(app::run(args));
+    let result = runtime.block_on(commands::run(args));
     if let Some(pid_file) = pid_file {
         let _ = std::fs::remove_file(pid_file);
     }

@@ -3,27 +3,115 @@
 
 use serde::{Deserialize, Serialize};
 
-/// CloudWatch's units for the values we send.
+/// CloudWatch's standard units (`StandardUnit`), as PutMetricData names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Unit {
+    Seconds,
+    Microseconds,
+    Milliseconds,
+    Bytes,
+    Kilobytes,
+    Megabytes,
+    Gigabytes,
+    Terabytes,
+    Bits,
+    Kilobits,
+    Megabits,
+    Gigabits,
+    Terabits,
     Percent,
     Count,
-    Bytes,
     #[serde(rename = "Bytes/Second")]
     BytesPerSecond,
+    #[serde(rename = "Kilobytes/Second")]
+    KilobytesPerSecond,
+    #[serde(rename = "Megabytes/Second")]
+    MegabytesPerSecond,
+    #[serde(rename = "Gigabytes/Second")]
+    GigabytesPerSecond,
+    #[serde(rename = "Terabytes/Second")]
+    TerabytesPerSecond,
+    #[serde(rename = "Bits/Second")]
+    BitsPerSecond,
+    #[serde(rename = "Kilobits/Second")]
+    KilobitsPerSecond,
+    #[serde(rename = "Megabits/Second")]
+    MegabitsPerSecond,
+    #[serde(rename = "Gigabits/Second")]
+    GigabitsPerSecond,
+    #[serde(rename = "Terabits/Second")]
+    TerabitsPerSecond,
     #[serde(rename = "Count/Second")]
     CountPerSecond,
+    None,
 }
 
 impl Unit {
+    pub const ALL: [Unit; 27] = [
+        Unit::Seconds,
+        Unit::Microseconds,
+        Unit::Milliseconds,
+        Unit::Bytes,
+        Unit::Kilobytes,
+        Unit::Megabytes,
+        Unit::Gigabytes,
+        Unit::Terabytes,
+        Unit::Bits,
+        Unit::Kilobits,
+        Unit::Megabits,
+        Unit::Gigabits,
+        Unit::Terabits,
+        Unit::Percent,
+        Unit::Count,
+        Unit::BytesPerSecond,
+        Unit::KilobytesPerSecond,
+        Unit::MegabytesPerSecond,
+        Unit::GigabytesPerSecond,
+        Unit::TerabytesPerSecond,
+        Unit::BitsPerSecond,
+        Unit::KilobitsPerSecond,
+        Unit::MegabitsPerSecond,
+        Unit::GigabitsPerSecond,
+        Unit::TerabitsPerSecond,
+        Unit::CountPerSecond,
+        Unit::None,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
+            Unit::Seconds => "Seconds",
+            Unit::Microseconds => "Microseconds",
+            Unit::Milliseconds => "Milliseconds",
+            Unit::Bytes => "Bytes",
+            Unit::Kilobytes => "Kilobytes",
+            Unit::Megabytes => "Megabytes",
+            Unit::Gigabytes => "Gigabytes",
+            Unit::Terabytes => "Terabytes",
+            Unit::Bits => "Bits",
+            Unit::Kilobits => "Kilobits",
+            Unit::Megabits => "Megabits",
+            Unit::Gigabits => "Gigabits",
+            Unit::Terabits => "Terabits",
             Unit::Percent => "Percent",
             Unit::Count => "Count",
-            Unit::Bytes => "Bytes",
             Unit::BytesPerSecond => "Bytes/Second",
+            Unit::KilobytesPerSecond => "Kilobytes/Second",
+            Unit::MegabytesPerSecond => "Megabytes/Second",
+            Unit::GigabytesPerSecond => "Gigabytes/Second",
+            Unit::TerabytesPerSecond => "Terabytes/Second",
+            Unit::BitsPerSecond => "Bits/Second",
+            Unit::KilobitsPerSecond => "Kilobits/Second",
+            Unit::MegabitsPerSecond => "Megabits/Second",
+            Unit::GigabitsPerSecond => "Gigabits/Second",
+            Unit::TerabitsPerSecond => "Terabits/Second",
             Unit::CountPerSecond => "Count/Second",
+            Unit::None => "None",
         }
+    }
+
+    /// The unit CloudWatch calls `name` (as PutMetricData spells it).
+    pub fn parse(name: &str) -> Option<Unit> {
+        Unit::ALL.into_iter().find(|u| u.as_str() == name)
     }
 }
 

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
-use crate::app::AppError;
 use crate::config;
+use crate::error::AppError;
 
 const PACKAGE: &str = "amazon-cloudwatch-publisher";
 
@@ -276,7 +276,7 @@ pub async fn run(path: &Path, answers_file: Option<&PathBuf>) -> Result<(), AppE
             return Err(AppError::Config(e));
         }
     };
-    let id = crate::app::resolve_instance(&config).await?;
+    let id = crate::instance::resolve_for(&config).await?;
     eprintln!("This machine's instance id is {id}; it must match its line in systems.txt.");
 
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

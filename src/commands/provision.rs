@@ -47,7 +47,7 @@ impl ProvisionError {
         match self {
             ProvisionError::Input(_) => EX_DATAERR,
             ProvisionError::Cognito(_) => EX_UNAVAILABLE,
-            ProvisionError::Write { .. } => crate::app::EX_CANTCREAT,
+            ProvisionError::Write { .. } => crate::error::EX_CANTCREAT,
         }
     }
 }
@@ -216,6 +216,19 @@ pub fn device_config(backend: &Backend, id: &str, password: &str) -> String {
                 "password": password,
             },
             "metrics_collection_interval": 60
+        },
+        // The original metrics, and what fails a Pi in the field: a full SD card, heat, a weak
+        // power supply (the same as the Debian package's config).
+        "metrics": {
+            "namespace": "System/Default",
+            "metrics_collected": {
+                "summary": {},
+                "disk": { "resources": ["/"], "measurement": ["used_percent"], "drop_device": true },
+                "temperature": { "measurement": ["celsius"] },
+                "throttling": { "measurement": ["under_voltage", "under_voltage_since_boot", "throttled",
+                    "throttled_since_boot", "frequency_capped", "soft_temperature_limit"] }
+            },
+            "append_dimensions": { "InstanceId": "${aws:InstanceId}" }
         }
     });
     let mut text = serde_json::to_string_pretty(&config).expect("JSON values serialize");

@@ -20,8 +20,50 @@ const AGENT_KEYS: &[&str] = &[
     "logfile",
     "debug",
     "syslog",
+    "omit_hostname",
     "state_dir",
     "metrics_spool_max_mib",
+    // The CloudWatch Agent's, each either refused or warned about below.
+    "credentials",
+    "run_as_user",
+    "aws_sdk_log_level",
+    "usage_data",
+    "quiet",
+    "internal",
+    "user_agent",
+    "use_dualstack_endpoint",
+    "service.name",
+    "deployment.environment",
+];
+/// The agent's keys that change nothing here, and why.
+const AGENT_KEYS_WITHOUT_EFFECT: &[(&str, &str)] = &[
+    (
+        "run_as_user",
+        "the service runs as the user its package or unit gives it",
+    ),
+    (
+        "aws_sdk_log_level",
+        "agent.debug logs the requests' outcomes",
+    ),
+    ("usage_data", "the publisher sends no usage data"),
+    ("quiet", "agent.debug chooses how much is logged"),
+    (
+        "internal",
+        "the publisher does not publish metrics about itself",
+    ),
+    ("user_agent", "the AWS SDK's user agent is used"),
+    (
+        "use_dualstack_endpoint",
+        "endpoints are the SDK's (set AWS_USE_DUALSTACK_ENDPOINT)",
+    ),
+    (
+        "service.name",
+        "Application Signals attributes are not sent",
+    ),
+    (
+        "deployment.environment",
+        "Application Signals attributes are not sent",
+    ),
 ];
 const INSTANCE_KEYS: &[&str] = &["prefix", "serial", "command", "command_timeout"];
 const AUTH_KEYS: &[&str] = &[
@@ -31,7 +73,6 @@ const AUTH_KEYS: &[&str] = &[
     "appClientId",
     "password",
 ];
-const METRICS_KEYS: &[&str] = &["namespace"];
 const LOGS_KEYS: &[&str] = &[
     "log_group_name",
     "retention_in_days",
@@ -70,13 +111,16 @@ pub(super) fn check(path: &Path, root: &Value) -> Result<Config, Vec<Problem>> {
     let top = c.object("", root, TOP_KEYS).unwrap_or(&empty);
     let agent = section(&mut c, top, "agent", AGENT_KEYS);
     let agent = check_agent(&mut c, &agent);
-    let metrics = section(&mut c, top, "metrics", METRICS_KEYS);
-    let metrics = check_metrics(&mut c, &metrics);
+    let agent_interval = agent_section_interval(top);
+    let metrics = section(&mut c, top, "metrics", super::metrics::METRICS_KEYS);
+    let metrics =
+        super::metrics::check_metrics(&mut c, &metrics, agent_interval, agent.omit_hostname);
     let logs = section(&mut c, top, "logs", LOGS_KEYS);
     let logs = check_logs(&mut c, &logs);
     if c.problems.is_empty() {
         Ok(Config {
             source: path.to_owned(),
+            warnings: c.warnings,
             agent,
             metrics,
             logs,
@@ -86,17 +130,32 @@ pub(super) fn check(path: &Path, root: &Value) -> Result<Config, Vec<Problem>> {
     }
 }
 
+/// `agent.metrics_collection_interval` as the file gives it (checked with the agent section).
+fn agent_section_interval(top: &Map<String, Value>) -> Option<Duration> {
+    top.get("agent")?
+        .get("metrics_collection_interval")?
+        .as_u64()
+        .filter(|n| (1..=MAX_INTERVAL_SECS).contains(n))
+        .map(Duration::from_secs)
+}
+
 /// An object found at `path`, or an empty one when absent or of the wrong type.
-struct Section<'v> {
-    path: String,
+pub(super) struct Section<'v> {
+    pub(super) path: String,
     map: Option<&'v Map<String, Value>>,
 }
 
 impl<'v> Section<'v> {
-    fn get(&self, key: &str) -> Option<&'v Value> {
+    pub(super) fn new(path: &str, map: &'v Map<String, Value>) -> Section<'v> {
+        Section {
+            path: path.to_owned(),
+            map: Some(map),
+        }
+    }
+    pub(super) fn get(&self, key: &str) -> Option<&'v Value> {
         self.map.and_then(|m| m.get(key)).filter(|v| !v.is_null())
     }
-    fn at(&self, key: &str) -> String {
+    pub(super) fn at(&self, key: &str) -> String {
         join(&self.path, key)
     }
 }
@@ -232,6 +291,19 @@ fn check_agent(c: &mut Checker, s: &Section) -> Agent {
         .unwrap_or_else(|| DEFAULT_STATE_DIR.into());
     let debug = c.bool(s, "debug").unwrap_or(false);
     let syslog = c.bool(s, "syslog").unwrap_or(false);
+    let omit_hostname = c.bool(s, "omit_hostname").unwrap_or(false);
+    if s.get("credentials").is_some() {
+        c.problem(
+            &s.at("credentials"),
+            "is not supported: the publisher signs in with agent.authentication (Cognito) or the \
+             AWS credential chain (a profile's role_arn assumes a role)",
+        );
+    }
+    for (key, why) in AGENT_KEYS_WITHOUT_EFFECT {
+        if s.get(key).is_some() {
+            c.warning(&s.at(key), format!("has no effect here: {why}"));
+        }
+    }
     let spool_mib = c
         .integer(s, "metrics_spool_max_mib", 1, 1 << 20)
         .unwrap_or(DEFAULT_SPOOL_MAX_MIB);
@@ -244,19 +316,10 @@ fn check_agent(c: &mut Checker, s: &Section) -> Agent {
         logfile,
         debug,
         syslog,
+        omit_hostname,
         state_dir,
         metrics_spool_max_bytes: spool_mib * 1024 * 1024,
     }
-}
-
-fn check_metrics(c: &mut Checker, s: &Section) -> Metrics {
-    let namespace = c
-        .string(s, "namespace")
-        .unwrap_or_else(|| DEFAULT_NAMESPACE.into());
-    if let Err(e) = names::check_namespace(&namespace) {
-        c.problem(&s.at("namespace"), e);
-    }
-    Metrics { namespace }
 }
 
 fn check_logs(c: &mut Checker, s: &Section) -> Logs {
@@ -484,24 +547,33 @@ fn check_file(c: &mut Checker, s: &Section) -> Option<FileSource> {
 }
 
 #[derive(Default)]
-struct Checker {
+pub(super) struct Checker {
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
 }
 
 impl Checker {
-    fn problem(&mut self, path: &str, message: impl Into<String>) {
+    pub(super) fn problem(&mut self, path: &str, message: impl Into<String>) {
         self.problems.push(Problem {
             path: path.to_owned(),
             message: message.into(),
         });
     }
 
-    fn wrong_type(&mut self, path: &str, expected: &str, found: &Value) {
+    /// Something in the file that is left out without losing data the user asked for.
+    pub(super) fn warning(&mut self, path: &str, message: impl Into<String>) {
+        self.warnings.push(Problem {
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    pub(super) fn wrong_type(&mut self, path: &str, expected: &str, found: &Value) {
         self.problem(path, format!("must be {expected}, not {}", describe(found)));
     }
 
     /// An object whose keys are all known; unknown keys are reported with the closest known key.
-    fn object<'v>(
+    pub(super) fn object<'v>(
         &mut self,
         path: &str,
         v: &'v Value,
@@ -525,7 +597,7 @@ impl Checker {
         Some(map)
     }
 
-    fn string(&mut self, s: &Section, key: &str) -> Option<String> {
+    pub(super) fn string(&mut self, s: &Section, key: &str) -> Option<String> {
         let v = s.get(key)?;
         match v.as_str() {
             Some(text) => Some(text.to_owned()),
@@ -536,7 +608,7 @@ impl Checker {
         }
     }
 
-    fn strings(&mut self, s: &Section, key: &str) -> Vec<String> {
+    pub(super) fn strings(&mut self, s: &Section, key: &str) -> Vec<String> {
         let Some(v) = s.get(key) else {
             return Vec::new();
         };
@@ -555,7 +627,7 @@ impl Checker {
         out
     }
 
-    fn bool(&mut self, s: &Section, key: &str) -> Option<bool> {
+    pub(super) fn bool(&mut self, s: &Section, key: &str) -> Option<bool> {
         let v = s.get(key)?;
         match v.as_bool() {
             Some(b) => Some(b),
@@ -566,7 +638,7 @@ impl Checker {
         }
     }
 
-    fn integer(&mut self, s: &Section, key: &str, min: u64, max: u64) -> Option<u64> {
+    pub(super) fn integer(&mut self, s: &Section, key: &str, min: u64, max: u64) -> Option<u64> {
         let v = s.get(key)?;
         let path = s.at(key);
         match v.as_i64() {
@@ -584,7 +656,7 @@ impl Checker {
     }
 
     /// A whole number of seconds, 1 to `max`.
-    fn interval(&mut self, s: &Section, key: &str, max: u64) -> Option<Duration> {
+    pub(super) fn interval(&mut self, s: &Section, key: &str, max: u64) -> Option<Duration> {
         self.integer(s, key, 1, max).map(Duration::from_secs)
     }
 
@@ -640,7 +712,7 @@ impl Checker {
         }
     }
 
-    fn regex(&mut self, path: &str, v: &Value) -> Option<Regex> {
+    pub(super) fn regex(&mut self, path: &str, v: &Value) -> Option<Regex> {
         let Some(pattern) = v.as_str() else {
             self.wrong_type(path, "a regular expression string", v);
             return None;

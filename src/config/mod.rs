@@ -2,6 +2,7 @@
 //! runs on. [`load`] reads and checks a file and reports every problem at once.
 
 mod check;
+mod metrics;
 mod names;
 mod render;
 
@@ -12,7 +13,9 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::secret::Secret;
+use crate::sources::host_metrics::SectionConfig;
 
+pub use metrics::{AGENT_NAMESPACE, INSTANCE_ID_PLACEHOLDER};
 pub use names::{
     check_instance_id, check_log_group, check_log_stream, check_region, LOG_STREAM_MAX_CHARS,
     RETENTION_DAYS,
@@ -38,6 +41,8 @@ pub const MAX_INTERVAL_SECS: u64 = 86_400;
 pub struct Config {
     /// The file this came from, for messages.
     pub source: PathBuf,
+    /// Things in the file that are left out, each naming its key: logged at start.
+    pub warnings: Vec<Problem>,
     pub agent: Agent,
     pub metrics: Metrics,
     pub logs: Logs,
@@ -54,6 +59,8 @@ pub struct Agent {
     pub debug: bool,
     /// Also log to the system log.
     pub syslog: bool,
+    /// No `host` dimension on the agent's metrics.
+    pub omit_hostname: bool,
     pub state_dir: PathBuf,
     /// Largest size of the metrics spool on disk, in bytes.
     pub metrics_spool_max_bytes: u64,
@@ -88,6 +95,25 @@ impl Authentication {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     pub namespace: String,
+    /// CloudWatch's endpoint, instead of the region's (a VPC or FIPS endpoint).
+    pub endpoint_override: Option<String>,
+    /// How long metrics may wait to be sent together; `None`: each round at once.
+    pub force_flush_interval: Option<Duration>,
+    /// The CloudWatch Agent's sections; `None`: the original 13 metrics.
+    pub collected: Option<Collected>,
+}
+
+/// `metrics.metrics_collected` and the keys that go with it.
+#[derive(Debug, Clone)]
+pub struct Collected {
+    pub sections: Vec<SectionConfig>,
+    /// Whether every metric carries `host` (not with `agent.omit_hostname`, nor, as with the
+    /// agent, when `append_dimensions` is given).
+    pub host_dimension: bool,
+    /// Dimensions of every metric; a value may be `${aws:InstanceId}`.
+    pub append_dimensions: Vec<(String, String)>,
+    /// Each set: the metrics are sent again with only these dimensions.
+    pub aggregation_dimensions: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@ use serde_json::{json, Map, Value};
 
 use super::{Config, FileSource, Filters};
 use crate::secret::Secret;
+use crate::sources::host_metrics::ProcessSelector;
 
 pub(super) fn effective(c: &Config) -> Value {
     let a = &c.agent;
@@ -47,6 +48,7 @@ pub(super) fn effective(c: &Config) -> Value {
     agent.insert("logfile".into(), json!(a.logfile));
     agent.insert("debug".into(), json!(a.debug));
     agent.insert("syslog".into(), json!(a.syslog));
+    agent.insert("omit_hostname".into(), json!(a.omit_hostname));
     agent.insert("state_dir".into(), json!(a.state_dir));
     agent.insert(
         "metrics_spool_max_mib".into(),
@@ -91,9 +93,99 @@ pub(super) fn effective(c: &Config) -> Value {
 
     json!({
         "agent": agent,
-        "metrics": { "namespace": c.metrics.namespace },
+        "metrics": metrics(c),
         "logs": logs,
     })
+}
+
+fn metrics(c: &Config) -> Value {
+    let m = &c.metrics;
+    let mut out = Map::new();
+    out.insert("namespace".into(), json!(m.namespace));
+    if let Some(f) = m.force_flush_interval {
+        out.insert("force_flush_interval".into(), json!(f.as_secs()));
+    }
+    if let Some(url) = &m.endpoint_override {
+        out.insert("endpoint_override".into(), json!(url));
+    }
+    let Some(collected) = &m.collected else {
+        return Value::Object(out);
+    };
+    let mut sections = Map::new();
+    for s in &collected.sections {
+        let mut v = Map::new();
+        let measurements: Vec<Value> = s
+            .measurements
+            .iter()
+            .map(|m| json!({"name": m.field, "rename": m.name, "unit": m.unit.as_str()}))
+            .collect();
+        v.insert("measurement".into(), json!(measurements));
+        v.insert(
+            "metrics_collection_interval".into(),
+            json!(s.interval.as_secs()),
+        );
+        if !s.append_dimensions.is_empty() {
+            v.insert("append_dimensions".into(), pairs(&s.append_dimensions));
+        }
+        if !s.drop_original_metrics.is_empty() {
+            v.insert(
+                "drop_original_metrics".into(),
+                json!(s.drop_original_metrics),
+            );
+        }
+        if let Some(r) = &s.resources {
+            v.insert("resources".into(), json!(r));
+        }
+        match s.section {
+            "cpu" => {
+                v.insert("totalcpu".into(), json!(s.totalcpu));
+            }
+            "disk" => {
+                v.insert(
+                    "ignore_file_system_types".into(),
+                    json!(s.ignore_file_system_types),
+                );
+                v.insert("drop_device".into(), json!(s.drop_device));
+            }
+            _ => {}
+        }
+        if let Some((selector, text)) = &s.process {
+            let key = match selector {
+                ProcessSelector::PidFile(_) => "pid_file",
+                ProcessSelector::Exe(_) => "exe",
+                ProcessSelector::Pattern(_) => "pattern",
+            };
+            v.insert(key.into(), json!(text));
+        }
+        if s.section == "procstat" {
+            let list = sections
+                .entry("procstat")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(items) = list {
+                items.push(Value::Object(v));
+            }
+        } else {
+            sections.insert(s.section.into(), Value::Object(v));
+        }
+    }
+    out.insert("metrics_collected".into(), Value::Object(sections));
+    if !collected.append_dimensions.is_empty() {
+        out.insert(
+            "append_dimensions".into(),
+            pairs(&collected.append_dimensions),
+        );
+    }
+    if !collected.aggregation_dimensions.is_empty() {
+        out.insert(
+            "aggregation_dimensions".into(),
+            json!(collected.aggregation_dimensions),
+        );
+    }
+    Value::Object(out)
+}
+
+fn pairs(p: &[(String, String)]) -> Value {
+    Value::Object(p.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
 }
 
 fn file(f: &FileSource) -> Value {

@@ -1,6 +1,10 @@
-//! The metrics pipeline: every interval, sample the host → label the sample → PutMetricData.
-//! What CloudWatch does not accept goes to the spool and is sent, oldest first and with its
-//! original timestamps, as soon as a request succeeds again.
+//! The metrics pipeline: sample the host when due → label → PutMetricData, at once or, with a
+//! `force_flush_interval`, several samples in one request. What CloudWatch does not accept goes
+//! to the spool and is sent, oldest first and with its original timestamps, as soon as a
+//! request succeeds again.
+
+mod labels;
+mod sampler;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,28 +16,21 @@ use crate::metric::{now_ms, MetricRecord};
 use crate::sinks::cloudwatch_metrics::{
     batches, Batch, Disposition, MetricsSink, Spool, MAX_DATUMS_PER_REQUEST,
 };
-use crate::sources::host_metrics::HostMetrics;
+
+pub use labels::{storage_resolution, AgentLabels, Labels, HIGH_RESOLUTION_BELOW};
+pub use sampler::{preview, Preview, Sampler, HOURS_PER_MONTH};
 
 /// The first sample's rates and CPU figure cover this much time after start, so the first
 /// datapoint arrives promptly instead of one whole interval later.
 pub const WARMUP: Duration = Duration::from_secs(1);
 
-/// What every record is published under.
-#[derive(Debug, Clone)]
-pub struct Labels {
-    pub namespace: String,
-    pub dimensions: Vec<(String, String)>,
-    /// 1 below a 60 s interval (high resolution), else 60.
-    pub storage_resolution: i32,
-}
-
 pub struct MetricsPipeline {
-    pub source: Arc<Mutex<HostMetrics>>,
-    pub labels: Labels,
+    pub sampler: Arc<Mutex<Sampler>>,
     pub sink: MetricsSink,
     /// None for `--dry-run`, which keeps nothing.
     pub spool: Option<Spool>,
-    pub interval: Duration,
+    /// How long samples may wait to be sent together; `None`: each at once.
+    pub force_flush_interval: Option<Duration>,
     /// Collect and publish one round, then stop.
     pub once: bool,
     /// How long an in-flight request may still take after shutdown was asked for.
@@ -57,70 +54,103 @@ pub struct Report {
 impl MetricsPipeline {
     pub async fn run(mut self, cancel: CancellationToken) -> Report {
         let mut report = Report::default();
-        let mut next = Instant::now() + WARMUP;
         let mut failing = false;
+        let mut pending: Vec<MetricRecord> = Vec::new();
+        let mut pending_since: Option<Instant> = None;
         loop {
             self.heartbeat.beat();
+            let due = Instant::from_std(
+                self.sampler
+                    .lock()
+                    .expect("sampler not poisoned")
+                    .next_due(),
+            );
+            let flush_at = match (pending_since, self.force_flush_interval) {
+                (Some(t), Some(f)) => t + f,
+                (Some(t), None) => t,
+                (None, _) => due,
+            };
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep_until(next) => {}
+                _ = tokio::time::sleep_until(due.min(flush_at)) => {}
                 _ = tokio::time::sleep(crate::service::BEAT) => continue,
             }
-            next += self.interval;
             let now = Instant::now();
-            if next < now {
-                next = now + self.interval;
+            if now >= due {
+                let sampler = Arc::clone(&self.sampler);
+                let records = match tokio::task::spawn_blocking(move || {
+                    stall_for_tests();
+                    sampler
+                        .lock()
+                        .expect("sampler not poisoned")
+                        .sample_due(now.into_std())
+                })
+                .await
+                {
+                    Ok(records) => records,
+                    Err(e) => {
+                        tracing::error!(error = %e, "Sampling the host failed; skipping this round.");
+                        continue;
+                    }
+                };
+                report.rounds += 1;
+                if !records.is_empty() {
+                    pending.extend(records);
+                    pending_since.get_or_insert(now);
+                }
             }
-            let source = Arc::clone(&self.source);
-            let sample = match tokio::task::spawn_blocking(move || {
-                stall_for_tests();
-                source.lock().expect("sampler not poisoned").sample()
-            })
-            .await
-            {
-                Ok(sample) => sample,
-                Err(e) => {
-                    tracing::error!(error = %e, "Sampling the host failed; skipping this round.");
-                    continue;
-                }
-            };
-            let record = MetricRecord {
-                namespace: self.labels.namespace.clone(),
-                dimensions: self.labels.dimensions.clone(),
-                timestamp_ms: sample.timestamp_ms,
-                storage_resolution: self.labels.storage_resolution,
-                values: sample.values,
-            };
-            report.rounds += 1;
-            let hb = self.heartbeat.clone();
-            let accepted =
-                crate::service::beating(&hb, self.deliver(vec![record], &cancel, &mut report))
-                    .await;
-            if accepted {
-                self.status
-                    .metrics_ok_ms
-                    .store(now_ms() as u64, std::sync::atomic::Ordering::Relaxed);
-                crate::service::Status::set(&self.status.metrics_error, None);
-            }
-            report.last_round_accepted = accepted;
-            if accepted {
-                if failing {
-                    tracing::info!("CloudWatch accepts metrics again.");
-                    failing = false;
-                }
-                if self.spool.as_ref().is_some_and(|s| !s.is_empty()) {
-                    crate::service::beating(&hb, self.drain(&cancel, &mut report)).await;
-                }
-            } else {
-                failing = true;
+            let datums: usize = pending.iter().map(MetricRecord::datum_count).sum();
+            let flush = self.once
+                || datums >= MAX_DATUMS_PER_REQUEST
+                || match (pending_since, self.force_flush_interval) {
+                    (Some(t), Some(f)) => now >= t + f,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+            if flush && !pending.is_empty() {
+                pending_since = None;
+                let records = std::mem::take(&mut pending);
+                failing = self.publish(records, &cancel, &mut report, failing).await;
             }
             if self.once || cancel.is_cancelled() {
                 break;
             }
         }
+        // What waited for the flush is sent now, or spooled.
+        if !pending.is_empty() {
+            self.publish(pending, &cancel, &mut report, failing).await;
+        }
         report.segments_spooled = self.spool.as_ref().map_or(0, Spool::len);
         report
+    }
+
+    /// Delivers `records`, then what the spool holds if that worked; returns whether
+    /// CloudWatch is failing.
+    async fn publish(
+        &mut self,
+        records: Vec<MetricRecord>,
+        cancel: &CancellationToken,
+        report: &mut Report,
+        failing: bool,
+    ) -> bool {
+        let hb = self.heartbeat.clone();
+        let accepted = crate::service::beating(&hb, self.deliver(records, cancel, report)).await;
+        report.last_round_accepted = accepted;
+        if !accepted {
+            return true;
+        }
+        self.status
+            .metrics_ok_ms
+            .store(now_ms() as u64, std::sync::atomic::Ordering::Relaxed);
+        crate::service::Status::set(&self.status.metrics_error, None);
+        if failing {
+            tracing::info!("CloudWatch accepts metrics again.");
+        }
+        if self.spool.as_ref().is_some_and(|s| !s.is_empty()) {
+            crate::service::beating(&hb, self.drain(cancel, report)).await;
+        }
+        false
     }
 
     /// Sends records; on a retryable failure they go to the spool. True if all were accepted.

@@ -1,10 +1,11 @@
-//! Samples the host: CPU, memory, disk I/O and network, as the 13 metrics the publisher has
-//! always sent. Counters become per-second rates over the real time between two samples.
+//! The 13 metrics the publisher has always sent when the config has no `metrics_collected`:
+//! CPU, memory, disk I/O and network. Counters become per-second rates over the real time
+//! between two samples.
 //!
 //! Reading the counters is blocking work (it reads /proc); [`HostMetrics::sample`] is called
 //! from a blocking thread.
 
-mod diskstats;
+use super::diskstats;
 
 use std::collections::HashMap;
 use std::time::Instant;

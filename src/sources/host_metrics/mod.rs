@@ -1,0 +1,315 @@
+//! The host's own numbers. Without `metrics_collected` in the config, the 13 metrics the
+//! publisher has always sent ([`original`]); with it, the CloudWatch Agent's sections, one
+//! collector per file, each listed once in [`SECTIONS`] with the measurements it knows.
+//!
+//! Collectors read /proc and /sys under [`Host`]'s roots (the machine's own unless
+//! `CLOUDWATCH_PUBLISHER_HOST_ROOT` names another tree, as tests and containers do). Reading is
+//! blocking work, done on a blocking thread.
+
+pub mod cpu;
+pub mod disk;
+pub mod diskio;
+mod diskstats;
+pub mod mem;
+pub mod net;
+pub mod netstat;
+mod original;
+pub mod processes;
+pub mod procstat;
+pub mod summary;
+pub mod swap;
+pub mod system;
+pub mod temperature;
+pub mod throttling;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::metric::Unit;
+
+pub use original::{HostMetrics, HostMetricsError, METRIC_NAMES};
+
+/// Names a directory holding `proc/` and `sys/` (and the mount points) to read instead of the
+/// machine's own `/`.
+pub const ROOT_ENV: &str = "CLOUDWATCH_PUBLISHER_HOST_ROOT";
+
+/// How a measurement's value behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A reading at the time of the sample.
+    Gauge,
+    /// The growth of a counter since the previous sample (the agent's diskio and net).
+    Delta,
+    /// A share (percent) over the time since the previous sample.
+    OverInterval,
+    /// A counter since boot (or since the process started), sent as it is.
+    Total,
+}
+
+/// A measurement a section knows.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    pub name: &'static str,
+    pub unit: Unit,
+    pub kind: Kind,
+}
+
+pub const fn field(name: &'static str, unit: Unit, kind: Kind) -> Field {
+    Field { name, unit, kind }
+}
+
+/// A `metrics_collected` section: its key, what it measures, and how to start it.
+pub struct Section {
+    pub key: &'static str,
+    /// Published names are `<prefix>_<field>`.
+    pub prefix: &'static str,
+    pub fields: &'static [Field],
+    /// The agent accepts these, but nothing here measures them (so asking gives a warning).
+    pub not_collected: &'static [&'static str],
+    /// Dimensions each series carries besides `host` (for the README and `validate`).
+    pub dimensions: &'static str,
+    /// Whether it measures anything on this operating system.
+    pub supported: bool,
+    pub new: fn(&SectionConfig) -> Box<dyn Collector>,
+}
+
+/// Every section, in the order the README's table lists them.
+pub const SECTIONS: &[&Section] = &[
+    &summary::SECTION,
+    &cpu::SECTION,
+    &mem::SECTION,
+    &swap::SECTION,
+    &disk::SECTION,
+    &diskio::SECTION,
+    &net::SECTION,
+    &netstat::SECTION,
+    &processes::SECTION,
+    &procstat::SECTION,
+    &system::SECTION,
+    &temperature::SECTION,
+    &throttling::SECTION,
+];
+
+pub fn section(key: &str) -> Option<&'static Section> {
+    SECTIONS.iter().copied().find(|s| s.key == key)
+}
+
+impl Section {
+    pub fn field(&self, name: &str) -> Option<&'static Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// The name the agent publishes a field under: `<prefix>_<field>` (the summary's have no
+    /// prefix; procstat's `pid_count` is `procstat_lookup_pid_count`).
+    pub fn published_name(&self, field: &str) -> String {
+        if self.key == "procstat" && field == "pid_count" {
+            procstat::PID_COUNT_NAME.to_owned()
+        } else if self.prefix.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{}_{field}", self.prefix)
+        }
+    }
+}
+
+/// A measurement chosen in the config: the field, and the name and unit it is published
+/// under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selected {
+    pub field: &'static str,
+    pub name: String,
+    pub unit: Unit,
+}
+
+/// Which processes a `procstat` entry watches.
+#[derive(Debug, Clone)]
+pub enum ProcessSelector {
+    /// The process whose pid this file holds.
+    PidFile(PathBuf),
+    /// Processes whose name matches.
+    Exe(Regex),
+    /// Processes whose command line matches.
+    Pattern(Regex),
+}
+
+/// One checked `metrics_collected` section.
+#[derive(Debug, Clone)]
+pub struct SectionConfig {
+    pub section: &'static str,
+    /// Where it is in the config, for messages: `metrics.metrics_collected.procstat[1]`.
+    pub path: String,
+    pub measurements: Vec<Selected>,
+    pub interval: Duration,
+    pub append_dimensions: Vec<(String, String)>,
+    /// Published names sent only in the `aggregation_dimensions` roll-ups.
+    pub drop_original_metrics: Vec<String>,
+    /// Mount points, devices or interfaces; `None` for all (or the section's default).
+    pub resources: Option<Vec<String>>,
+    /// cpu: one series for all CPUs together.
+    pub totalcpu: bool,
+    /// disk: file system types left out.
+    pub ignore_file_system_types: Vec<String>,
+    /// disk: no `device` dimension.
+    pub drop_device: bool,
+    /// procstat: which processes, and the config's text for it (a dimension's value).
+    pub process: Option<(ProcessSelector, String)>,
+}
+
+impl SectionConfig {
+    /// A section with every field it knows and nothing else set (tests, examples).
+    pub fn all(key: &str, interval: Duration) -> SectionConfig {
+        let s = section(key).expect("a known section");
+        SectionConfig {
+            section: s.key,
+            path: format!("metrics.metrics_collected.{key}"),
+            measurements: s
+                .fields
+                .iter()
+                .map(|f| Selected {
+                    field: f.name,
+                    name: s.published_name(f.name),
+                    unit: f.unit,
+                })
+                .collect(),
+            interval,
+            append_dimensions: Vec::new(),
+            drop_original_metrics: Vec::new(),
+            resources: None,
+            totalcpu: true,
+            ignore_file_system_types: Vec::new(),
+            drop_device: false,
+            process: None,
+        }
+    }
+
+    pub fn wants(&self, field: &str) -> bool {
+        self.measurements.iter().any(|m| m.field == field)
+    }
+}
+
+/// One series of a reading: its dimensions (besides `host` and the configured ones) and a
+/// value per field. A value that needs an earlier reading (a rate, a delta) is NaN in the
+/// first one: not sent, but counted by `validate`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub dimensions: Vec<(String, String)>,
+    pub values: Vec<(&'static str, f64)>,
+}
+
+impl Series {
+    pub fn new(dimensions: Vec<(String, String)>) -> Series {
+        Series {
+            dimensions,
+            values: Vec::new(),
+        }
+    }
+
+    pub fn dim(mut self, name: &str, value: impl Into<String>) -> Series {
+        self.dimensions.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// Adds `field` if the section asked for it.
+    pub fn put(&mut self, config: &SectionConfig, field: &'static str, value: f64) {
+        if config.wants(field) {
+            self.values.push((field, value));
+        }
+    }
+}
+
+/// Reads one section's numbers.
+pub trait Collector: Send {
+    /// Takes a reading and appends its series to `out`.
+    fn collect(&mut self, host: &Host, out: &mut Vec<Series>);
+}
+
+/// Where the machine's /proc, /sys and mount points are, and which problems were reported.
+#[derive(Debug)]
+pub struct Host {
+    pub root: PathBuf,
+    pub proc: PathBuf,
+    pub sys: PathBuf,
+    warned: Mutex<HashSet<String>>,
+}
+
+impl Host {
+    pub fn at(root: &Path) -> Host {
+        Host {
+            root: root.to_owned(),
+            proc: root.join("proc"),
+            sys: root.join("sys"),
+            warned: Mutex::default(),
+        }
+    }
+
+    /// The machine's own, or the tree `CLOUDWATCH_PUBLISHER_HOST_ROOT` names.
+    pub fn from_env() -> Host {
+        let root = std::env::var_os(ROOT_ENV)
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from("/"), PathBuf::from);
+        Host::at(&root)
+    }
+
+    /// A path on the host: `/proc/stat` → `<root>/proc/stat`.
+    pub fn path(&self, absolute: &str) -> PathBuf {
+        self.root.join(absolute.trim_start_matches('/'))
+    }
+
+    /// Reads a file under /proc (`rel` like "stat" or "net/dev"); a failure is warned about
+    /// once, under `section`, and gives None.
+    pub fn read_proc(&self, section: &str, rel: &str) -> Option<String> {
+        let path = self.proc.join(rel);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                self.warn_once(
+                    section,
+                    &format!("{}", path.display()),
+                    &format!("cannot read {}: {e}", path.display()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Logs a warning the first time `what` goes wrong for `section`; the rest of the round
+    /// is still sent.
+    pub fn warn_once(&self, section: &str, what: &str, message: &str) {
+        let key = format!("{section}\u{0}{what}");
+        let first = self
+            .warned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        if first {
+            tracing::warn!(
+                section,
+                "Cannot collect every metric: {message}; the others are still sent."
+            );
+        }
+    }
+
+    /// Clock ticks per second of /proc's CPU times.
+    pub fn ticks_per_second(&self) -> f64 {
+        // SAFETY: sysconf only reads a value.
+        let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if t > 0 {
+            t as f64
+        } else {
+            100.0
+        }
+    }
+}
+
+/// The growth of a counter, or NaN without an earlier reading or when it went backwards (a
+/// reset, a device made anew).
+pub fn growth(now: u64, before: Option<u64>) -> f64 {
+    match before {
+        Some(b) if now >= b => (now - b) as f64,
+        _ => f64::NAN,
+    }
+}

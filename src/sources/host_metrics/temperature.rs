@@ -1,0 +1,117 @@
+//! `temperature` (not in the agent): every thermal zone (/sys/class/thermal) and hwmon
+//! temperature sensor (/sys/class/hwmon) in degrees Celsius, one series per sensor. On a
+//! Raspberry Pi that is the SoC (`cpu-thermal`). An hwmon device that only mirrors a thermal
+//! zone (same name, `_` for `-`) is left out, so no sensor is counted twice.
+
+use std::path::Path;
+
+use super::{field, Collector, Host, Kind, Section, SectionConfig, Series};
+use crate::metric::Unit;
+
+pub const SECTION: Section = Section {
+    key: "temperature",
+    prefix: "temperature",
+    fields: &[field("celsius", Unit::None, Kind::Gauge)],
+    not_collected: &[],
+    dimensions: "sensor (a thermal zone's type, or hwmon name/label)",
+    supported: cfg!(target_os = "linux"),
+    new: |c| Box::new(Temperature(c.clone())),
+};
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+/// Entries of `dir` whose names start with `prefix`, sorted by the number after it.
+fn numbered(dir: &Path, prefix: &str) -> Vec<(u64, std::path::PathBuf, String)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n = name.strip_prefix(prefix)?;
+            let digits: String = n.chars().take_while(|c| c.is_ascii_digit()).collect();
+            Some((digits.parse().ok()?, e.path(), name))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// (sensor, °C) for every sensor under `sys`; unreadable ones are reported through `host`.
+pub fn sensors(host: &Host) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = Vec::new();
+    let mut zone_types = Vec::new();
+    for (_, path, name) in numbered(&host.sys.join("class/thermal"), "thermal_zone") {
+        let kind = read_trimmed(&path.join("type")).unwrap_or_else(|| name.clone());
+        zone_types.push(kind.replace('-', "_"));
+        match std::fs::read_to_string(path.join("temp")) {
+            Ok(t) => match t.trim().parse::<f64>() {
+                Ok(milli) => {
+                    let sensor = if out.iter().any(|(s, _)| *s == kind) {
+                        format!("{kind}/{name}")
+                    } else {
+                        kind
+                    };
+                    out.push((sensor, milli / 1000.0));
+                }
+                Err(_) => host.warn_once(
+                    "temperature",
+                    &name,
+                    &format!("{} holds no temperature", path.join("temp").display()),
+                ),
+            },
+            Err(e) => host.warn_once(
+                "temperature",
+                &name,
+                &format!("cannot read {}: {e}", path.join("temp").display()),
+            ),
+        }
+    }
+    for (_, path, dir_name) in numbered(&host.sys.join("class/hwmon"), "hwmon") {
+        let name = read_trimmed(&path.join("name")).unwrap_or(dir_name);
+        if zone_types.contains(&name.replace('-', "_")) {
+            continue;
+        }
+        let inputs: Vec<_> = numbered(&path, "temp")
+            .into_iter()
+            .filter(|(_, _, f)| f.ends_with("_input"))
+            .collect();
+        for (n, input, _) in &inputs {
+            let label = read_trimmed(&path.join(format!("temp{n}_label")));
+            let sensor = match (label, inputs.len()) {
+                (Some(l), _) => format!("{name}/{l}"),
+                (None, 1) => name.clone(),
+                (None, _) => format!("{name}/temp{n}"),
+            };
+            match read_trimmed(input).and_then(|t| t.parse::<f64>().ok()) {
+                Some(milli) => out.push((sensor, milli / 1000.0)),
+                None => host.warn_once(
+                    "temperature",
+                    &sensor,
+                    &format!("cannot read {}", input.display()),
+                ),
+            }
+        }
+    }
+    out
+}
+
+pub struct Temperature(SectionConfig);
+
+impl Collector for Temperature {
+    fn collect(&mut self, host: &Host, out: &mut Vec<Series>) {
+        let found = sensors(host);
+        if found.is_empty() {
+            host.warn_once("temperature", "none", "this machine shows no temperature sensor in /sys/class/thermal or /sys/class/hwmon");
+        }
+        for (sensor, celsius) in found {
+            let mut s = Series::new(Vec::new()).dim("sensor", sensor);
+            s.put(&self.0, "celsius", celsius);
+            out.push(s);
+        }
+    }
+}
