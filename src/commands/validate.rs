@@ -59,16 +59,29 @@ pub fn cost_line(p: &Preview) -> String {
     let per_device = p.metrics as f64 * PRICE_PER_METRIC_MONTH
         + p.requests_per_month / 1000.0 * PRICE_PER_1000_REQUESTS;
     format!(
-        "metrics: {} distinct metrics (name and dimensions) on this machine, about {:.0} values \
-         in {:.0} PutMetricData requests a month: about ${per_device:.2} a month per device, \
+        "metrics: {} distinct metrics (name and dimensions) on this machine, about {} values \
+         in {} PutMetricData requests a month: about ${per_device:.2} a month per device, \
          ${:.2} per 100 devices (at ${PRICE_PER_METRIC_MONTH:.2} per metric and \
          ${PRICE_PER_1000_REQUESTS:.2} per 1,000 requests, CloudWatch's first-tier prices; free \
          tier not counted)",
         p.metrics,
-        p.datums_per_month,
-        p.requests_per_month,
+        thousands(p.datums_per_month),
+        thousands(p.requests_per_month),
         per_device * 100.0
     )
+}
+
+/// A whole number with thousands separators: 183960.0 → "183,960".
+fn thousands(n: f64) -> String {
+    let digits = format!("{:.0}", n.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -85,6 +98,10 @@ mod tests {
         let line = cost_line(&p);
         // 13 × $0.30 + 8.76 × $0.01
         assert!(line.contains("13 distinct metrics"), "{line}");
+        assert!(
+            line.contains("about 113,880 values in 8,760 PutMetricData"),
+            "{line}"
+        );
         assert!(
             line.contains("about $3.99 a month per device, $398.76 per 100 devices"),
             "{line}"

@@ -272,7 +272,7 @@ fn one_section(
     }
     let totalcpu = c.bool(&s, "totalcpu").unwrap_or(true);
     if section.key == "cpu" && !totalcpu && resources.is_none() {
-        c.problem(path, "with totalcpu false and no resources, nothing is collected; give \"resources\": [\"*\"]");
+        c.warning(path, "with totalcpu false and no resources, nothing is collected (as with the agent); give \"resources\": [\"*\"] for each CPU");
     }
     if c.bool(&s, "report_deltas") == Some(false) {
         c.warning(&s.at("report_deltas"), "counters are always sent as the growth since the previous sample, as the current agent sends them");

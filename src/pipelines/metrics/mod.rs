@@ -108,6 +108,10 @@ impl MetricsPipeline {
                     (Some(_), None) => true,
                     (None, _) => false,
                 };
+            if self.once && pending.is_empty() {
+                // Nothing to publish (no process matched, say) is nothing refused.
+                report.last_round_accepted = true;
+            }
             if flush && !pending.is_empty() {
                 pending_since = None;
                 let records = std::mem::take(&mut pending);

@@ -313,3 +313,71 @@ pub fn growth(now: u64, before: Option<u64>) -> f64 {
         _ => f64::NAN,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEGIN: &str = "<!-- The table below is made from src/sources/host_metrics; UPDATE_README=1 cargo test --lib readme rewrites it. -->\n";
+    const END: &str = "<!-- end of the metrics table -->\n";
+
+    fn kind(k: Kind) -> &'static str {
+        match k {
+            Kind::Gauge => "reading",
+            Kind::Delta => "growth since the previous sample (use Sum)",
+            Kind::OverInterval => "over the time since the previous sample",
+            Kind::Total => "total since boot (or since the process started)",
+        }
+    }
+
+    /// The README's table of every measurement, as the sections define them.
+    fn table() -> String {
+        let mut out = String::from(
+            "| section | metric | unit | value | dimensions besides `host` | Linux | macOS |\n|---|---|---|---|---|---|---|\n",
+        );
+        for s in SECTIONS {
+            for f in s.fields {
+                let linux = match s.key {
+                    "throttling" => "Raspberry Pi",
+                    _ => "yes",
+                };
+                let macos = if s.key == "summary" { "yes" } else { "not yet" };
+                let dims = if s.dimensions.is_empty() {
+                    "—".to_owned()
+                } else {
+                    s.dimensions.to_owned()
+                };
+                out.push_str(&format!(
+                    "| `{}` | `{}` | {} | {} | {} | {} | {} |\n",
+                    s.key,
+                    s.published_name(f.name),
+                    f.unit.as_str(),
+                    kind(f.kind),
+                    dims,
+                    linux,
+                    macos
+                ));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn readme_table_lists_every_measurement_as_the_sections_define_it() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let (Some(a), Some(b)) = (readme.find(BEGIN), readme.find(END)) else {
+            panic!("README.md lacks the metrics table's markers:\n{BEGIN}{END}");
+        };
+        let current = &readme[a + BEGIN.len()..b];
+        let want = table();
+        if current != want {
+            if std::env::var_os("UPDATE_README").is_some() {
+                let text = format!("{}{BEGIN}{want}{}", &readme[..a], &readme[b..]);
+                std::fs::write(path, text).unwrap();
+            } else {
+                panic!("README.md's metrics table is out of date; run UPDATE_README=1 cargo test --lib readme");
+            }
+        }
+    }
+}
