@@ -97,6 +97,25 @@ with tempfile.TemporaryDirectory() as tmp:
                     f.write("one line\n")
             settings["logs"] = {"log_group_name": "bench", "logs_collected": {"files": {"collect_list": [
                 {"file_path": os.path.join(tmp, "var", "*.log")}]}}}
+        if os.environ.get("BENCH_AGENT"):
+            # Every section of metrics_collected with every measurement, per CPU, every disk,
+            # device and interface, at the 60 s interval: the README's table lists them all.
+            collected = {}
+            readme = open(os.path.join(here, "..", "README.md")).read()
+            for line in readme.splitlines():
+                cells = [c.strip() for c in line.split("|")]
+                if len(cells) == 9 and cells[1].startswith("`") and cells[2].startswith("`"):
+                    section, metric = cells[1].strip("`"), cells[2].strip("`")
+                    entry = collected.setdefault(section, {"measurement": []})
+                    field = metric if section == "summary" else metric.split("_", 1)[1]
+                    if metric == "procstat_lookup_pid_count":
+                        field = "pid_count"
+                    entry["measurement"].append(field)
+            for key in ("cpu", "disk", "diskio", "net"):
+                collected[key]["resources"] = ["*"]
+            collected["procstat"] = [dict(collected["procstat"], exe="amazon-cloudwat")]
+            settings["metrics"] = {"metrics_collected": collected,
+                                   "append_dimensions": {"InstanceId": "${aws:InstanceId}"}}
         with open(config, "w") as f:
             json.dump(settings, f)
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -141,6 +160,7 @@ with tempfile.TemporaryDirectory() as tmp:
             "idle_cpu_percent_of_one_core": round(100 * cpu / elapsed, 4),
             "rounds": calls(url).get("PutMetricData"),
             "idle_log_files": idle_files,
+            "agent_sections": bool(os.environ.get("BENCH_AGENT")),
             "state_file_writes_at_start": state_writes_at_start,
             "state_file_writes_per_minute_idle": round(60 * state.count / elapsed, 2),
             "idle_bytes_written_per_hour": round(3600 * written / elapsed),
