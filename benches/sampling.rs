@@ -83,8 +83,22 @@ fn main() {
         per_round.as_secs_f64() * 1000.0
     );
     if !bench {
-        for key in ["cpu", "mem", "swap", "disk", "diskio", "net", "netstat", "processes", "procstat", "system"] {
-            assert!(sections_seen.contains(key), "{key} gave no values: {sections_seen:?}");
+        for key in [
+            "cpu",
+            "mem",
+            "swap",
+            "disk",
+            "diskio",
+            "net",
+            "netstat",
+            "processes",
+            "procstat",
+            "system",
+        ] {
+            assert!(
+                sections_seen.contains(key),
+                "{key} gave no values: {sections_seen:?}"
+            );
         }
     }
 }
