@@ -60,15 +60,9 @@ const COMMON_KEYS: &[&str] = &[
     "drop_original_metrics",
 ];
 
-fn section_keys(key: &str) -> Vec<&'static str> {
+fn section_keys(section: &host_metrics::Section) -> Vec<&'static str> {
     let mut keys = COMMON_KEYS.to_vec();
-    keys.extend_from_slice(match key {
-        "cpu" => &["resources", "totalcpu"],
-        "disk" => &["resources", "ignore_file_system_types", "drop_device"],
-        "diskio" | "net" => &["resources", "report_deltas"],
-        "procstat" => &["exe", "pattern", "pid_file"],
-        _ => &[],
-    });
+    keys.extend_from_slice(section.options);
     keys
 }
 
@@ -234,7 +228,7 @@ fn one_section(
     v: &Value,
     default_interval: Duration,
 ) -> Option<SectionConfig> {
-    let keys = section_keys(section.key);
+    let keys = section_keys(section);
     let map = c.object(path, v, &keys)?;
     let s = Section::new(path, map);
     let interval = c

@@ -35,6 +35,7 @@ pub const SECTION: Section = Section {
         field("time_user", Unit::None, Kind::Total),
     ],
     not_collected: &[],
+    options: &["resources", "totalcpu"],
     dimensions: "cpu (cpu-total, cpu0, cpu1, ...)",
     supported: cfg!(target_os = "linux"),
     new: |c| {

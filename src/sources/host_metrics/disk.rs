@@ -25,6 +25,7 @@ pub const SECTION: Section = Section {
         field("inodes_used", Unit::Count, Kind::Gauge),
     ],
     not_collected: &[],
+    options: &["resources", "ignore_file_system_types", "drop_device"],
     dimensions: "path (mount point), device (without /dev/; not with drop_device), fstype",
     supported: cfg!(target_os = "linux"),
     new: |c| Box::new(Disk(c.clone())),

@@ -21,6 +21,7 @@ pub const SECTION: Section = Section {
         field("iops_in_progress", Unit::Count, Kind::Gauge),
     ],
     not_collected: &[],
+    options: &["resources", "report_deltas"],
     dimensions: "name (device: sda, mmcblk0, mmcblk0p2, ...)",
     supported: cfg!(target_os = "linux"),
     new: |c| {

@@ -21,6 +21,7 @@ pub const SECTION: Section = Section {
         field("used_percent", Unit::Percent, Kind::Gauge),
     ],
     not_collected: &[],
+    options: &[],
     dimensions: "",
     supported: cfg!(target_os = "linux"),
     new: |c| Box::new(Mem(c.clone())),

@@ -70,6 +70,9 @@ pub struct Section {
     pub fields: &'static [Field],
     /// The agent accepts these, but nothing here measures them (so asking gives a warning).
     pub not_collected: &'static [&'static str],
+    /// Keys of the section besides `measurement`, `metrics_collection_interval`,
+    /// `append_dimensions` and `drop_original_metrics`.
+    pub options: &'static [&'static str],
     /// Dimensions each series carries besides `host` (for the README and `validate`).
     pub dimensions: &'static str,
     /// Whether it measures anything on this operating system.

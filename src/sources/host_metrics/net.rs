@@ -22,6 +22,7 @@ pub const SECTION: Section = Section {
         field("drop_out", Unit::Count, Kind::Delta),
     ],
     not_collected: &[],
+    options: &["resources", "report_deltas"],
     dimensions: "interface",
     supported: cfg!(target_os = "linux"),
     new: |c| {

@@ -23,6 +23,7 @@ pub const SECTION: Section = Section {
         field("udp_socket", Unit::Count, Kind::Gauge),
     ],
     not_collected: &[],
+    options: &[],
     dimensions: "",
     supported: cfg!(target_os = "linux"),
     new: |c| Box::new(Netstat(c.clone())),

@@ -20,6 +20,7 @@ pub const SECTION: Section = Section {
         field("zombies", Unit::Count, Kind::Gauge),
     ],
     not_collected: &["wait"],
+    options: &[],
     dimensions: "",
     supported: cfg!(target_os = "linux"),
     new: |c| Box::new(Processes(c.clone())),

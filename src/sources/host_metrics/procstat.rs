@@ -71,6 +71,7 @@ pub const SECTION: Section = Section {
         "rlimit_signals_pending_hard",
         "rlimit_signals_pending_soft",
     ],
+    options: &["exe", "pattern", "pid_file"],
     dimensions: "process_name, and exe, pattern or pidfile (the config's text); pid_count: pid_finder and exe, pattern or pid_file",
     supported: cfg!(target_os = "linux"),
     new: |c| {

@@ -29,6 +29,7 @@ pub const SECTION: Section = Section {
         ),
     ],
     not_collected: &[],
+    options: &[],
     dimensions: "InstanceId and Hostname only (as without metrics_collected)",
     supported: true,
     new: |c| {

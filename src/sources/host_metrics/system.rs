@@ -15,6 +15,7 @@ pub const SECTION: Section = Section {
         field("uptime", Unit::Seconds, Kind::Gauge),
     ],
     not_collected: &[],
+    options: &[],
     dimensions: "",
     supported: cfg!(target_os = "linux"),
     new: |c| Box::new(System(c.clone())),

@@ -13,6 +13,7 @@ pub const SECTION: Section = Section {
     prefix: "temperature",
     fields: &[field("celsius", Unit::None, Kind::Gauge)],
     not_collected: &[],
+    options: &[],
     dimensions: "sensor (a thermal zone's type, or hwmon name/label)",
     supported: cfg!(target_os = "linux"),
     new: |c| Box::new(Temperature(c.clone())),
@@ -113,5 +114,65 @@ impl Collector for Temperature {
             s.put(&self.0, "celsius", celsius);
             out.push(s);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pi_4s_soc_once_and_an_unreadable_sensor_warned_about_once() {
+        let pi = Host::at(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hosts/pi4"),
+        );
+        assert_eq!(sensors(&pi), [("cpu-thermal".to_owned(), 48.312)]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let zones = dir.path().join("sys/class/thermal");
+        for (n, kind, temp) in [
+            (0, "cpu-thermal", Some("51000")),
+            (1, "gpu-thermal", None),
+            (2, "cpu-thermal", Some("-2500")),
+        ] {
+            let z = zones.join(format!("thermal_zone{n}"));
+            std::fs::create_dir_all(&z).unwrap();
+            std::fs::write(z.join("type"), format!("{kind}\n")).unwrap();
+            if let Some(t) = temp {
+                std::fs::write(z.join("temp"), t).unwrap();
+            }
+        }
+        let hw = dir.path().join("sys/class/hwmon/hwmon3");
+        std::fs::create_dir_all(&hw).unwrap();
+        std::fs::write(hw.join("name"), "nvme\n").unwrap();
+        std::fs::write(hw.join("temp1_input"), "38850\n").unwrap();
+        std::fs::write(hw.join("temp1_label"), "Composite\n").unwrap();
+        std::fs::write(hw.join("temp2_input"), "41850\n").unwrap();
+        let host = Host::at(dir.path());
+        let mut config = SectionConfig::all("temperature", std::time::Duration::from_secs(60));
+        config.measurements.truncate(1);
+        let mut t = (SECTION.new)(&config);
+        for _ in 0..2 {
+            let mut out = Vec::new();
+            t.collect(&host, &mut out);
+            let got: Vec<(String, f64)> = out
+                .iter()
+                .map(|s| (s.dimensions[0].1.clone(), s.values[0].1))
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    ("cpu-thermal".to_owned(), 51.0),
+                    ("cpu-thermal/thermal_zone2".to_owned(), -2.5),
+                    ("nvme/Composite".to_owned(), 38.85),
+                    ("nvme/temp2".to_owned(), 41.85),
+                ]
+            );
+        }
+        assert_eq!(
+            host.warned.lock().unwrap().len(),
+            1,
+            "the zone without a reading, once"
+        );
     }
 }

@@ -25,6 +25,7 @@ pub const SECTION: Section = Section {
         field("soft_temperature_limit_since_boot", Unit::None, Kind::Gauge),
     ],
     not_collected: &[],
+    options: &[],
     dimensions: "",
     supported: cfg!(target_os = "linux"),
     new: |c| {
