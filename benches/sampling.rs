@@ -78,6 +78,27 @@ fn main() {
         }
     }
     let per_round = cpu / rounds;
+    // Each section alone, to see where the time goes.
+    let mut by_section = Vec::new();
+    for c in &collected.sections {
+        let one = amazon_cloudwatch_publisher::config::Collected {
+            sections: vec![c.clone()],
+            ..collected.clone()
+        };
+        let labels = AgentLabels::for_config(&config, "bench-1", "bench".into()).unwrap();
+        let mut s = Sampler::agent(&one, Host::from_env(), labels, start);
+        let n = rounds.min(50);
+        let before = thread_cpu();
+        for i in 0..n {
+            s.sample_due(start + Duration::from_secs(100 * (u64::from(i) + 1)));
+        }
+        by_section.push(format!(
+            "{} {:.2} ms",
+            c.section,
+            (thread_cpu() - before).as_secs_f64() * 1000.0 / f64::from(n)
+        ));
+    }
+    println!("each section alone: {}", by_section.join(", "));
     println!(
         "sampling every section: {:.2} ms of CPU per round (mean of {rounds}), {records} records, {values} values",
         per_round.as_secs_f64() * 1000.0

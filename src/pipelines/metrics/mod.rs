@@ -57,6 +57,9 @@ impl MetricsPipeline {
         let mut failing = false;
         let mut pending: Vec<MetricRecord> = Vec::new();
         let mut pending_since: Option<Instant> = None;
+        // The first round goes at once, whatever the flush interval: a new device shows data
+        // within seconds of its start.
+        let mut first = true;
         loop {
             self.heartbeat.beat();
             let due = Instant::from_std(
@@ -102,6 +105,7 @@ impl MetricsPipeline {
             }
             let datums: usize = pending.iter().map(MetricRecord::datum_count).sum();
             let flush = self.once
+                || first
                 || datums >= MAX_DATUMS_PER_REQUEST
                 || match (pending_since, self.force_flush_interval) {
                     (Some(t), Some(f)) => now >= t + f,
@@ -113,6 +117,7 @@ impl MetricsPipeline {
                 report.last_round_accepted = true;
             }
             if flush && !pending.is_empty() {
+                first = false;
                 pending_since = None;
                 let records = std::mem::take(&mut pending);
                 failing = self.publish(records, &cancel, &mut report, failing).await;
