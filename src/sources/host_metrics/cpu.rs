@@ -1,6 +1,7 @@
 //! `cpu`: time spent in each state, from /proc/stat, as the agent (Telegraf's cpu input) gives
 //! it: `usage_*` as percent of the time since the previous sample, `time_*` as seconds since
-//! boot; per CPU (`resources: ["*"]`) and for all together (`totalcpu`, the default).
+//! boot; per CPU (`resources: ["*"]`) and for all together (`totalcpu`, the default). Without
+//! /proc (macOS), sysinfo gives the busy share only: `usage_active` and `usage_idle`.
 
 use std::collections::HashMap;
 
@@ -37,11 +38,13 @@ pub const SECTION: Section = Section {
     not_collected: &[],
     options: &["resources", "totalcpu"],
     dimensions: "cpu (cpu-total, cpu0, cpu1, ...)",
-    supported: cfg!(target_os = "linux"),
+    supported: true,
+    macos: &["usage_active", "usage_idle"],
     new: |c| {
         Box::new(Cpu {
             config: c.clone(),
             previous: HashMap::new(),
+            system: None,
         })
     },
 };
@@ -52,6 +55,51 @@ pub type Ticks = [u64; 10];
 pub struct Cpu {
     config: SectionConfig,
     previous: HashMap<String, Ticks>,
+    /// Without /proc: sysinfo's view, kept between readings.
+    system: Option<sysinfo::System>,
+}
+
+impl Cpu {
+    /// Through sysinfo: each CPU's busy share since the previous reading.
+    fn collect_portable(&mut self, host: &Host, out: &mut Vec<Series>) {
+        let first = self.system.is_none();
+        let system = match &mut self.system {
+            Some(s) => s,
+            None => match sysinfo::System::new() {
+                Ok(s) => self.system.insert(s),
+                Err(e) => {
+                    host.warn_once("cpu", "sysinfo", &e.to_string());
+                    return;
+                }
+            },
+        };
+        system.refresh_cpu_usage();
+        let c = &self.config;
+        let percpu = c
+            .resources
+            .as_ref()
+            .is_some_and(|r| r.iter().any(|r| r == "*"));
+        let mut shares = Vec::new();
+        if c.totalcpu {
+            shares.push(("cpu-total".to_owned(), system.global_cpu_usage()));
+        }
+        if percpu {
+            for (i, cpu) in system.cpus().iter().enumerate() {
+                shares.push((format!("cpu{i}"), cpu.usage()));
+            }
+        }
+        for (name, busy) in shares {
+            let busy = if first {
+                f64::NAN
+            } else {
+                f64::from(busy).clamp(0.0, 100.0)
+            };
+            let mut s = Series::new(Vec::new()).dim("cpu", name);
+            s.put(c, "usage_active", busy);
+            s.put(c, "usage_idle", 100.0 - busy);
+            out.push(s);
+        }
+    }
 }
 
 /// The `cpu` lines of /proc/stat: ("cpu-total" or "cpuN", ticks).
@@ -80,6 +128,9 @@ fn total(t: &Ticks) -> u64 {
 
 impl Collector for Cpu {
     fn collect(&mut self, host: &Host, out: &mut Vec<Series>) {
+        if !host.has_proc() {
+            return self.collect_portable(host, out);
+        }
         let Some(text) = host.read_proc("cpu", "stat") else {
             return;
         };
@@ -180,5 +231,32 @@ mod tests {
         assert_eq!(get(&out[0], "usage_active"), 30.0);
         assert_eq!(get(&out[0], "usage_system"), 0.0);
         assert_eq!(get(&out[0], "time_idle"), 8.7);
+    }
+
+    #[test]
+    fn without_proc_the_busy_share_from_sysinfo() {
+        let mut config = SectionConfig::all("cpu", Duration::from_secs(60));
+        config.resources = Some(vec!["*".into()]);
+        let mut cpu = Cpu {
+            config,
+            previous: HashMap::new(),
+            system: None,
+        };
+        let host = Host::at(std::path::Path::new("/"));
+        let mut out = Vec::new();
+        cpu.collect_portable(&host, &mut out);
+        std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL * 2);
+        out.clear();
+        cpu.collect_portable(&host, &mut out);
+        let n = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(out.len(), n + 1, "cpu-total and each CPU: {out:?}");
+        for s in &out {
+            let busy = s.values.iter().find(|v| v.0 == "usage_active").unwrap().1;
+            let idle = s.values.iter().find(|v| v.0 == "usage_idle").unwrap().1;
+            assert!(
+                (0.0..=100.0).contains(&busy) && (busy + idle - 100.0).abs() < 1e-9,
+                "{s:?}"
+            );
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! cgroup, ...) are left out, as Telegraf does (by their type too, so a tree standing in for
 //! the host behaves the same); so are bind mounts of part of a file system already reported,
 //! unless `resources` names them. RAM-backed ones (tmpfs, devtmpfs) are reported, as the agent
-//! does: leave them out with `ignore_file_system_types`.
+//! does: leave them out with `ignore_file_system_types`. Without /proc (macOS), the mounts come
+//! from sysinfo, and the figures from statvfs as on Linux.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -27,7 +28,16 @@ pub const SECTION: Section = Section {
     not_collected: &[],
     options: &["resources", "ignore_file_system_types", "drop_device"],
     dimensions: "path (mount point), device (without /dev/; not with drop_device), fstype",
-    supported: cfg!(target_os = "linux"),
+    supported: true,
+    macos: &[
+        "free",
+        "total",
+        "used",
+        "used_percent",
+        "inodes_free",
+        "inodes_total",
+        "inodes_used",
+    ],
     new: |c| Box::new(Disk(c.clone())),
 };
 
@@ -126,10 +136,31 @@ const PSEUDO: &[&str] = &[
 
 pub struct Disk(SectionConfig);
 
+/// The mounted file systems as sysinfo lists them (without /proc).
+pub fn portable_mounts() -> Vec<Mount> {
+    let Ok(disks) = sysinfo::Disks::new_with_refreshed_list() else {
+        return Vec::new();
+    };
+    disks
+        .iter()
+        .map(|d| Mount {
+            root: "/".into(),
+            path: d.mount_point().to_string_lossy().into_owned(),
+            fstype: d.file_system().to_string_lossy().into_owned(),
+            device: d.name().to_string_lossy().into_owned(),
+        })
+        .collect()
+}
+
 impl Collector for Disk {
     fn collect(&mut self, host: &Host, out: &mut Vec<Series>) {
-        let Some(text) = host.read_proc("disk", "self/mountinfo") else {
-            return;
+        let mounts = if host.has_proc() {
+            let Some(text) = host.read_proc("disk", "self/mountinfo") else {
+                return;
+            };
+            parse_mountinfo(&text)
+        } else {
+            portable_mounts()
         };
         let c = &self.0;
         let listed = |path: &str| {
@@ -141,7 +172,7 @@ impl Collector for Disk {
             .resources
             .as_ref()
             .is_none_or(|r| r.iter().any(|p| p == "*"));
-        for m in parse_mountinfo(&text) {
+        for m in mounts {
             if !(all || listed(&m.path))
                 || c.ignore_file_system_types.contains(&m.fstype)
                 || PSEUDO.contains(&m.fstype.as_str())
@@ -281,5 +312,11 @@ bad line
             ["path=/,fstype=ext4", "path=/srv/data,fstype=ext4"]
         );
         assert_eq!(host.warned.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn sysinfo_lists_the_root_file_system_too() {
+        let mounts = portable_mounts();
+        assert!(mounts.iter().any(|m| m.path == "/"), "{mounts:?}");
     }
 }

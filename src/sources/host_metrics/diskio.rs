@@ -24,6 +24,7 @@ pub const SECTION: Section = Section {
     options: &["resources", "report_deltas"],
     dimensions: "name (device: sda, mmcblk0, mmcblk0p2, ...)",
     supported: cfg!(target_os = "linux"),
+    macos: &[],
     new: |c| {
         Box::new(DiskIo {
             config: c.clone(),

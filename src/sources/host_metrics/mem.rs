@@ -1,4 +1,5 @@
-//! `mem`: memory from /proc/meminfo, as the agent (Telegraf's mem input) gives it.
+//! `mem`: memory from /proc/meminfo, as the agent (Telegraf's mem input) gives it; without
+//! /proc (macOS), total, free, available and used from sysinfo.
 
 use std::collections::HashMap;
 
@@ -23,7 +24,15 @@ pub const SECTION: Section = Section {
     not_collected: &[],
     options: &[],
     dimensions: "",
-    supported: cfg!(target_os = "linux"),
+    supported: true,
+    macos: &[
+        "available",
+        "available_percent",
+        "free",
+        "total",
+        "used",
+        "used_percent",
+    ],
     new: |c| Box::new(Mem(c.clone())),
 };
 
@@ -45,8 +54,51 @@ pub fn parse(text: &str) -> HashMap<&str, u64> {
 
 pub struct Mem(SectionConfig);
 
+/// Percent of `total`, or NaN without a total.
+fn percent(v: u64, total: u64) -> f64 {
+    if total > 0 {
+        100.0 * v as f64 / total as f64
+    } else {
+        f64::NAN
+    }
+}
+
+/// Through sysinfo: total, free, available and used (total − available).
+pub fn collect_portable(c: &SectionConfig, host: &Host, out: &mut Vec<Series>) {
+    let mut system = match sysinfo::System::new() {
+        Ok(s) => s,
+        Err(e) => return host.warn_once(c.section, "sysinfo", &e.to_string()),
+    };
+    system.refresh_memory();
+    let mut s = Series::new(Vec::new());
+    if c.section == "swap" {
+        let (total, free) = (system.total_swap(), system.free_swap());
+        let used = total.saturating_sub(free);
+        s.put(c, "free", free as f64);
+        s.put(c, "used", used as f64);
+        s.put(
+            c,
+            "used_percent",
+            if total > 0 { percent(used, total) } else { 0.0 },
+        );
+    } else {
+        let (total, available) = (system.total_memory(), system.available_memory());
+        let used = total.saturating_sub(available);
+        s.put(c, "total", total as f64);
+        s.put(c, "free", system.free_memory() as f64);
+        s.put(c, "available", available as f64);
+        s.put(c, "used", used as f64);
+        s.put(c, "used_percent", percent(used, total));
+        s.put(c, "available_percent", percent(available, total));
+    }
+    out.push(s);
+}
+
 impl Collector for Mem {
     fn collect(&mut self, host: &Host, out: &mut Vec<Series>) {
+        if !host.has_proc() {
+            return collect_portable(&self.0, host, out);
+        }
         let Some(text) = host.read_proc("mem", "meminfo") else {
             return;
         };
@@ -62,13 +114,7 @@ impl Collector for Mem {
             .copied()
             .unwrap_or(free + buffers + cached);
         let used = total.saturating_sub(free + buffers + cached);
-        let percent = |v: u64| {
-            if total > 0 {
-                100.0 * v as f64 / total as f64
-            } else {
-                f64::NAN
-            }
-        };
+        let percent = |v: u64| percent(v, total);
         let c = &self.0;
         let mut s = Series::new(Vec::new());
         s.put(c, "total", total as f64);
@@ -82,5 +128,26 @@ impl Collector for Mem {
         s.put(c, "used_percent", percent(used));
         s.put(c, "available_percent", percent(available));
         out.push(s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn sysinfo_and_proc_agree_on_the_total() {
+        let host = Host::at(std::path::Path::new("/"));
+        let config = SectionConfig::all("mem", Duration::from_secs(60));
+        let (mut portable, mut proc) = (Vec::new(), Vec::new());
+        collect_portable(&config, &host, &mut portable);
+        Mem(config).collect(&host, &mut proc);
+        let get = |s: &[Series], f: &str| s[0].values.iter().find(|v| v.0 == f).unwrap().1;
+        assert_eq!(get(&portable, "total"), get(&proc, "total"));
+        let swap = SectionConfig::all("swap", Duration::from_secs(60));
+        let mut out = Vec::new();
+        collect_portable(&swap, &host, &mut out);
+        assert!(get(&out, "used_percent") >= 0.0);
     }
 }

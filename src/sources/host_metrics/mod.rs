@@ -77,6 +77,8 @@ pub struct Section {
     pub dimensions: &'static str,
     /// Whether it measures anything on this operating system.
     pub supported: bool,
+    /// The fields measured on macOS (through sysinfo), for the README's table.
+    pub macos: &'static [&'static str],
     pub new: fn(&SectionConfig) -> Box<dyn Collector>,
 }
 
@@ -257,6 +259,12 @@ impl Host {
         Host::at(&root)
     }
 
+    /// Whether /proc and /sys are there to read (Linux); elsewhere the sections that can read
+    /// through sysinfo do.
+    pub fn has_proc(&self) -> bool {
+        cfg!(target_os = "linux")
+    }
+
     /// A path on the host: `/proc/stat` → `<root>/proc/stat`.
     pub fn path(&self, absolute: &str) -> PathBuf {
         self.root.join(absolute.trim_start_matches('/'))
@@ -344,7 +352,11 @@ mod tests {
                     "throttling" => "Raspberry Pi",
                     _ => "yes",
                 };
-                let macos = if s.key == "summary" { "yes" } else { "not yet" };
+                let macos = if s.macos.contains(&f.name) {
+                    "yes"
+                } else {
+                    "no"
+                };
                 let dims = if s.dimensions.is_empty() {
                     "—".to_owned()
                 } else {

@@ -1,7 +1,8 @@
 //! `net`: traffic per network interface from /proc/net/dev. As the agent sends them, the
 //! figures are the growth since the previous sample (use the Sum statistic), not rates. By
 //! default every interface that is up, except loopback; `resources` names interfaces (`*` and
-//! `?` allowed), which are then read whether up or not.
+//! `?` allowed), which are then read whether up or not. Without /proc (macOS), from sysinfo:
+//! no drop counts there, and every interface but loopback.
 
 use std::collections::HashMap;
 
@@ -24,11 +25,20 @@ pub const SECTION: Section = Section {
     not_collected: &[],
     options: &["resources", "report_deltas"],
     dimensions: "interface",
-    supported: cfg!(target_os = "linux"),
+    supported: true,
+    macos: &[
+        "bytes_sent",
+        "bytes_recv",
+        "packets_sent",
+        "packets_recv",
+        "err_in",
+        "err_out",
+    ],
     new: |c| {
         Box::new(Net {
             config: c.clone(),
             previous: HashMap::new(),
+            networks: None,
         })
     },
 };
@@ -71,6 +81,8 @@ pub fn glob(pattern: &str, name: &str) -> bool {
 pub struct Net {
     config: SectionConfig,
     previous: HashMap<String, Counters>,
+    /// Without /proc: sysinfo's interfaces, kept between readings.
+    networks: Option<sysinfo::Networks>,
 }
 
 impl Net {
@@ -94,19 +106,73 @@ impl Net {
     }
 }
 
+impl Net {
+    /// Every interface's counters through sysinfo, in /proc/net/dev's order (drops unknown).
+    fn portable(&mut self, host: &Host) -> Vec<(String, Counters)> {
+        let networks = match &mut self.networks {
+            Some(n) => n,
+            None => match sysinfo::Networks::new_with_refreshed_list() {
+                Ok(n) => self.networks.insert(n),
+                Err(e) => {
+                    host.warn_once("net", "sysinfo", &e.to_string());
+                    return Vec::new();
+                }
+            },
+        };
+        networks.refresh(true);
+        networks
+            .iter()
+            .map(|(name, d)| {
+                (
+                    name.to_string_lossy().into_owned(),
+                    [
+                        d.total_received(),
+                        d.total_packets_received(),
+                        d.total_errors_on_received(),
+                        u64::MAX,
+                        d.total_transmitted(),
+                        d.total_packets_transmitted(),
+                        d.total_errors_on_transmitted(),
+                        u64::MAX,
+                    ],
+                )
+            })
+            .collect()
+    }
+}
+
 impl Collector for Net {
     fn collect(&mut self, host: &Host, out: &mut Vec<Series>) {
-        let Some(text) = host.read_proc("net", "net/dev") else {
-            return;
+        let counters = if host.has_proc() {
+            let Some(text) = host.read_proc("net", "net/dev") else {
+                return;
+            };
+            parse(&text)
+        } else {
+            self.portable(host)
         };
         let mut seen = HashMap::new();
-        for (name, now) in parse(&text) {
-            if !self.wanted(host, &name) {
+        for (name, now) in counters {
+            let wanted = if host.has_proc() {
+                self.wanted(host, &name)
+            } else {
+                match &self.config.resources {
+                    Some(r) if !r.iter().any(|p| p == "*") => r.iter().any(|p| glob(p, &name)),
+                    _ => !name.starts_with("lo"),
+                }
+            };
+            if !wanted {
                 continue;
             }
             let c = &self.config;
             let before = self.previous.get(&name).copied();
-            let d = |i: usize| growth(now[i], before.map(|b| b[i]));
+            let d = |i: usize| {
+                if now[i] == u64::MAX {
+                    f64::NAN
+                } else {
+                    growth(now[i], before.map(|b| b[i]))
+                }
+            };
             let mut s = Series::new(Vec::new()).dim("interface", name.clone());
             s.put(c, "bytes_recv", d(0));
             s.put(c, "packets_recv", d(1));
@@ -137,5 +203,24 @@ mod tests {
         let p = parse(text);
         assert_eq!(p[1], ("eth0".to_owned(), [5000, 50, 1, 2, 7000, 70, 3, 4]));
         assert!(glob("eth*", "eth0") && glob("wlan?", "wlan0") && !glob("eth*", "wlan0"));
+    }
+
+    #[test]
+    fn sysinfo_gives_the_same_interfaces_as_proc() {
+        let host = Host::at(std::path::Path::new("/"));
+        let config = SectionConfig::all("net", std::time::Duration::from_secs(60));
+        let mut net = Net {
+            config,
+            previous: HashMap::new(),
+            networks: None,
+        };
+        let mut from_sysinfo: Vec<String> = net.portable(&host).into_iter().map(|c| c.0).collect();
+        let mut from_proc: Vec<String> = parse(&std::fs::read_to_string("/proc/net/dev").unwrap())
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        from_sysinfo.sort();
+        from_proc.sort();
+        assert_eq!(from_sysinfo, from_proc);
     }
 }

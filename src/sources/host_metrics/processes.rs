@@ -23,6 +23,7 @@ pub const SECTION: Section = Section {
     options: &[],
     dimensions: "",
     supported: cfg!(target_os = "linux"),
+    macos: &[],
     new: |c| Box::new(Processes(c.clone())),
 };
 

@@ -74,6 +74,7 @@ pub const SECTION: Section = Section {
     options: &["exe", "pattern", "pid_file"],
     dimensions: "process_name, and exe, pattern or pidfile (the config's text); pid_count: pid_finder and exe, pattern or pid_file",
     supported: cfg!(target_os = "linux"),
+    macos: &[],
     new: |c| {
         Box::new(Procstat {
             config: c.clone(),

@@ -32,6 +32,17 @@ pub const SECTION: Section = Section {
     options: &[],
     dimensions: "InstanceId and Hostname only (as without metrics_collected)",
     supported: true,
+    macos: &[
+        "CPUUtilization",
+        "CPUCount",
+        "MemoryUtilization",
+        "MemoryUsed",
+        "MemoryAvailable",
+        "NetworkIn",
+        "NetworkOut",
+        "NetworkPacketsIn",
+        "NetworkPacketsOut",
+    ],
     new: |c| {
         Box::new(Summary {
             config: c.clone(),

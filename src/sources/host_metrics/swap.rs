@@ -1,4 +1,4 @@
-//! `swap`: swap space from /proc/meminfo.
+//! `swap`: swap space from /proc/meminfo (without /proc, from sysinfo).
 
 use super::{field, mem, Collector, Host, Kind, Section, SectionConfig, Series};
 use crate::metric::Unit;
@@ -14,7 +14,8 @@ pub const SECTION: Section = Section {
     not_collected: &[],
     options: &[],
     dimensions: "",
-    supported: cfg!(target_os = "linux"),
+    supported: true,
+    macos: &["free", "used", "used_percent"],
     new: |c| Box::new(Swap(c.clone())),
 };
 
@@ -22,6 +23,9 @@ pub struct Swap(SectionConfig);
 
 impl Collector for Swap {
     fn collect(&mut self, host: &Host, out: &mut Vec<Series>) {
+        if !host.has_proc() {
+            return mem::collect_portable(&self.0, host, out);
+        }
         let Some(text) = host.read_proc("swap", "meminfo") else {
             return;
         };

@@ -16,6 +16,7 @@ pub const SECTION: Section = Section {
     options: &[],
     dimensions: "sensor (a thermal zone's type, or hwmon name/label)",
     supported: cfg!(target_os = "linux"),
+    macos: &[],
     new: |c| Box::new(Temperature(c.clone())),
 };
 

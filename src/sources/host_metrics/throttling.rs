@@ -28,6 +28,7 @@ pub const SECTION: Section = Section {
     options: &[],
     dimensions: "",
     supported: cfg!(target_os = "linux"),
+    macos: &[],
     new: |c| {
         Box::new(Throttling {
             config: c.clone(),
