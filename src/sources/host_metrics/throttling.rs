@@ -177,4 +177,31 @@ mod tests {
         assert_eq!(parse("throttled=0x0"), Some(0));
         assert_eq!(parse("error"), None);
     }
+
+    #[test]
+    fn without_sysfs_vcgencmd_is_asked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("vcgencmd");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\n[ \"$1\" = get_throttled ] && echo throttled=0x20002\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Only this test sets it.
+        std::env::set_var(VCGENCMD_ENV, &script);
+        let host = Host::at(dir.path());
+        let config = SectionConfig::all("throttling", std::time::Duration::from_secs(60));
+        let mut t = (SECTION.new)(&config);
+        let mut out = Vec::new();
+        t.collect(&host, &mut out);
+        let on: Vec<&str> = out[0]
+            .values
+            .iter()
+            .filter(|v| v.1 == 1.0)
+            .map(|v| v.0)
+            .collect();
+        assert_eq!(on, ["frequency_capped", "frequency_capped_since_boot"]);
+    }
 }
