@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::names::{self, GROUP_PLACEHOLDERS, STREAM_PLACEHOLDERS};
 use super::*;
+use crate::sources::files::timestamp::TimestampFormat;
 
 const TOP_KEYS: &[&str] = &["agent", "metrics", "logs"];
 const AGENT_KEYS: &[&str] = &[
@@ -90,6 +91,9 @@ const FILE_KEYS: &[&str] = &[
     "exclude_patterns",
     "filters",
     "from_beginning",
+    "timestamp_format",
+    "timezone",
+    "trim_timestamp",
 ];
 const JOURNAL_KEYS: &[&str] = &[
     "collect",
@@ -536,6 +540,30 @@ fn check_file(c: &mut Checker, s: &Section) -> Option<FileSource> {
         }
     }
     let from_beginning = c.bool(s, "from_beginning").unwrap_or(false);
+    let utc = match c.string(s, "timezone").as_deref() {
+        None | Some("Local" | "LOCAL" | "local") => false,
+        Some("UTC" | "utc") => true,
+        Some(other) => {
+            c.problem(
+                &s.at("timezone"),
+                format!("{other:?} is not \"Local\" or \"UTC\""),
+            );
+            false
+        }
+    };
+    let timestamp = c.string(s, "timestamp_format").and_then(|f| {
+        TimestampFormat::new(&f, utc)
+            .map_err(|e| c.problem(&s.at("timestamp_format"), e))
+            .ok()
+    });
+    let trim_timestamp = c.bool(s, "trim_timestamp").unwrap_or(false);
+    if s.get("timestamp_format").is_none() {
+        for key in ["timezone", "trim_timestamp"] {
+            if s.get(key).is_some() {
+                c.warning(&s.at(key), "has no effect without timestamp_format");
+            }
+        }
+    }
     Some(FileSource {
         file_path: file_path?,
         log_group_name,
@@ -543,6 +571,8 @@ fn check_file(c: &mut Checker, s: &Section) -> Option<FileSource> {
         retention_in_days,
         filters,
         from_beginning,
+        timestamp,
+        trim_timestamp,
     })
 }
 

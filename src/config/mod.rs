@@ -134,6 +134,10 @@ pub struct FileSource {
     pub retention_in_days: Option<u32>,
     pub filters: Filters,
     pub from_beginning: bool,
+    /// Where a line's own time is, and in which zone; without it, the time it was read.
+    pub timestamp: Option<crate::sources::files::timestamp::TimestampFormat>,
+    /// Leave the time found out of the event's text.
+    pub trim_timestamp: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -197,6 +197,14 @@ fn file(f: &FileSource) -> Value {
     if let Some(s) = &f.log_stream_name {
         m.insert("log_stream_name".into(), json!(s));
     }
+    if let Some(t) = &f.timestamp {
+        m.insert("timestamp_format".into(), json!(t.format()));
+        m.insert(
+            "timezone".into(),
+            json!(if t.utc() { "UTC" } else { "Local" }),
+        );
+        m.insert("trim_timestamp".into(), json!(f.trim_timestamp));
+    }
     if let Some(days) = f.retention_in_days {
         m.insert("retention_in_days".into(), json!(days));
     }

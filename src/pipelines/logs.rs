@@ -2,6 +2,7 @@
 //! checkpoint. Each source has a reader task and a sender task joined by a one-batch channel:
 //! when CloudWatch is slow or away the reader stops reading, and the file is the buffer.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::config::{self, Config, FileSource, Filters};
 use crate::metric::now_ms;
 use crate::service::{Health, Heartbeat};
 use crate::sinks::cloudwatch_logs::{run_sender, Batch, BatchBuilder, Destination, LogsSink};
+use crate::sources::files::timestamp::{LocalOffset, TimestampFormat};
 use crate::sources::files::{self, Claim, FilePosition, LineSink, Registry, StartAt, Step, Tailer};
 use crate::sources::journal::{Journal, Resume};
 use crate::sources::Position;
@@ -349,6 +351,10 @@ impl LogsPipeline {
                 filters: entry.filters.clone(),
                 full: Vec::new(),
                 ts: 0,
+                timestamp: entry.timestamp.clone(),
+                trim_timestamp: entry.trim_timestamp,
+                local: LocalOffset::default(),
+                last_found: None,
             },
             checkpoints: Arc::clone(&self.checkpoints),
             flush: self.flush_interval(),
@@ -364,25 +370,56 @@ impl LogsPipeline {
     }
 }
 
-/// Lines → filters → batches, on the reader's side.
+/// Lines → event times → filters → batches, on the reader's side.
 struct FileLines {
     builder: BatchBuilder,
     filters: Filters,
     /// Batches that became full during a step.
     full: Vec<Batch>,
+    /// When the lines were read (ms since the epoch).
     ts: i64,
+    /// `timestamp_format`: the time is the line's own.
+    timestamp: Option<TimestampFormat>,
+    trim_timestamp: bool,
+    local: LocalOffset,
+    /// The last time found in this file: a line without one takes it, as with the agent.
+    last_found: Option<i64>,
+}
+
+impl FileLines {
+    /// The event's time and text.
+    fn event<'t>(&mut self, line: &'t str) -> (i64, Cow<'t, str>) {
+        let Some(format) = &self.timestamp else {
+            return (self.ts, Cow::Borrowed(line));
+        };
+        match format.find(line, self.ts, &mut self.local) {
+            Some((ts, at)) => {
+                self.last_found = Some(ts);
+                if self.trim_timestamp {
+                    let rest = line[at.end..].trim_start();
+                    (ts, Cow::Owned(format!("{}{rest}", &line[..at.start])))
+                } else {
+                    (ts, Cow::Borrowed(line))
+                }
+            }
+            None => (self.last_found.unwrap_or(self.ts), Cow::Borrowed(line)),
+        }
+    }
 }
 
 impl LineSink for FileLines {
     fn line(&mut self, text: Option<&str>, position: FilePosition) {
         let position = Position::File(position);
-        match text {
-            Some(t) if self.filters.keeps(t) => {
-                if let Some(b) = self.builder.push(self.ts, t, position) {
-                    self.full.push(b);
-                }
+        let Some(line) = text else {
+            return self.builder.advance(position);
+        };
+        let (ts, event) = self.event(line);
+        if !event.is_empty() && self.filters.keeps(&event) {
+            if let Some(b) = self.builder.push(ts, &event, position) {
+                self.full.push(b);
             }
-            _ => self.builder.advance(position),
+        } else {
+            self.builder.advance(position);
         }
     }
 

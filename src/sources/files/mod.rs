@@ -2,6 +2,7 @@
 
 mod lines;
 mod tailer;
+pub mod timestamp;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
