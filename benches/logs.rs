@@ -9,6 +9,9 @@
 //! so figures from slower days or machines can be told from a slower build. Under
 //! `cargo test` it ships 20,000 lines and checks that every one is acknowledged.
 //!
+//! With BENCH_TIMESTAMP_FORMAT set, every line starts with a time and the entry has a
+//! `timestamp_format`, so each event's time is read from its line.
+//!
 //! With BENCH_SLOW_MS set, the endpoint holds each PutLogEvents answer that long (a slow
 //! CloudWatch with the whole file as backlog); the run then lasts BENCH_SLOW_SECONDS (default 30)
 //! and reports peak RSS and what was acknowledged by then.
@@ -143,13 +146,28 @@ fn calibrate() -> f64 {
     kilobytes / 1000.0
 }
 
-fn write_lines(path: &Path, n: u64) {
+/// 100-byte lines; with `timestamps`, each starts with a time ("2026-11-30 12:00:00.000 ",
+/// a millisecond apart).
+fn write_lines(path: &Path, n: u64, timestamps: bool) {
     let mut f = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
     let mut line = [b'x'; 100];
     line[99] = b'\n';
     for i in 0..n {
+        let mut at = 0;
+        if timestamps {
+            let ms = i % 86_400_000;
+            let stamp = format!(
+                "2026-11-30 {:02}:{:02}:{:02}.{:03} ",
+                ms / 3_600_000,
+                ms / 60_000 % 60,
+                ms / 1000 % 60,
+                ms % 1000
+            );
+            line[..24].copy_from_slice(stamp.as_bytes());
+            at = 24;
+        }
         let digits = format!("{i:012}");
-        line[..12].copy_from_slice(digits.as_bytes());
+        line[at..at + 12].copy_from_slice(digits.as_bytes());
         f.write_all(&line).unwrap();
     }
     f.flush().unwrap();
@@ -167,7 +185,9 @@ fn main() {
     };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bench.log");
-    write_lines(&file, lines);
+    // BENCH_TIMESTAMP_FORMAT: every line starts with its time and the entry reads it.
+    let timestamps = std::env::var_os("BENCH_TIMESTAMP_FORMAT").is_some();
+    write_lines(&file, lines, timestamps);
 
     // The endpoint and this process on every core but the first, the publisher on the first.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -198,6 +218,13 @@ fn main() {
         "logs": {"log_group_name": "bench", "logs_collected": {"files": {"collect_list": [
             {"file_path": file, "from_beginning": true}]}}}
     });
+    let mut config = config;
+    if timestamps {
+        config["logs"]["logs_collected"]["files"]["collect_list"][0]["timestamp_format"] =
+            serde_json::json!("%Y-%m-%d %H:%M:%S.%f");
+        config["logs"]["logs_collected"]["files"]["collect_list"][0]["timezone"] =
+            serde_json::json!("UTC");
+    }
     let config_path = dir.path().join("config.json");
     std::fs::write(&config_path, config.to_string()).unwrap();
 
