@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::names::{self, GROUP_PLACEHOLDERS, STREAM_PLACEHOLDERS};
 use super::*;
 use crate::sources::files::timestamp::TimestampFormat;
+use crate::sources::files::Encoding;
 
 const TOP_KEYS: &[&str] = &["agent", "metrics", "logs"];
 const AGENT_KEYS: &[&str] = &[
@@ -94,6 +95,7 @@ const FILE_KEYS: &[&str] = &[
     "timestamp_format",
     "timezone",
     "trim_timestamp",
+    "encoding",
 ];
 const JOURNAL_KEYS: &[&str] = &[
     "collect",
@@ -557,6 +559,16 @@ fn check_file(c: &mut Checker, s: &Section) -> Option<FileSource> {
             .ok()
     });
     let trim_timestamp = c.bool(s, "trim_timestamp").unwrap_or(false);
+    let encoding = match c.string(s, "encoding") {
+        None => Encoding::Utf8,
+        Some(name) => Encoding::from_name(&name).unwrap_or_else(|| {
+            c.problem(
+                &s.at("encoding"),
+                format!("{name:?} is not an encoding this publisher knows (such as utf-8, utf-16le, utf-16be, latin1, windows-1252, gbk, shift_jis, euc-kr, big5, koi8-r)"),
+            );
+            Encoding::Utf8
+        }),
+    };
     if s.get("timestamp_format").is_none() {
         for key in ["timezone", "trim_timestamp"] {
             if s.get(key).is_some() {
@@ -573,6 +585,7 @@ fn check_file(c: &mut Checker, s: &Section) -> Option<FileSource> {
         from_beginning,
         timestamp,
         trim_timestamp,
+        encoding,
     })
 }
 

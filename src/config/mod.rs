@@ -138,6 +138,8 @@ pub struct FileSource {
     pub timestamp: Option<crate::sources::files::timestamp::TimestampFormat>,
     /// Leave the time found out of the event's text.
     pub trim_timestamp: bool,
+    /// How the file's bytes are text.
+    pub encoding: crate::sources::files::Encoding,
 }
 
 #[derive(Debug, Clone)]

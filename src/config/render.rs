@@ -197,6 +197,7 @@ fn file(f: &FileSource) -> Value {
     if let Some(s) = &f.log_stream_name {
         m.insert("log_stream_name".into(), json!(s));
     }
+    m.insert("encoding".into(), json!(f.encoding.name()));
     if let Some(t) = &f.timestamp {
         m.insert("timestamp_format".into(), json!(t.format()));
         m.insert(

@@ -233,7 +233,8 @@ impl LogsPipeline {
             };
             for path in paths {
                 if self.claim(index, &path, registry) {
-                    let mut tailer = Tailer::new(path, start, Some(Arc::clone(registry)));
+                    let mut tailer = Tailer::new(path, start, Some(Arc::clone(registry)))
+                        .with_encoding(entry.encoding);
                     tailer.open_now(&*self.checkpoints);
                     opened.push((index, tailer));
                 }
@@ -318,7 +319,8 @@ impl LogsPipeline {
             };
             for path in paths {
                 if self.claim(index, &path, &registry) {
-                    let tailer = Tailer::new(path, StartAt::Beginning, Some(Arc::clone(&registry)));
+                    let tailer = Tailer::new(path, StartAt::Beginning, Some(Arc::clone(&registry)))
+                        .with_encoding(entry.encoding);
                     self.follow(index, tailer, &registry, &tracker, &shutdown);
                 }
             }

@@ -1,9 +1,102 @@
-//! Bytes → log lines: invalid UTF-8 becomes U+FFFD, the line ending goes, leading whitespace
-//! stays, empty lines are skipped, and a line too long for one event becomes several.
+//! Bytes → log lines: bytes are decoded from the file's encoding (UTF-8 unless the entry says
+//! otherwise) with invalid ones as U+FFFD, the line ending goes, leading whitespace stays, empty
+//! lines are skipped, and a line too long for one event becomes several. A line is decoded once
+//! it is whole, so a character split across two reads is decoded whole.
 
 use std::borrow::Cow;
 
 use crate::sinks::cloudwatch_logs::{split_message, MAX_EVENT_BYTES};
+
+/// How a file's bytes are text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    #[default]
+    Utf8,
+    /// ISO-8859-1: each byte is the character of that number.
+    Latin1,
+    Utf16Le,
+    Utf16Be,
+    /// Any other the WHATWG encoding standard names (windows-1252, gbk, shift_jis, ...): all
+    /// keep `\n` a byte of its own.
+    Other(&'static encoding_rs::Encoding),
+}
+
+impl Encoding {
+    /// The encoding a config names (case does not matter), as the CloudWatch Agent accepts them.
+    pub fn from_name(name: &str) -> Option<Encoding> {
+        let lower = name.trim().to_ascii_lowercase();
+        Some(match lower.as_str() {
+            "utf-8" | "utf8" | "utf_8" | "ascii" | "us-ascii" => Encoding::Utf8,
+            "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "iso_8859-1" | "l1" => {
+                Encoding::Latin1
+            }
+            "utf-16" | "utf-16le" | "utf16" | "utf16le" => Encoding::Utf16Le,
+            "utf-16be" | "utf16be" => Encoding::Utf16Be,
+            other => {
+                let e = encoding_rs::Encoding::for_label(other.as_bytes())?;
+                if e == encoding_rs::UTF_8 {
+                    Encoding::Utf8
+                } else if e == encoding_rs::UTF_16LE {
+                    Encoding::Utf16Le
+                } else if e == encoding_rs::UTF_16BE {
+                    Encoding::Utf16Be
+                } else if e == encoding_rs::REPLACEMENT {
+                    return None;
+                } else {
+                    Encoding::Other(e)
+                }
+            }
+        })
+    }
+
+    /// The encoding's name, as `validate` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Utf8 => "utf-8",
+            Encoding::Latin1 => "iso-8859-1",
+            Encoding::Utf16Le => "utf-16le",
+            Encoding::Utf16Be => "utf-16be",
+            Encoding::Other(e) => e.name(),
+        }
+    }
+
+    /// Bytes of a code unit: 2 for UTF-16.
+    fn unit(self) -> usize {
+        match self {
+            Encoding::Utf16Le | Encoding::Utf16Be => 2,
+            _ => 1,
+        }
+    }
+
+    fn decode(self, raw: &[u8]) -> Cow<'_, str> {
+        let text = match self {
+            Encoding::Utf8 => match std::str::from_utf8(raw) {
+                Ok(s) => Cow::Borrowed(s),
+                Err(_) => String::from_utf8_lossy(raw),
+            },
+            Encoding::Latin1 => Cow::Owned(raw.iter().map(|&b| char::from(b)).collect()),
+            Encoding::Utf16Le => encoding_rs::UTF_16LE.decode_without_bom_handling(raw).0,
+            Encoding::Utf16Be => encoding_rs::UTF_16BE.decode_without_bom_handling(raw).0,
+            Encoding::Other(e) => e.decode_without_bom_handling(raw).0,
+        };
+        match text {
+            Cow::Borrowed(t) => Cow::Borrowed(t.strip_prefix('\u{FEFF}').unwrap_or(t)),
+            Cow::Owned(t) if t.starts_with('\u{FEFF}') => {
+                Cow::Owned(t['\u{FEFF}'.len_utf8()..].to_owned())
+            }
+            owned => owned,
+        }
+    }
+
+    /// The line ending's carriage return, in this encoding.
+    fn cr(self) -> &'static [u8] {
+        match self {
+            Encoding::Utf16Le => b"\r\0",
+            Encoding::Utf16Be => b"\0\r",
+            _ => b"\r",
+        }
+    }
+}
 
 /// Bytes read from a file that have not yet become lines.
 #[derive(Debug, Default)]
@@ -11,9 +104,33 @@ pub struct LineBuffer {
     buf: Vec<u8>,
     /// Everything before this index has been searched for a newline already.
     scanned: usize,
+    encoding: Encoding,
 }
 
 impl LineBuffer {
+    pub fn new(encoding: Encoding) -> LineBuffer {
+        LineBuffer {
+            encoding,
+            ..LineBuffer::default()
+        }
+    }
+
+    /// Where the next newline after `from` is: (index of its first byte, its length).
+    fn newline(&self, from: usize) -> Option<(usize, usize)> {
+        let mut at = from;
+        loop {
+            let i = at + memchr::memchr(b'\n', &self.buf[at..])?;
+            match self.encoding {
+                Encoding::Utf16Le if i % 2 == 0 && self.buf.get(i + 1) == Some(&0) => {
+                    return Some((i, 2))
+                }
+                Encoding::Utf16Be if i % 2 == 1 && self.buf[i - 1] == 0 => return Some((i - 1, 2)),
+                Encoding::Utf16Le | Encoding::Utf16Be => at = i + 1,
+                _ => return Some((i, 1)),
+            }
+        }
+    }
+
     /// Room for `n` more bytes at the end; fill it, then call [`LineBuffer::filled`].
     pub fn spare(&mut self, n: usize) -> &mut [u8] {
         let len = self.buf.len();
@@ -51,19 +168,24 @@ impl LineBuffer {
     /// out in pieces so memory stays bounded. Returns the bytes consumed.
     pub fn drain(&mut self, mut emit: impl FnMut(Option<&str>, usize)) -> usize {
         let mut start = 0;
+        let enc = self.encoding;
         loop {
             let search_from = self.scanned.max(start);
-            match memchr::memchr(b'\n', &self.buf[search_from..]) {
-                Some(i) => {
-                    let nl = search_from + i;
-                    emit_line(&self.buf[start..nl], start, nl + 1, &mut emit);
-                    start = nl + 1;
+            match self.newline(search_from) {
+                Some((nl, len)) => {
+                    emit_line(enc, &self.buf[start..nl], start, nl + len, &mut emit);
+                    start = nl + len;
                 }
                 None => {
-                    self.scanned = self.buf.len();
+                    // A two-byte newline may have only its first byte here yet.
+                    self.scanned = self.buf.len().saturating_sub(enc.unit() - 1);
                     if self.buf.len() - start >= MAX_EVENT_BYTES {
-                        let cut = start + char_cut(&self.buf[start..], MAX_EVENT_BYTES);
-                        emit_line(&self.buf[start..cut], start, cut, &mut emit);
+                        let cut = start
+                            + match enc {
+                                Encoding::Utf8 => char_cut(&self.buf[start..], MAX_EVENT_BYTES),
+                                _ => MAX_EVENT_BYTES / enc.unit() * enc.unit(),
+                            };
+                        emit_line(enc, &self.buf[start..cut], start, cut, &mut emit);
                         start = cut;
                         continue;
                     }
@@ -82,7 +204,7 @@ impl LineBuffer {
         let mut n = self.drain(&mut emit);
         if !self.buf.is_empty() {
             let len = self.buf.len();
-            emit_line(&self.buf, 0, len, &mut emit);
+            emit_line(self.encoding, &self.buf, 0, len, &mut emit);
             n += len;
             self.clear();
         }
@@ -111,16 +233,19 @@ fn char_cut(bytes: &[u8], max: usize) -> usize {
 /// One line's bytes (without `\n`) → events. Pieces of a line too long for one event carry
 /// the position of the line's start, all but the last: if only some were delivered, the line
 /// is sent again rather than lost.
-fn emit_line(raw: &[u8], start: usize, end: usize, emit: &mut impl FnMut(Option<&str>, usize)) {
-    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-    if raw.is_empty() {
+fn emit_line(
+    enc: Encoding,
+    raw: &[u8],
+    start: usize,
+    end: usize,
+    emit: &mut impl FnMut(Option<&str>, usize),
+) {
+    let raw = raw.strip_suffix(enc.cr()).unwrap_or(raw);
+    let text = enc.decode(raw);
+    if text.is_empty() {
         emit(None, end);
         return;
     }
-    let text = match std::str::from_utf8(raw) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => String::from_utf8_lossy(raw),
-    };
     if text.len() <= MAX_EVENT_BYTES {
         emit(Some(&text), end);
         return;
@@ -209,5 +334,48 @@ mod tests {
         assert_eq!(pieces.len(), 2);
         assert_eq!(pieces[0].1, 2, "first piece points at the line's start");
         assert_eq!(pieces[1].1, raw.len());
+    }
+
+    #[test]
+    fn encodings_each_decoded_whole_even_when_split_across_reads() {
+        // Latin-1: é is one byte.
+        let mut b = LineBuffer::new(Encoding::from_name("ISO-8859-1").unwrap());
+        assert_eq!(feed(&mut b, b"caf\xe9\n"), [(Some("café".into()), 5)]);
+        // windows-1252: 0x80 is the euro sign (not a control character as in Latin-1).
+        let mut b = LineBuffer::new(Encoding::from_name("windows-1252").unwrap());
+        assert_eq!(feed(&mut b, b"\x80 5\n")[0].0.as_deref(), Some("€ 5"));
+        // Shift_JIS: a two-byte character split between two reads.
+        let mut b = LineBuffer::new(Encoding::from_name("shift_jis").unwrap());
+        assert!(feed(&mut b, b"\x93\xfa").is_empty());
+        assert_eq!(feed(&mut b, b"\x96\x7b\n"), [(Some("日本".into()), 5)]);
+        // GBK.
+        let mut b = LineBuffer::new(Encoding::from_name("gbk").unwrap());
+        assert_eq!(
+            feed(&mut b, b"\xc4\xe3\xba\xc3\r\n")[0].0.as_deref(),
+            Some("你好")
+        );
+        // UTF-16LE with a BOM and CRLF; a newline's two bytes split between reads; a 0x0A byte
+        // inside a character (U+010A) is not a newline.
+        let mut b = LineBuffer::new(Encoding::from_name("UTF-16").unwrap());
+        let mut raw = vec![0xFF, 0xFE];
+        for u in "Ċa\r\nb\n".encode_utf16() {
+            raw.extend(u.to_le_bytes());
+        }
+        let first = feed(&mut b, &raw[..9]);
+        assert!(first.is_empty(), "{first:?}");
+        let rest = feed(&mut b, &raw[9..]);
+        assert_eq!(rest, [(Some("Ċa".into()), 10), (Some("b".into()), 14)]);
+        // UTF-16BE.
+        let mut b = LineBuffer::new(Encoding::from_name("utf-16be").unwrap());
+        let raw: Vec<u8> = "x\ny\n".encode_utf16().flat_map(u16::to_be_bytes).collect();
+        assert_eq!(
+            feed(&mut b, &raw),
+            [(Some("x".into()), 4), (Some("y".into()), 8)]
+        );
+        // Invalid bytes still become U+FFFD; unknown names are refused.
+        let mut b = LineBuffer::new(Encoding::from_name("gbk").unwrap());
+        assert_eq!(feed(&mut b, b"\xff\n")[0].0.as_deref(), Some("\u{FFFD}"));
+        assert_eq!(Encoding::from_name("klingon"), None);
+        assert_eq!(Encoding::from_name("UTF8"), Some(Encoding::Utf8));
     }
 }

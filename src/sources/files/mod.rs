@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-pub use lines::LineBuffer;
+pub use lines::{Encoding, LineBuffer};
 pub use tailer::{
     fingerprint, FileKey, FilePosition, Fingerprint, LineSink, PositionStore, StartAt, Step,
     Tailer, FINGERPRINT_BYTES, ROTATE_QUIET,

@@ -134,6 +134,12 @@ impl Tailer {
         }
     }
 
+    /// Reads the file as `encoding` (UTF-8 unless given).
+    pub fn with_encoding(mut self, encoding: super::Encoding) -> Self {
+        self.lines = LineBuffer::new(encoding);
+        self
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
