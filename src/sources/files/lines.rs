@@ -121,7 +121,7 @@ impl LineBuffer {
         loop {
             let i = at + memchr::memchr(b'\n', &self.buf[at..])?;
             match self.encoding {
-                Encoding::Utf16Le if i % 2 == 0 && self.buf.get(i + 1) == Some(&0) => {
+                Encoding::Utf16Le if i.is_multiple_of(2) && self.buf.get(i + 1) == Some(&0) => {
                     return Some((i, 2))
                 }
                 Encoding::Utf16Be if i % 2 == 1 && self.buf[i - 1] == 0 => return Some((i - 1, 2)),
