@@ -8,7 +8,7 @@
 //! atomically (temporary file, fsync, rename) soon after each change and at shutdown, with a
 //! format version.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metric::now_ms;
 use crate::sources::files::{FileKey, Fingerprint, PositionStore, FINGERPRINT_BYTES};
-use crate::sources::Position;
+use crate::sources::{JournalKey, Position};
 
 pub const STATE_FILE: &str = "logs-state.json";
 const VERSION: u32 = 1;
@@ -55,6 +55,20 @@ struct Saved {
     /// its start.
     #[serde(default)]
     following: BTreeSet<String>,
+    /// Each `journald` entry's position, by its key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    journald: BTreeMap<String, JournalState>,
+}
+
+/// Where one journal reader is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct JournalState {
+    /// The last delivered entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cursor: Option<String>,
+    /// With none delivered: the entry reading began at (included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    start: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +77,7 @@ struct State {
     journal_cursor: Option<String>,
     journal_start: Option<String>,
     following: BTreeSet<String>,
+    journald: BTreeMap<String, JournalState>,
     /// Changes not yet on disk.
     dirty: bool,
     /// When forgotten files were last dropped.
@@ -121,6 +136,7 @@ impl Checkpoints {
                     state.journal_cursor = saved.journal_cursor;
                     state.journal_start = saved.journal_start;
                     state.following = saved.following;
+                    state.journald = saved.journald;
                 }
                 Ok(saved) => {
                     set_aside(&path, &format!("format version {}", saved.version));
@@ -159,13 +175,31 @@ impl Checkpoints {
                     },
                 );
             }
-            Position::Journal(cursor) => {
+            Position::Journal(None, cursor) => {
                 state.journal_cursor = Some(cursor.clone());
                 state.journal_start = None;
             }
-            Position::JournalFrom(cursor) => {
+            Position::JournalFrom(None, cursor) => {
                 state.journal_cursor = None;
                 state.journal_start = Some(cursor.clone());
+            }
+            Position::Journal(Some(key), cursor) => {
+                state.journald.insert(
+                    key.to_string(),
+                    JournalState {
+                        cursor: Some(cursor.clone()),
+                        start: None,
+                    },
+                );
+            }
+            Position::JournalFrom(Some(key), cursor) => {
+                state.journald.insert(
+                    key.to_string(),
+                    JournalState {
+                        cursor: None,
+                        start: Some(cursor.clone()),
+                    },
+                );
             }
         }
         self.changed(state);
@@ -178,14 +212,22 @@ impl Checkpoints {
         self.changed.notify_one();
     }
 
-    /// The last delivered journal entry's cursor.
-    pub fn journal_cursor(&self) -> Option<String> {
-        self.state().journal_cursor.clone()
+    /// The last delivered journal entry's cursor, for the reader `key` names.
+    pub fn journal_cursor(&self, key: &JournalKey) -> Option<String> {
+        let state = self.state();
+        match key {
+            None => state.journal_cursor.clone(),
+            Some(k) => state.journald.get(&**k).and_then(|j| j.cursor.clone()),
+        }
     }
 
     /// With no delivered journal entry: the one reading began at.
-    pub fn journal_start(&self) -> Option<String> {
-        self.state().journal_start.clone()
+    pub fn journal_start(&self, key: &JournalKey) -> Option<String> {
+        let state = self.state();
+        match key {
+            None => state.journal_start.clone(),
+            Some(k) => state.journald.get(&**k).and_then(|j| j.start.clone()),
+        }
     }
 
     /// Records the `file_path`s followed from now on; returns those followed before (by the
@@ -225,6 +267,7 @@ impl Checkpoints {
                 journal_cursor: state.journal_cursor.clone(),
                 journal_start: state.journal_start.clone(),
                 following: state.following.clone(),
+                journald: state.journald.clone(),
             }
         };
         let result = write_atomically(path, &serde_json::to_vec_pretty(&saved)?);
@@ -398,23 +441,32 @@ mod tests {
         let c = Checkpoints::load(dir.path()).unwrap();
         let before = c.follow(["/var/log/*.log".to_owned(), "/srv/app.log".to_owned()]);
         assert!(before.is_empty(), "nothing followed on a first start");
-        c.commit(&Position::JournalFrom("first".into()));
+        c.commit(&Position::JournalFrom(None, "first".into()));
+        let key: JournalKey = Some("g/s".into());
+        c.commit(&Position::JournalFrom(key.clone(), "other".into()));
         c.save().unwrap();
 
         let c = Checkpoints::load(dir.path()).unwrap();
-        assert_eq!(c.journal_start().as_deref(), Some("first"));
-        assert_eq!(c.journal_cursor(), None);
+        assert_eq!(c.journal_start(&None).as_deref(), Some("first"));
+        assert_eq!(c.journal_cursor(&None), None);
+        let key: JournalKey = Some("g/s".into());
+        assert_eq!(
+            c.journal_start(&key).as_deref(),
+            Some("other"),
+            "each reader its own"
+        );
         let before = c.follow(["/srv/app.log".to_owned()]);
         assert_eq!(
             before.into_iter().collect::<Vec<_>>(),
             ["/srv/app.log", "/var/log/*.log"]
         );
         // A delivered entry replaces where reading began.
-        c.commit(&Position::Journal("delivered".into()));
-        assert_eq!(c.journal_start(), None);
+        c.commit(&Position::Journal(None, "delivered".into()));
+        assert_eq!(c.journal_start(&None), None);
         c.save().unwrap();
         let c = Checkpoints::load(dir.path()).unwrap();
-        assert_eq!(c.journal_cursor().as_deref(), Some("delivered"));
+        assert_eq!(c.journal_cursor(&None).as_deref(), Some("delivered"));
+        assert_eq!(c.journal_start(&key).as_deref(), Some("other"));
         assert_eq!(
             c.follow(Vec::new()).into_iter().collect::<Vec<_>>(),
             ["/srv/app.log"]
@@ -450,8 +502,8 @@ mod tests {
         )
         .unwrap();
         let c = Checkpoints::load(dir.path()).unwrap();
-        assert_eq!(c.journal_cursor().as_deref(), Some("c"));
-        assert_eq!(c.journal_start(), None);
+        assert_eq!(c.journal_cursor(&None).as_deref(), Some("c"));
+        assert_eq!(c.journal_start(&None), None);
         assert!(c.follow(Vec::new()).is_empty());
     }
 }

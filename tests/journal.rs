@@ -502,3 +502,121 @@ fn without_journalctl_it_says_so_once_and_ships_the_files() {
         s.log()
     );
 }
+
+#[test]
+fn journald_collect_lists_each_read_on_their_own_with_their_own_positions() {
+    let moto = Moto::start();
+    let j = Journal::new();
+    let base = (now_ms() - 600_000) * 1000;
+    let unit = |u: &str| json!({"_SYSTEMD_UNIT": u});
+    let first: Vec<Value> = vec![
+        entry(B1, 0, base, json!("ssh: accepted"), unit("ssh.service")),
+        entry(B1, 1, base, json!("nginx: started"), unit("nginx.service")),
+        entry(
+            B1,
+            2,
+            base,
+            json!("kernel: usb 1-1"),
+            json!({"_TRANSPORT": "kernel", "_SYSTEMD_UNIT": "x"}),
+        ),
+        entry(B1, 3, base, json!("ssh: debug noise"), unit("ssh.service")),
+        entry(
+            B1,
+            4,
+            base,
+            json!("root job"),
+            json!({"_UID": "0", "_SYSTEMD_UNIT": "cron.service"}),
+        ),
+    ];
+    j.append(&first);
+    // The agent's own journald example, two readers into two groups, and a legacy journal too.
+    let mut c = config(json!(true));
+    c["logs"]["logs_collected"]["journald"] = json!({"collect_list": [
+        {"log_group_name": "system-logs", "log_stream_name": "{instance_id}", "retention_in_days": 7,
+         "units": ["ssh"], "filters": [{"type": "exclude", "expression": ".*debug.*"}]},
+        {"log_group_name": "root-and-kernel", "log_stream_name": "journald",
+         "matches": [{"_UID": "0"}, {"_TRANSPORT": "kernel"}]}
+    ]});
+    let s = Setup::new(c);
+    let mut p = j.spawn(&s, &moto, &[]);
+    let ssh = moto.wait_for_messages(
+        "system-logs",
+        "test-journal",
+        Duration::from_secs(30),
+        |m| !m.is_empty(),
+    );
+    let rk = moto.wait_for_messages(
+        "root-and-kernel",
+        "journald",
+        Duration::from_secs(30),
+        |m| m.len() >= 2,
+    );
+    let all = moto.wait_for_messages(GROUP, "journal", Duration::from_secs(30), |m| m.len() >= 5);
+    std::thread::sleep(Duration::from_secs(2));
+    stop(&mut p, &s);
+    assert_eq!(ssh, ["ssh: accepted"]);
+    assert_eq!(rk, ["kernel: usb 1-1", "root job"]);
+    assert_eq!(all.len(), 5, "journal: true still reads everything");
+    assert_eq!(moto.log_groups()["system-logs"].0, Some(7));
+    let calls = j.invocations();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.contains(&"--unit=ssh".to_owned())
+                && c.contains(&"--priority=info".to_owned())),
+        "{calls:?}"
+    );
+    assert!(
+        calls.iter().any(|c| c.ends_with(&[
+            "_UID=0".to_owned(),
+            "+".to_owned(),
+            "_TRANSPORT=kernel".to_owned()
+        ])),
+        "{calls:?}"
+    );
+
+    // Each reader has its own position; after a restart each goes on from it.
+    let state: Value =
+        serde_json::from_str(&read(&s.dir.path().join("state/logs-state.json"))).unwrap();
+    assert_eq!(
+        state["journald"]["system-logs/{instance_id}"]["cursor"],
+        json!(format!("s=fixture;i=3;b={B1}")),
+        "{state}"
+    );
+    assert_eq!(
+        state["journald"]["root-and-kernel/journald"]["cursor"],
+        json!(format!("s=fixture;i=4;b={B1}")),
+        "{state}"
+    );
+    assert_eq!(
+        state["journal_cursor"],
+        json!(format!("s=fixture;i=4;b={B1}"))
+    );
+    j.append(&[
+        entry(B1, 5, base, json!("ssh: closed"), unit("ssh.service")),
+        entry(B1, 6, base, json!("root again"), json!({"_UID": "0"})),
+    ]);
+    let mut p = j.spawn(&s, &moto, &[]);
+    moto.wait_for_messages(
+        "root-and-kernel",
+        "journald",
+        Duration::from_secs(30),
+        |m| m.len() >= 3,
+    );
+    moto.wait_for_messages(
+        "system-logs",
+        "test-journal",
+        Duration::from_secs(30),
+        |m| m.len() >= 2,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    stop(&mut p, &s);
+    assert_eq!(
+        moto.messages("system-logs", "test-journal"),
+        ["ssh: accepted", "ssh: closed"]
+    );
+    assert_eq!(
+        moto.messages("root-and-kernel", "journald"),
+        ["kernel: usb 1-1", "root job", "root again"]
+    );
+}

@@ -77,11 +77,12 @@ const AUTH_KEYS: &[&str] = &[
 ];
 const LOGS_KEYS: &[&str] = &[
     "log_group_name",
+    "log_stream_name",
     "retention_in_days",
     "force_flush_interval",
     "logs_collected",
 ];
-const COLLECTED_KEYS: &[&str] = &["files", "journal"];
+const COLLECTED_KEYS: &[&str] = &["files", "journal", "journald"];
 const FILES_KEYS: &[&str] = &["collect_list"];
 const FILE_KEYS: &[&str] = &[
     "file_path",
@@ -106,10 +107,6 @@ const JOURNAL_KEYS: &[&str] = &[
     "priority",
 ];
 const FILTER_KEYS: &[&str] = &["type", "expression"];
-const JOURNAL_PRIORITIES: &[&str] = &[
-    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug", "0", "1", "2", "3", "4",
-    "5", "6", "7",
-];
 
 pub(super) fn check(path: &Path, root: &Value) -> Result<Config, Vec<Problem>> {
     let mut c = Checker::default();
@@ -334,6 +331,7 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
         .unwrap_or_else(|| DEFAULT_LOG_GROUP.into());
     let retention_in_days = c.retention(s, "retention_in_days");
     let force_flush_interval = c.interval(s, "force_flush_interval", MAX_INTERVAL_SECS);
+    let default_stream = c.stream_template(s, "log_stream_name");
     let collected = sub(c, s, "logs_collected", COLLECTED_KEYS);
     let files_section = sub(c, &collected, "files", FILES_KEYS);
     let mut files = Vec::new();
@@ -364,14 +362,24 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
     }
     let journal = collected.get("journal").and_then(|v| {
         let path = collected.at("journal");
+        let legacy = |log_stream_name, filters, units, priority| JournalSource {
+            key: None,
+            log_group_name: None,
+            log_stream_name,
+            retention_in_days: None,
+            filters,
+            units,
+            priority,
+            matches: Vec::new(),
+        };
         match v {
             Value::Bool(false) => None,
-            Value::Bool(true) => Some(JournalSource {
-                log_stream_name: "journal".into(),
-                filters: Filters::default(),
-                units: Vec::new(),
-                priority: None,
-            }),
+            Value::Bool(true) => Some(legacy(
+                "journal".into(),
+                Filters::default(),
+                Vec::new(),
+                None,
+            )),
             Value::Object(_) => {
                 let j = sub(c, &collected, "journal", JOURNAL_KEYS);
                 let collect = c.bool(&j, "collect").unwrap_or(true);
@@ -383,24 +391,8 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
                     exclude: c.regexes(&j, "exclude_patterns"),
                 };
                 let units = c.strings(&j, "units");
-                let priority = c.string(&j, "priority");
-                if let Some(p) = &priority {
-                    if !JOURNAL_PRIORITIES.contains(&p.as_str()) {
-                        c.problem(
-                            &j.at("priority"),
-                            format!(
-                                "{p:?} is not a journal priority; use one of {}",
-                                JOURNAL_PRIORITIES[..8].join(", ")
-                            ),
-                        );
-                    }
-                }
-                collect.then_some(JournalSource {
-                    log_stream_name,
-                    filters,
-                    units,
-                    priority,
-                })
+                let priority = super::journald::priority(c, &j);
+                collect.then(|| legacy(log_stream_name, filters, units, priority))
             }
             other => {
                 c.wrong_type(&path, "true, false or an object", other);
@@ -408,20 +400,35 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
             }
         }
     });
+    let mut journal_paths = Vec::new();
+    let mut journals = Vec::new();
+    if let Some(j) = journal {
+        journals.push(j);
+        journal_paths.push(collected.at("journal"));
+    }
+    for (j, at) in super::journald::check_journald(c, &collected, default_stream.as_deref()) {
+        journals.push(j);
+        journal_paths.push(at);
+    }
     let logs = Logs {
         log_group_name,
         retention_in_days,
         force_flush_interval,
         files,
-        journal,
+        journals,
     };
-    check_destinations(c, &logs, &file_paths, &collected.at("journal"));
+    check_destinations(c, &logs, &file_paths, &journal_paths);
     logs
 }
 
 /// Two sources must not write to one stream, and one group cannot have two retentions.
 /// Templates are compared as written: `{instance_id}` and `{hostname}` are the same for all.
-fn check_destinations(c: &mut Checker, logs: &Logs, file_paths: &[String], journal_path: &str) {
+fn check_destinations(
+    c: &mut Checker,
+    logs: &Logs,
+    file_paths: &[String],
+    journal_paths: &[String],
+) {
     // (group template, stream name or template, config path for messages)
     let mut seen: Vec<(String, String, String)> = Vec::new();
     let mut retention: Vec<(String, u32, String)> = Vec::new();
@@ -453,12 +460,14 @@ fn check_destinations(c: &mut Checker, logs: &Logs, file_paths: &[String], journ
             f.retention_in_days.or(logs.retention_in_days),
         ));
     }
-    if let Some(j) = &logs.journal {
+    for (j, at) in logs.journals.iter().zip(journal_paths) {
         sources.push((
-            logs.log_group_name.clone(),
+            j.log_group_name
+                .clone()
+                .unwrap_or_else(|| logs.log_group_name.clone()),
             j.log_stream_name.clone(),
-            journal_path.to_owned(),
-            logs.retention_in_days,
+            at.to_owned(),
+            j.retention_in_days.or(logs.retention_in_days),
         ));
     }
     for (group, stream, at, days) in sources {
@@ -485,19 +494,8 @@ fn check_destinations(c: &mut Checker, logs: &Logs, file_paths: &[String], journ
     }
 }
 
-fn check_file(c: &mut Checker, s: &Section) -> Option<FileSource> {
-    let file_path = c.string(s, "file_path");
-    match &file_path {
-        None if s.get("file_path").is_none() => c.problem(&s.at("file_path"), "is required"),
-        Some(p) if !Path::new(p).is_absolute() => c.problem(
-            &s.at("file_path"),
-            format!("{p:?} must be an absolute path"),
-        ),
-        _ => {}
-    }
-    let log_group_name = c.group_template(s, "log_group_name");
-    let log_stream_name = c.stream_template(s, "log_stream_name");
-    let retention_in_days = c.retention(s, "retention_in_days");
+/// `include_patterns`, `exclude_patterns` and the agent's `filters` of an entry, together.
+pub(super) fn filters(c: &mut Checker, s: &Section) -> Filters {
     let mut filters = Filters {
         include: c.regexes(s, "include_patterns"),
         exclude: c.regexes(s, "exclude_patterns"),
@@ -541,6 +539,23 @@ fn check_file(c: &mut Checker, s: &Section) -> Option<FileSource> {
             None => c.wrong_type(&path, "an array of {\"type\", \"expression\"} objects", v),
         }
     }
+    filters
+}
+
+fn check_file(c: &mut Checker, s: &Section) -> Option<FileSource> {
+    let file_path = c.string(s, "file_path");
+    match &file_path {
+        None if s.get("file_path").is_none() => c.problem(&s.at("file_path"), "is required"),
+        Some(p) if !Path::new(p).is_absolute() => c.problem(
+            &s.at("file_path"),
+            format!("{p:?} must be an absolute path"),
+        ),
+        _ => {}
+    }
+    let log_group_name = c.group_template(s, "log_group_name");
+    let log_stream_name = c.stream_template(s, "log_stream_name");
+    let retention_in_days = c.retention(s, "retention_in_days");
+    let filters = filters(c, s);
     let from_beginning = c.bool(s, "from_beginning").unwrap_or(false);
     let utc = match c.string(s, "timezone").as_deref() {
         None | Some("Local" | "LOCAL" | "local") => false,
@@ -712,7 +727,7 @@ impl Checker {
         Some(p.into())
     }
 
-    fn retention(&mut self, s: &Section, key: &str) -> Option<u32> {
+    pub(super) fn retention(&mut self, s: &Section, key: &str) -> Option<u32> {
         let v = s.get(key)?;
         let path = s.at(key);
         match v.as_u64() {
@@ -727,7 +742,7 @@ impl Checker {
         }
     }
 
-    fn group_template(&mut self, s: &Section, key: &str) -> Option<String> {
+    pub(super) fn group_template(&mut self, s: &Section, key: &str) -> Option<String> {
         let t = self.string(s, key)?;
         match names::check_template(&t, GROUP_PLACEHOLDERS, names::check_log_group) {
             Ok(()) => Some(t),
@@ -741,7 +756,7 @@ impl Checker {
         }
     }
 
-    fn stream_template(&mut self, s: &Section, key: &str) -> Option<String> {
+    pub(super) fn stream_template(&mut self, s: &Section, key: &str) -> Option<String> {
         let t = self.string(s, key)?;
         match names::check_template(&t, STREAM_PLACEHOLDERS, names::check_log_stream) {
             Ok(()) => Some(t),
@@ -859,7 +874,7 @@ mod tests {
         assert_eq!(c.agent.state_dir, Path::new(DEFAULT_STATE_DIR));
         assert_eq!(c.agent.instance.prefix, "sys");
         assert!(c.agent.authentication.is_none());
-        assert!(c.logs.journal.is_none() && c.logs.files.is_empty());
+        assert!(c.logs.journals.is_empty() && c.logs.files.is_empty());
     }
 
     #[test]
@@ -979,18 +994,18 @@ mod tests {
 
     #[test]
     fn journal_forms() {
-        assert!(ok(r#"{"logs": {"logs_collected": {"journal": true}}}"#)
+        let j = &ok(r#"{"logs": {"logs_collected": {"journal": true}}}"#)
             .logs
-            .journal
-            .is_some());
+            .journals;
+        assert!(j.len() == 1 && j[0].key.is_none());
         assert!(ok(r#"{"logs": {"logs_collected": {"journal": false}}}"#)
             .logs
-            .journal
-            .is_none());
+            .journals
+            .is_empty());
         let j = ok(
             r#"{"logs": {"logs_collected": {"journal": {"collect": true, "exclude_patterns": ["sshd"], "priority": "info"}}}}"#,
         );
-        let j = j.logs.journal.unwrap();
+        let j = &j.logs.journals[0];
         assert!(!j.filters.keeps("sshd[1]: hello") && j.filters.keeps("kernel: hi"));
         assert!(
             problems(r#"{"logs": {"logs_collected": {"journal": "yes"}}}"#)[0]
@@ -999,6 +1014,59 @@ mod tests {
         assert!(
             problems(r#"{"logs": {"logs_collected": {"journal": {"priority": "loud"}}}}"#)[0]
                 .contains("not a journal priority")
+        );
+    }
+
+    #[test]
+    fn journald_collect_lists_as_the_agent_writes_them() {
+        let c = ok(r#"{"logs": {"log_stream_name": "box", "logs_collected": {
+            "journal": true,
+            "journald": {"collect_list": [
+                {"log_group_name": "system-logs", "units": ["systemd", "sshd"], "retention_in_days": 7,
+                 "filters": [{"type": "exclude", "expression": ".*debug.*"}]},
+                {"log_group_name": "journald-root", "log_stream_name": "root",
+                 "matches": [{"_UID": "0"}, {"_TRANSPORT": "kernel"}], "priority": "err"}
+            ]}}}}"#);
+        let j = &c.logs.journals;
+        assert_eq!(j.len(), 3);
+        assert!(j[0].key.is_none(), "journal: true keeps its own position");
+        assert_eq!(j[1].key.as_deref(), Some("system-logs/box"));
+        assert_eq!(
+            j[1].log_stream_name, "box",
+            "logs.log_stream_name is the default"
+        );
+        assert_eq!(
+            j[1].priority.as_deref(),
+            Some("info"),
+            "the agent's default"
+        );
+        assert!(!j[1].filters.keeps("a debug line"));
+        assert_eq!(j[2].matches.len(), 2);
+        assert_eq!(j[2].retention_in_days, None);
+        let p = problems(
+            r#"{"logs": {"logs_collected": {"journald": {"collect_list": [
+            {"units": ["a"]}, {"log_group_name": "g", "matches": [{"lower": "x"}], "mode": "native"}]}}}}"#,
+        );
+        let p = p.join("\n");
+        assert!(
+            p.contains("journald.collect_list[0].log_group_name: is required"),
+            "{p}"
+        );
+        assert!(
+            p.contains("journald.collect_list[1].matches[0].lower: is not a journal field name"),
+            "{p}"
+        );
+        assert!(
+            p.contains("journald.collect_list[1].mode: unknown key"),
+            "{p}"
+        );
+        let p = problems(
+            r#"{"logs": {"logs_collected": {"journald": {"collect_list": [
+            {"log_group_name": "g", "log_stream_name": "s"}, {"log_group_name": "g", "log_stream_name": "s"}]}}}}"#,
+        );
+        assert!(
+            p[0].contains("writes to log stream \"s\" in group \"g\""),
+            "{p:?}"
         );
     }
 

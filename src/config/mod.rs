@@ -2,6 +2,7 @@
 //! runs on. [`load`] reads and checks a file and reports every problem at once.
 
 mod check;
+mod journald;
 mod metrics;
 mod names;
 mod render;
@@ -123,7 +124,8 @@ pub struct Logs {
     pub retention_in_days: Option<u32>,
     pub force_flush_interval: Option<Duration>,
     pub files: Vec<FileSource>,
-    pub journal: Option<JournalSource>,
+    /// `logs_collected.journal`, then each `logs_collected.journald` entry.
+    pub journals: Vec<JournalSource>,
 }
 
 #[derive(Debug, Clone)]
@@ -144,10 +146,18 @@ pub struct FileSource {
 
 #[derive(Debug, Clone)]
 pub struct JournalSource {
+    /// Which position in the state file is this reader's: `None` for `journal`, the log group
+    /// and stream for a `journald` entry.
+    pub key: crate::sources::JournalKey,
+    /// The log group; `None`: `logs.log_group_name`.
+    pub log_group_name: Option<String>,
     pub log_stream_name: String,
+    pub retention_in_days: Option<u32>,
     pub filters: Filters,
     pub units: Vec<String>,
     pub priority: Option<String>,
+    /// Each a set of journal FIELD=VALUE matches that must all hold; any set will do.
+    pub matches: Vec<Vec<(String, String)>>,
 }
 
 /// Line filters: a line is kept when it matches every include pattern (or there are none) and

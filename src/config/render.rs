@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{Config, FileSource, Filters};
+use super::{Config, FileSource, Filters, JournalSource};
 use crate::secret::Secret;
 use crate::sources::host_metrics::ProcessSelector;
 
@@ -71,24 +71,51 @@ pub(super) fn effective(c: &Config) -> Value {
             json!({ "collect_list": l.files.iter().map(file).collect::<Vec<_>>() }),
         );
     }
+    let journal = |j: &JournalSource| {
+        let mut m = filters(&j.filters);
+        if let Some(g) = &j.log_group_name {
+            m.insert("log_group_name".into(), json!(g));
+        }
+        m.insert("log_stream_name".into(), json!(j.log_stream_name));
+        if let Some(days) = j.retention_in_days {
+            m.insert("retention_in_days".into(), json!(days));
+        }
+        if !j.units.is_empty() {
+            m.insert("units".into(), json!(j.units));
+        }
+        if let Some(p) = &j.priority {
+            m.insert("priority".into(), json!(p));
+        }
+        if !j.matches.is_empty() {
+            let matches: Vec<Value> = j
+                .matches
+                .iter()
+                .map(|g| Value::Object(g.iter().map(|(k, v)| (k.clone(), json!(v))).collect()))
+                .collect();
+            m.insert("matches".into(), json!(matches));
+        }
+        m
+    };
     collected.insert(
         "journal".into(),
-        match &l.journal {
+        match l.journals.iter().find(|j| j.key.is_none()) {
             None => json!(false),
             Some(j) => {
-                let mut m = filters(&j.filters);
+                let mut m = journal(j);
                 m.insert("collect".into(), json!(true));
-                m.insert("log_stream_name".into(), json!(j.log_stream_name));
-                if !j.units.is_empty() {
-                    m.insert("units".into(), json!(j.units));
-                }
-                if let Some(p) = &j.priority {
-                    m.insert("priority".into(), json!(p));
-                }
                 Value::Object(m)
             }
         },
     );
+    let journald: Vec<Value> = l
+        .journals
+        .iter()
+        .filter(|j| j.key.is_some())
+        .map(|j| Value::Object(journal(j)))
+        .collect();
+    if !journald.is_empty() {
+        collected.insert("journald".into(), json!({ "collect_list": journald }));
+    }
     logs.insert("logs_collected".into(), Value::Object(collected));
 
     json!({

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::checkpoint::Checkpoints;
-use crate::config::{self, Config, FileSource, Filters};
+use crate::config::{self, Config, FileSource, Filters, JournalSource};
 use crate::metric::now_ms;
 use crate::service::{Health, Heartbeat};
 use crate::sinks::cloudwatch_logs::{run_sender, Batch, BatchBuilder, Destination, LogsSink};
@@ -67,6 +67,15 @@ impl LogsPipeline {
             .replace("{hostname}", &self.hostname)
     }
 
+    fn journal_destination(&self, j: &JournalSource) -> Destination {
+        let logs = &self.config.logs;
+        Destination {
+            group: self.resolve(j.log_group_name.as_deref().unwrap_or(&logs.log_group_name)),
+            stream: sanitize_stream(&self.resolve(&j.log_stream_name)),
+            retention_in_days: j.retention_in_days.or(logs.retention_in_days),
+        }
+    }
+
     fn destination(&self, entry: &FileSource, file_name: &str) -> Destination {
         let logs = &self.config.logs;
         let group = self.resolve(
@@ -90,7 +99,7 @@ impl LogsPipeline {
     pub async fn start(self, tracker: &TaskTracker, shutdown: Shutdown) -> bool {
         let config = Arc::clone(&self.config);
         let logs = &config.logs;
-        if logs.files.is_empty() && logs.journal.is_none() {
+        if logs.files.is_empty() && logs.journals.is_empty() {
             return false;
         }
         let this = Arc::new(self);
@@ -102,8 +111,11 @@ impl LogsPipeline {
                     retention.insert(d.group, days);
                 }
             }
-            if let (Some(days), Some(_)) = (logs.retention_in_days, &logs.journal) {
-                retention.insert(this.resolve(&logs.log_group_name), days);
+            for j in &logs.journals {
+                let d = this.journal_destination(j);
+                if let Some(days) = d.retention_in_days {
+                    retention.insert(d.group, days);
+                }
             }
             let (cw, abort) = (Arc::clone(cw), shutdown.abort.clone());
             tracker.spawn(async move {
@@ -128,19 +140,19 @@ impl LogsPipeline {
                 .await
                 .expect("opening log files does not panic")
         };
-        let journal = match logs.journal.clone() {
-            Some(source) => {
-                let journal = Journal {
-                    program: Journal::program(),
-                    source,
-                    once: this.once,
-                    flush_interval: this.flush_interval(),
-                };
-                let resume = this.journal_resume(&journal).await;
-                Some((journal, resume))
-            }
-            None => None,
-        };
+        // One journalctl per reader: each keeps its own position, and journalctl does the
+        // filtering by unit, priority and fields.
+        let mut journals = Vec::new();
+        for source in &logs.journals {
+            let journal = Journal {
+                program: Journal::program(),
+                source: source.clone(),
+                once: this.once,
+                flush_interval: this.flush_interval(),
+            };
+            let resume = this.journal_resume(&journal).await;
+            journals.push((journal, resume));
+        }
         let saved = {
             let checkpoints = Arc::clone(&this.checkpoints);
             tokio::task::spawn_blocking(move || checkpoints.save())
@@ -170,14 +182,13 @@ impl LogsPipeline {
                 }
             }
         }
-        if let Some((journal, resume)) = journal {
-            let dest = Arc::new(Destination {
-                group: this.resolve(&logs.log_group_name),
-                stream: sanitize_stream(&this.resolve(&journal.source.log_stream_name)),
-                retention_in_days: logs.retention_in_days,
-            });
+        for (journal, resume) in journals {
+            let dest = Arc::new(this.journal_destination(&journal.source));
             let tx = this.sender(dest, tracker, &shutdown);
-            let beat = this.health.register("journal reader");
+            let beat = this.health.register(match &journal.source.key {
+                None => "journal reader".to_owned(),
+                Some(k) => format!("journal reader {k}"),
+            });
             tracker.spawn(journal.run(resume, tx, shutdown.stop.clone(), beat));
         }
         true
@@ -187,8 +198,9 @@ impl LogsPipeline {
     /// reading began at; with neither saved, at the first entry of this boot, which is
     /// recorded as that beginning.
     async fn journal_resume(&self, journal: &Journal) -> Resume {
-        let after = self.checkpoints.journal_cursor();
-        let from = self.checkpoints.journal_start();
+        let key = &journal.source.key;
+        let after = self.checkpoints.journal_cursor(key);
+        let from = self.checkpoints.journal_start(key);
         if after.is_some() || from.is_some() {
             return Resume {
                 after,
@@ -199,7 +211,7 @@ impl LogsPipeline {
         match journal.first_of_this_boot().await {
             Some((boot, first)) => {
                 self.checkpoints
-                    .commit(&Position::JournalFrom(first.clone()));
+                    .commit(&Position::JournalFrom(key.clone(), first.clone()));
                 Resume {
                     after: None,
                     from: Some(first),

@@ -222,6 +222,16 @@ impl Journal {
         if let Some(p) = &self.source.priority {
             args.push(format!("--priority={p}"));
         }
+        for (i, group) in self.source.matches.iter().enumerate() {
+            if i > 0 {
+                args.push("+".into());
+            }
+            args.extend(
+                group
+                    .iter()
+                    .map(|(field, value)| format!("{field}={value}")),
+            );
+        }
         args
     }
 
@@ -332,7 +342,10 @@ impl Journal {
                     None => (None, None),
                 };
                 if let Some(first) = &start {
-                    builder.advance(Position::JournalFrom(first.clone()));
+                    builder.advance(Position::JournalFrom(
+                        self.source.key.clone(),
+                        first.clone(),
+                    ));
                     if let Some(b) = builder.take() {
                         if beating(&heartbeat, out.send(b)).await.is_err() {
                             return;
@@ -387,7 +400,7 @@ impl Journal {
             .unwrap_or_else(crate::metric::now_ms);
         *last_ts = ts;
         *cursor = Some(entry.cursor.clone());
-        let position = Position::Journal(entry.cursor);
+        let position = Position::Journal(self.source.key.clone(), entry.cursor);
         let text = entry.message.map(|m| m.text()).unwrap_or_default();
         let text = text.trim_end_matches(['\n', '\r']);
         if text.is_empty() || !self.source.filters.keeps(text) {

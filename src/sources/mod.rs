@@ -4,6 +4,10 @@ pub mod files;
 pub mod host_metrics;
 pub mod journal;
 
+/// Which journal reader a position belongs to: `None` for `logs_collected.journal`, else the
+/// `journald` entry's key (its log group and stream).
+pub type JournalKey = Option<std::sync::Arc<str>>;
+
 /// Where a log source is: handed on with each batch, and saved as the checkpoint once the
 /// batch is delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,8 +16,8 @@ pub enum Position {
     /// everything before it is delivered.
     File(files::FilePosition),
     /// A journal entry's cursor: everything up to and including it is delivered.
-    Journal(String),
+    Journal(JournalKey, String),
     /// Where reading the journal begins, nothing of it delivered yet: the entry with this
     /// cursor and everything after it (across boots) is still to be read.
-    JournalFrom(String),
+    JournalFrom(JournalKey, String),
 }

@@ -12,7 +12,7 @@ Options, as journalctl takes them (`--opt=value`, `--opt value`, short forms, cl
   -o/--output=json (required), -f/--follow, --no-tail, -n/--lines[=N|all], -c/--cursor=C,
   --after-cursor=C, -b/--boot[=all|ID|OFFSET|ID±OFFSET], -m/--merge, -u/--unit=U (repeatable;
   globs; no suffix means .service), -t/--identifier=ID (repeatable), -p/--priority=P or P..Q,
-  --output-fields=LIST, FIELD=VALUE matches; -q/--quiet, --no-pager, -a/--all, -l/--full,
+  --output-fields=LIST, FIELD=VALUE matches ("+" between alternatives); -q/--quiet, --no-pager, -a/--all, -l/--full,
   --no-full, --utc and --no-hostname are accepted and ignored. Anything else is an error.
 It does what journalctl does with them, quirks included:
   * --follow without --no-tail or --lines shows the last 10 entries; with a cursor it shows at
@@ -184,6 +184,9 @@ def parse_args(argv):
 
     for key, val in values:
         if key == "arg":
+            if val == "+":
+                opts["matches"].append("+")
+                continue
             if "=" not in val or val.startswith("="):
                 raise Usage(f"journalctl stand-in: only FIELD=VALUE matches are supported, not '{val}'")
             opts["matches"].append(tuple(val.split("=", 1)))
@@ -377,9 +380,20 @@ def main():
     unit_match = unit_matcher(opts["units"]) if opts["units"] else None
     idents = set(opts["identifiers"])
     prios = opts["priorities"]
-    matches = {}
-    for field, value in opts["matches"]:
-        matches.setdefault(field, []).append(value)
+    # FIELD=VALUE matches: the same field's values are alternatives, different fields must all
+    # match, and "+" separates groups of which any may match.
+    groups = [{}]
+    for m in opts["matches"]:
+        if m == "+":
+            groups.append({})
+        else:
+            groups[-1].setdefault(m[0], []).append(m[1])
+    groups = [g for g in groups if g]
+
+    def matches_ok(e):
+        return not groups or any(
+            all(any(field_has(e, f, v) for v in vals) for f, vals in g.items()) for g in groups
+        )
 
     def wanted(e):
         nonlocal boot_id
@@ -396,10 +410,7 @@ def main():
             return False
         if prios is not None and e.get("PRIORITY") not in prios:
             return False
-        for field, vals in matches.items():
-            if not any(field_has(e, field, v) for v in vals):
-                return False
-        return True
+        return matches_ok(e)
 
     # Where to start, as journalctl seeks.
     cursor = opts["after_cursor"] if opts["after_cursor"] is not None else opts["cursor"]

@@ -209,7 +209,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn pos(n: usize) -> Position {
-        Position::Journal(n.to_string())
+        Position::Journal(None, n.to_string())
     }
 
     fn check(batch: &Batch) -> Result<(), String> {
