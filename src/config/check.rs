@@ -412,6 +412,7 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
     }
     let logs = Logs {
         log_group_name,
+        log_stream_name: default_stream,
         retention_in_days,
         force_flush_interval,
         files,
@@ -441,6 +442,7 @@ fn check_destinations(
         let mut stream = f
             .log_stream_name
             .clone()
+            .or_else(|| logs.log_stream_name.clone())
             .unwrap_or_else(|| "{file_name}".into());
         if stream.contains("{file_name}") {
             if f.file_path.contains(['*', '?', '[']) {

@@ -121,6 +121,8 @@ pub struct Collected {
 pub struct Logs {
     /// Template; may contain `{instance_id}` and `{hostname}`.
     pub log_group_name: String,
+    /// Stream of entries that name none (files: else their file's name).
+    pub log_stream_name: Option<String>,
     pub retention_in_days: Option<u32>,
     pub force_flush_interval: Option<Duration>,
     pub files: Vec<FileSource>,

@@ -58,6 +58,9 @@ pub(super) fn effective(c: &Config) -> Value {
     let l = &c.logs;
     let mut logs = Map::new();
     logs.insert("log_group_name".into(), json!(l.log_group_name));
+    if let Some(stream) = &l.log_stream_name {
+        logs.insert("log_stream_name".into(), json!(stream));
+    }
     if let Some(days) = l.retention_in_days {
         logs.insert("retention_in_days".into(), json!(days));
     }

@@ -30,7 +30,8 @@ const POLL_MAX: Duration = Duration::from_secs(1);
 const DISCOVER: Duration = Duration::from_secs(2);
 /// Bytes a reader reads before it checks its deadline and the channel again.
 const READ_BUDGET: usize = 1024 * 1024;
-/// Stream name when an entry gives none: the file's base name, as the original did.
+/// Stream name when neither an entry nor `logs.log_stream_name` gives one: the file's base
+/// name, as the original did.
 const DEFAULT_STREAM: &str = "{file_name}";
 
 /// Everything the log pipeline needs to start.
@@ -85,7 +86,13 @@ impl LogsPipeline {
                 .unwrap_or(&logs.log_group_name),
         );
         let stream = self
-            .resolve(entry.log_stream_name.as_deref().unwrap_or(DEFAULT_STREAM))
+            .resolve(
+                entry
+                    .log_stream_name
+                    .as_deref()
+                    .or(logs.log_stream_name.as_deref())
+                    .unwrap_or(DEFAULT_STREAM),
+            )
             .replace("{file_name}", file_name);
         Destination {
             group,
