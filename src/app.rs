@@ -176,8 +176,17 @@ pub async fn daemon(
                     None => aws_sdk_cloudwatch::config::Builder::from(&sdk).build(),
                 },
             )),
-            LogsSink::CloudWatch(Arc::new(CloudWatchLogs::new(
-                aws_sdk_cloudwatchlogs::Client::new(&sdk),
+            LogsSink::CloudWatch(Arc::new(CloudWatchLogs::with_concurrency(
+                aws_sdk_cloudwatchlogs::Client::from_conf(match &config.logs.endpoint_override {
+                    Some(url) => aws_sdk_cloudwatchlogs::config::Builder::from(&sdk)
+                        .endpoint_url(url)
+                        .build(),
+                    None => aws_sdk_cloudwatchlogs::config::Builder::from(&sdk).build(),
+                }),
+                config
+                    .logs
+                    .concurrency
+                    .unwrap_or(crate::sinks::cloudwatch_logs::REQUESTS_IN_FLIGHT),
             ))),
         )
     };

@@ -81,6 +81,9 @@ const LOGS_KEYS: &[&str] = &[
     "retention_in_days",
     "force_flush_interval",
     "logs_collected",
+    "concurrency",
+    "endpoint_override",
+    "credentials",
 ];
 const COLLECTED_KEYS: &[&str] = &["files", "journal", "journald"];
 const FILES_KEYS: &[&str] = &["collect_list"];
@@ -97,6 +100,11 @@ const FILE_KEYS: &[&str] = &[
     "timezone",
     "trim_timestamp",
     "encoding",
+    "log_group_class",
+    "blacklist",
+    "auto_removal",
+    "publish_multi_logs",
+    "backpressure_mode",
 ];
 const JOURNAL_KEYS: &[&str] = &[
     "collect",
@@ -332,6 +340,24 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
     let retention_in_days = c.retention(s, "retention_in_days");
     let force_flush_interval = c.interval(s, "force_flush_interval", MAX_INTERVAL_SECS);
     let default_stream = c.stream_template(s, "log_stream_name");
+    let concurrency = c.integer(s, "concurrency", 1, 64).map(|n| n as usize);
+    let endpoint_override = c.string(s, "endpoint_override");
+    if let Some(url) = &endpoint_override {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            c.problem(
+                &s.at("endpoint_override"),
+                format!("{url:?} must be a URL such as \"https://logs.us-east-1.amazonaws.com\""),
+            );
+        }
+    }
+    if s.get("credentials").is_some() {
+        c.problem(
+            &s.at("credentials"),
+            "is not supported yet: logs are sent with the publisher's own credentials \
+             (agent.authentication, or the AWS credential chain, where a profile's role_arn \
+             assumes a role)",
+        );
+    }
     let collected = sub(c, s, "logs_collected", COLLECTED_KEYS);
     let files_section = sub(c, &collected, "files", FILES_KEYS);
     let mut files = Vec::new();
@@ -413,6 +439,8 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
     let logs = Logs {
         log_group_name,
         log_stream_name: default_stream,
+        concurrency,
+        endpoint_override,
         retention_in_days,
         force_flush_interval,
         files,
@@ -576,6 +604,37 @@ fn check_file(c: &mut Checker, s: &Section) -> Option<FileSource> {
             .ok()
     });
     let trim_timestamp = c.bool(s, "trim_timestamp").unwrap_or(false);
+    let log_group_class = c.string(s, "log_group_class").and_then(|class| {
+        match class.to_ascii_uppercase().as_str() {
+            "STANDARD" => None,
+            "INFREQUENT_ACCESS" => Some("INFREQUENT_ACCESS".to_owned()),
+            _ => {
+                c.problem(
+                    &s.at("log_group_class"),
+                    format!("{class:?} is not STANDARD or INFREQUENT_ACCESS"),
+                );
+                None
+            }
+        }
+    });
+    let blacklist = s
+        .get("blacklist")
+        .and_then(|v| c.regex(&s.at("blacklist"), v));
+    if c.bool(s, "auto_removal") == Some(true) {
+        c.warning(
+            &s.at("auto_removal"),
+            "is not done by this publisher yet: rotated files are left where they are",
+        );
+    }
+    if c.bool(s, "publish_multi_logs") == Some(false) {
+        c.warning(&s.at("publish_multi_logs"), "every file the pattern matches is followed, not only the newest (more than the agent sends, nothing less)");
+    }
+    if s.get("backpressure_mode").is_some() {
+        c.warning(
+            &s.at("backpressure_mode"),
+            "has no effect here: a file is the buffer while CloudWatch is slow, and stays open",
+        );
+    }
     let encoding = match c.string(s, "encoding") {
         None => Encoding::Utf8,
         Some(name) => Encoding::from_name(&name).unwrap_or_else(|| {
@@ -603,6 +662,8 @@ fn check_file(c: &mut Checker, s: &Section) -> Option<FileSource> {
         timestamp,
         trim_timestamp,
         encoding,
+        log_group_class,
+        blacklist,
     })
 }
 
@@ -732,13 +793,23 @@ impl Checker {
     pub(super) fn retention(&mut self, s: &Section, key: &str) -> Option<u32> {
         let v = s.get(key)?;
         let path = s.at(key);
+        if v.as_i64() == Some(-1) {
+            // The agent's way of saying "keep forever": no retention is set.
+            return None;
+        }
         match v.as_u64() {
             Some(n) if RETENTION_DAYS.contains(&(n as u32)) && n <= u32::MAX as u64 => {
                 Some(n as u32)
             }
             _ => {
                 let list: Vec<String> = RETENTION_DAYS.iter().map(u32::to_string).collect();
-                self.problem(&path, format!("{v} is not one of {}", list.join(", ")));
+                self.problem(
+                    &path,
+                    format!(
+                        "{v} is not one of {}, or -1 (keep forever)",
+                        list.join(", ")
+                    ),
+                );
                 None
             }
         }

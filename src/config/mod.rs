@@ -123,6 +123,10 @@ pub struct Logs {
     pub log_group_name: String,
     /// Stream of entries that name none (files: else their file's name).
     pub log_stream_name: Option<String>,
+    /// PutLogEvents requests in flight over all sources; `None`: the publisher's default.
+    pub concurrency: Option<usize>,
+    /// CloudWatch Logs' URL instead of the region's.
+    pub endpoint_override: Option<String>,
     pub retention_in_days: Option<u32>,
     pub force_flush_interval: Option<Duration>,
     pub files: Vec<FileSource>,
@@ -144,6 +148,10 @@ pub struct FileSource {
     pub trim_timestamp: bool,
     /// How the file's bytes are text.
     pub encoding: crate::sources::files::Encoding,
+    /// `INFREQUENT_ACCESS` for a group created so; `None`: CloudWatch's standard class.
+    pub log_group_class: Option<String>,
+    /// Files of a pattern whose base name matches this are not followed.
+    pub blacklist: Option<Regex>,
 }
 
 #[derive(Debug, Clone)]

@@ -61,6 +61,12 @@ pub(super) fn effective(c: &Config) -> Value {
     if let Some(stream) = &l.log_stream_name {
         logs.insert("log_stream_name".into(), json!(stream));
     }
+    if let Some(n) = l.concurrency {
+        logs.insert("concurrency".into(), json!(n));
+    }
+    if let Some(url) = &l.endpoint_override {
+        logs.insert("endpoint_override".into(), json!(url));
+    }
     if let Some(days) = l.retention_in_days {
         logs.insert("retention_in_days".into(), json!(days));
     }
@@ -228,6 +234,12 @@ fn file(f: &FileSource) -> Value {
         m.insert("log_stream_name".into(), json!(s));
     }
     m.insert("encoding".into(), json!(f.encoding.name()));
+    if let Some(class) = &f.log_group_class {
+        m.insert("log_group_class".into(), json!(class));
+    }
+    if let Some(re) = &f.blacklist {
+        m.insert("blacklist".into(), json!(re.as_str()));
+    }
     if let Some(t) = &f.timestamp {
         m.insert("timestamp_format".into(), json!(t.format()));
         m.insert(

@@ -74,6 +74,7 @@ impl LogsPipeline {
             group: self.resolve(j.log_group_name.as_deref().unwrap_or(&logs.log_group_name)),
             stream: sanitize_stream(&self.resolve(&j.log_stream_name)),
             retention_in_days: j.retention_in_days.or(logs.retention_in_days),
+            log_group_class: None,
         }
     }
 
@@ -98,6 +99,7 @@ impl LogsPipeline {
             group,
             stream: sanitize_stream(&stream),
             retention_in_days: entry.retention_in_days.or(logs.retention_in_days),
+            log_group_class: entry.log_group_class.clone(),
         }
     }
 
@@ -288,6 +290,14 @@ impl LogsPipeline {
     /// the publisher's own log, not a rotated file still being finished, not followed already.
     fn claim(&self, index: usize, path: &Path, registry: &Registry) -> bool {
         let entry = &self.config.logs.files[index];
+        if let Some(re) = &entry.blacklist {
+            if path
+                .file_name()
+                .is_some_and(|n| re.is_match(&n.to_string_lossy()))
+            {
+                return false;
+            }
+        }
         if files::is_own_log(path, &self.config.agent.logfile) {
             if registry.first_warning(path) {
                 tracing::warn!(file = %path.display(), entry = %entry_key(index),

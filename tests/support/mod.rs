@@ -235,6 +235,16 @@ impl Moto {
             .collect()
     }
 
+    /// The class each log group was created with (`None`: standard).
+    pub fn log_group_classes(&self) -> BTreeMap<String, Option<String>> {
+        let all = self.get_json("/_harness/log-groups");
+        all.as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, g)| (name.clone(), g["logGroupClass"].as_str().map(str::to_owned)))
+            .collect()
+    }
+
     /// PutLogEvents requests the harness refused for breaking one of CloudWatch's limits.
     pub fn violations(&self) -> Vec<Value> {
         serde_json::from_value(self.get_json("/_harness/violations")).unwrap()

@@ -17,7 +17,7 @@
     ?summary=1 adds the largest event count and batch size seen);
   * lists the log events moto stored, per group and stream, in the order received
     (GET /_harness/log-events, ?group= and ?stream= to limit), and the groups with their
-    retention and streams (GET /_harness/log-groups);
+    retention, streams and the class asked for at creation (GET /_harness/log-groups);
   * fails the next N calls of an operation on request, as throttling or a server error would,
     for CBOR and JSON protocol operations alike
     (GET /_harness/fail?op=PutMetricData&times=2&status=400&code=ThrottlingException);
@@ -258,6 +258,16 @@ class Harness:
             return self.answer_json_error(start_response, failure[0], failure[1], "injected by the test harness", content_type)
         if op == "PutLogEvents":
             return self.put_log_events(environ, start_response)
+        if op == "CreateLogGroup":
+            # moto does not keep a group's class; the harness does.
+            raw = read_body(environ)
+            body = json.loads(raw or b"{}")
+            if "logGroupClass" in body:
+                GROUP_CLASSES[body.get("logGroupName")] = body.pop("logGroupClass")
+            raw = json.dumps(body).encode()
+            environ["wsgi.input"] = io.BytesIO(raw)
+            environ["CONTENT_LENGTH"] = str(len(raw))
+            return self.moto(environ, start_response)
         if op == "InitiateAuth":
             return self.initiate_auth(environ, start_response)
         return self.moto(environ, start_response)
@@ -515,11 +525,16 @@ def stored_log_events(only_group=None, only_stream=None):
     return out
 
 
+# Log group name → the logGroupClass its CreateLogGroup asked for.
+GROUP_CLASSES = {}
+
+
 def stored_log_groups():
-    """{group: {"retentionInDays": n or None, "streams": [names]}}."""
+    """{group: {"retentionInDays": n or None, "streams": [names], "logGroupClass": class or None}}."""
     out = {}
     for group in logs_groups():
-        entry = out.setdefault(group.name, {"retentionInDays": group.retention_in_days, "streams": []})
+        entry = out.setdefault(group.name, {"retentionInDays": group.retention_in_days, "streams": [],
+                                            "logGroupClass": GROUP_CLASSES.get(group.name)})
         entry["streams"].extend(list(group.streams.keys()))
     return out
 

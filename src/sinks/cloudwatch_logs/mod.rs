@@ -47,6 +47,8 @@ pub struct Destination {
     pub group: String,
     pub stream: String,
     pub retention_in_days: Option<u32>,
+    /// The class a group is created with (`INFREQUENT_ACCESS`); `None`: standard.
+    pub log_group_class: Option<String>,
 }
 
 /// Counts over the run, for the log and the exit code of `--once`.
@@ -120,10 +122,15 @@ pub struct CloudWatchLogs {
 
 impl CloudWatchLogs {
     pub fn new(client: aws_sdk_cloudwatchlogs::Client) -> Self {
+        Self::with_concurrency(client, REQUESTS_IN_FLIGHT)
+    }
+
+    /// At most `requests` PutLogEvents in flight over all sources (`logs.concurrency`).
+    pub fn with_concurrency(client: aws_sdk_cloudwatchlogs::Client, requests: usize) -> Self {
         CloudWatchLogs {
             client,
             stats: Stats::default(),
-            in_flight: Semaphore::new(REQUESTS_IN_FLIGHT),
+            in_flight: Semaphore::new(requests.max(1)),
         }
     }
 
@@ -328,10 +335,15 @@ impl CloudWatchLogs {
             }
             Err(_) => {}
         }
+        let class = dest
+            .log_group_class
+            .as_deref()
+            .map(aws_sdk_cloudwatchlogs::types::LogGroupClass::from);
         match self
             .client
             .create_log_group()
             .log_group_name(&dest.group)
+            .set_log_group_class(class)
             .send()
             .await
         {

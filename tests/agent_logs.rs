@@ -1,0 +1,123 @@
+//! The CloudWatch Agent's `logs` keys through moto: its own config with `filters`,
+//! `concurrency` and a top-level `log_stream_name`, and `log_group_class`, `blacklist` and
+//! `retention_in_days: -1`.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+fn start(s: &Setup, moto: &Moto) -> Child {
+    publisher(Some(&moto.url()))
+        .arg(s.config())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn stop(child: &mut Child, s: &Setup) {
+    signal(child, libc::SIGTERM);
+    let status = wait_exit(child, Duration::from_secs(30));
+    assert!(status.success(), "{status}\n{}", s.log());
+}
+
+fn append(path: &Path, lines: &[&str]) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+/// The agent's config with its files moved into `dir` and the publisher's own instance.
+fn agent_config(dir: &Path) -> Value {
+    let text =
+        read(&repo().join("tests/data/agent-configs/agentrepo_files_log_filter_concurrency.json"));
+    let text = text.replace(
+        "/opt/aws/amazon-cloudwatch-agent/logs",
+        dir.to_str().unwrap(),
+    );
+    let mut c: Value = serde_json::from_str(&text).unwrap();
+    c["agent"]["instance"] = json!({"prefix": "test", "serial": "agentlogs"});
+    c["agent"]["logs_collection_interval"] = json!(1);
+    c
+}
+
+#[test]
+fn the_agents_filter_config_ships_what_it_says() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let test_log = dir.path().join("test.log");
+    append(&test_log, &[]);
+    let s = Setup::new(agent_config(dir.path()));
+    let mut p = start(&s, &moto);
+    std::thread::sleep(Duration::from_secs(2));
+    append(
+        &test_log,
+        &[
+            "INFO fine",
+            "ERROR disk full",
+            "ERROR StatusCode 404 not found",
+            "ERROR StatusCode 500",
+        ],
+    );
+    let got = moto.wait_for_messages("test.log", "test.log", Duration::from_secs(30), |m| {
+        m.len() >= 2
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    stop(&mut p, &s);
+    assert_eq!(got, ["ERROR disk full", "ERROR StatusCode 500"]);
+    let log = s.log();
+    assert!(
+        log.contains("timezone") && log.contains("has no effect without timestamp_format"),
+        "{log}"
+    );
+}
+
+#[test]
+fn group_class_blacklist_and_retention_minus_one() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Setup::new(json!({
+        "agent": {"instance": {"prefix": "test", "serial": "class"}, "logs_collection_interval": 1},
+        "logs": {"logs_collected": {"files": {"collect_list": [{
+            "file_path": dir.path().join("*.log"),
+            "from_beginning": true,
+            "log_group_name": "cold", "log_group_class": "infrequent_access",
+            "retention_in_days": -1,
+            "blacklist": "^debug",
+            "publish_multi_logs": true
+        }]}}}
+    }));
+    append(&dir.path().join("app.log"), &["kept"]);
+    append(
+        &dir.path().join("debug.log"),
+        &["left out by the blacklist"],
+    );
+    let mut p = start(&s, &moto);
+    moto.wait_for_messages("cold", "app.log", Duration::from_secs(30), |m| {
+        !m.is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    stop(&mut p, &s);
+    let groups = moto.log_groups();
+    assert_eq!(groups["cold"].0, None, "-1: kept forever, no retention set");
+    assert_eq!(
+        groups["cold"].1,
+        ["app.log"],
+        "the blacklisted file is not shipped"
+    );
+    assert_eq!(
+        moto.log_group_classes()["cold"].as_deref(),
+        Some("INFREQUENT_ACCESS")
+    );
+}
