@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::names::{self, GROUP_PLACEHOLDERS, STREAM_PLACEHOLDERS};
 use super::*;
+use crate::sources::files::multiline::StartPattern;
 use crate::sources::files::timestamp::TimestampFormat;
 use crate::sources::files::Encoding;
 
@@ -101,6 +102,7 @@ const FILE_KEYS: &[&str] = &[
     "trim_timestamp",
     "encoding",
     "log_group_class",
+    "multi_line_start_pattern",
     "blacklist",
     "auto_removal",
     "publish_multi_logs",
@@ -604,6 +606,24 @@ fn check_file(c: &mut Checker, s: &Section) -> Option<FileSource> {
             .ok()
     });
     let trim_timestamp = c.bool(s, "trim_timestamp").unwrap_or(false);
+    let multi_line_start = match s.get("multi_line_start_pattern") {
+        None => None,
+        Some(Value::String(p)) if p == "{timestamp_format}" => match &timestamp {
+            Some(t) => Some(StartPattern::Timestamp(t.clone())),
+            None => {
+                if s.get("timestamp_format").is_none() {
+                    c.problem(
+                        &s.at("multi_line_start_pattern"),
+                        "\"{timestamp_format}\" needs the entry's timestamp_format",
+                    );
+                }
+                None
+            }
+        },
+        Some(v) => c
+            .regex(&s.at("multi_line_start_pattern"), v)
+            .map(StartPattern::Regex),
+    };
     let log_group_class = c.string(s, "log_group_class").and_then(|class| {
         match class.to_ascii_uppercase().as_str() {
             "STANDARD" => None,
@@ -664,6 +684,7 @@ fn check_file(c: &mut Checker, s: &Section) -> Option<FileSource> {
         encoding,
         log_group_class,
         blacklist,
+        multi_line_start,
     })
 }
 

@@ -152,6 +152,8 @@ pub struct FileSource {
     pub log_group_class: Option<String>,
     /// Files of a pattern whose base name matches this are not followed.
     pub blacklist: Option<Regex>,
+    /// `multi_line_start_pattern`: lines are put together into events.
+    pub multi_line_start: Option<crate::sources::files::multiline::StartPattern>,
 }
 
 #[derive(Debug, Clone)]

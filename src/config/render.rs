@@ -237,6 +237,14 @@ fn file(f: &FileSource) -> Value {
     if let Some(class) = &f.log_group_class {
         m.insert("log_group_class".into(), json!(class));
     }
+    if let Some(start) = &f.multi_line_start {
+        use crate::sources::files::multiline::StartPattern;
+        let p = match start {
+            StartPattern::Regex(re) => re.as_str().to_owned(),
+            StartPattern::Timestamp(_) => "{timestamp_format}".to_owned(),
+        };
+        m.insert("multi_line_start_pattern".into(), json!(p));
+    }
     if let Some(re) = &f.blacklist {
         m.insert("blacklist".into(), json!(re.as_str()));
     }

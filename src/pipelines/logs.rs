@@ -18,6 +18,7 @@ use crate::config::{self, Config, FileSource, Filters, JournalSource};
 use crate::metric::now_ms;
 use crate::service::{Health, Heartbeat};
 use crate::sinks::cloudwatch_logs::{run_sender, Batch, BatchBuilder, Destination, LogsSink};
+use crate::sources::files::multiline::Assembler;
 use crate::sources::files::timestamp::{LocalOffset, TimestampFormat};
 use crate::sources::files::{self, Claim, FilePosition, LineSink, Registry, StartAt, Step, Tailer};
 use crate::sources::journal::{Journal, Resume};
@@ -386,6 +387,7 @@ impl LogsPipeline {
                 trim_timestamp: entry.trim_timestamp,
                 local: LocalOffset::default(),
                 last_found: None,
+                multiline: entry.multi_line_start.clone().map(Assembler::new),
             },
             checkpoints: Arc::clone(&self.checkpoints),
             flush: self.flush_interval(),
@@ -415,6 +417,8 @@ struct FileLines {
     local: LocalOffset,
     /// The last time found in this file: a line without one takes it, as with the agent.
     last_found: Option<i64>,
+    /// `multi_line_start_pattern`: lines put together into events.
+    multiline: Option<Assembler<FilePosition>>,
 }
 
 impl FileLines {
@@ -438,8 +442,27 @@ impl FileLines {
     }
 }
 
-impl LineSink for FileLines {
-    fn line(&mut self, text: Option<&str>, position: FilePosition) {
+impl FileLines {
+    /// Hands on a multi-line event that has waited long enough (or any, with `force`).
+    fn expire(&mut self, force: bool) {
+        let done = self
+            .multiline
+            .as_mut()
+            .and_then(|a| a.expire(std::time::Instant::now(), force));
+        if let Some(e) = done {
+            self.complete(
+                if e.text.is_empty() {
+                    None
+                } else {
+                    Some(&e.text)
+                },
+                e.position,
+            );
+        }
+    }
+
+    /// One complete event (`None`: an empty line, which only moves the position).
+    fn complete(&mut self, text: Option<&str>, position: FilePosition) {
         let position = Position::File(position);
         let Some(line) = text else {
             return self.builder.advance(position);
@@ -451,6 +474,26 @@ impl LineSink for FileLines {
             }
         } else {
             self.builder.advance(position);
+        }
+    }
+}
+
+impl LineSink for FileLines {
+    fn line(&mut self, text: Option<&str>, position: FilePosition) {
+        match &mut self.multiline {
+            Some(a) => {
+                for e in a.line(text, position, std::time::Instant::now()) {
+                    self.complete(
+                        if e.text.is_empty() {
+                            None
+                        } else {
+                            Some(&e.text)
+                        },
+                        e.position,
+                    );
+                }
+            }
+            None => self.complete(text, position),
         }
     }
 
@@ -482,6 +525,11 @@ impl FileReader {
             }
             // An idle file costs two stats per look, not a trip to the blocking pool.
             if last != Step::Read && !self.once && self.tailer.unchanged() {
+                self.sink.expire(false);
+                // A completed event may have filled a batch: older batches go first.
+                if !self.send_full(&out).await {
+                    break;
+                }
                 if self.due() {
                     if let Some(b) = self.sink.builder.take() {
                         if !self.send(&out, b).await {
@@ -508,10 +556,14 @@ impl FileReader {
             };
             self.tailer = tailer;
             self.sink = sink;
-            for b in std::mem::take(&mut self.sink.full) {
-                if !self.send(&out, b).await {
-                    return self.tailer.path().to_owned();
-                }
+            // An event is complete after a quiet second only at the end of what there is to
+            // read: not while more may follow at once, nor while a rotated file is finished
+            // (the event may go on in the next one). With --once, what was read is all there is.
+            if step != Step::Read && !self.tailer.rotating() {
+                self.sink.expire(self.once);
+            }
+            if !self.send_full(&out).await {
+                return self.tailer.path().to_owned();
             }
             if self.sink.builder.is_full() || self.due() {
                 if let Some(b) = self.sink.builder.take() {
@@ -543,10 +595,22 @@ impl FileReader {
                 (poll * 2).min(POLL_MAX)
             };
         }
-        if let Some(b) = self.sink.builder.take() {
-            let _ = self.send(&out, b).await;
+        if self.send_full(&out).await {
+            if let Some(b) = self.sink.builder.take() {
+                let _ = self.send(&out, b).await;
+            }
         }
         self.tailer.path().to_owned()
+    }
+
+    /// Hands on the batches that became full, oldest first; false if the sender is gone.
+    async fn send_full(&mut self, out: &mpsc::Sender<Batch>) -> bool {
+        for b in std::mem::take(&mut self.sink.full) {
+            if !self.send(out, b).await {
+                return false;
+            }
+        }
+        true
     }
 
     /// Hands a batch to the sender, waiting as long as the sender is busy (CloudWatch slow,

@@ -1,6 +1,7 @@
 //! Log files: which paths a `collect_list` entry names (now and later), and following each.
 
 mod lines;
+pub mod multiline;
 mod tailer;
 pub mod timestamp;
 

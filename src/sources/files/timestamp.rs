@@ -134,6 +134,11 @@ impl TimestampFormat {
         &self.format
     }
 
+    /// Whether `line` has a time in this format anywhere.
+    pub fn matches(&self, line: &str) -> bool {
+        self.regex.is_match(line)
+    }
+
     /// Whether times without their own offset are read as UTC (else as local time).
     pub fn utc(&self) -> bool {
         self.utc
