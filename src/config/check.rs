@@ -85,8 +85,9 @@ const LOGS_KEYS: &[&str] = &[
     "concurrency",
     "endpoint_override",
     "credentials",
+    "metrics_collected",
 ];
-const COLLECTED_KEYS: &[&str] = &["files", "journal", "journald"];
+const COLLECTED_KEYS: &[&str] = &["files", "journal", "journald", "windows_events"];
 const FILES_KEYS: &[&str] = &["collect_list"];
 const FILE_KEYS: &[&str] = &[
     "file_path",
@@ -360,7 +361,16 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
              assumes a role)",
         );
     }
+    if s.get("metrics_collected").is_some() {
+        c.problem(
+            &s.at("metrics_collected"),
+            "is not supported yet: the publisher does not receive embedded-metric-format documents, which would be lost",
+        );
+    }
     let collected = sub(c, s, "logs_collected", COLLECTED_KEYS);
+    if collected.get("windows_events").is_some() {
+        c.problem(&collected.at("windows_events"), "is not supported: there are no Windows event logs here");
+    }
     let files_section = sub(c, &collected, "files", FILES_KEYS);
     let mut files = Vec::new();
     let mut file_paths = Vec::new();
