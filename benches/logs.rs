@@ -9,6 +9,9 @@
 //! so figures from slower days or machines can be told from a slower build. Under
 //! `cargo test` it ships 20,000 lines and checks that every one is acknowledged.
 //!
+//! With BENCH_MULTILINE set, the file is 10-line stack traces and the entry has a
+//! `multi_line_start_pattern`: throughput counts lines, joined into a tenth as many events.
+//!
 //! With BENCH_TIMESTAMP_FORMAT set, every line starts with a time and the entry has a
 //! `timestamp_format`, so each event's time is read from its line.
 //!
@@ -147,14 +150,18 @@ fn calibrate() -> f64 {
 }
 
 /// 100-byte lines; with `timestamps`, each starts with a time ("2026-11-30 12:00:00.000 ",
-/// a millisecond apart).
-fn write_lines(path: &Path, n: u64, timestamps: bool) {
+/// a millisecond apart); with `traces`, every tenth does and the nine after it are a stack
+/// trace's frames ("\tat ...").
+fn write_lines(path: &Path, n: u64, timestamps: bool, traces: bool) {
     let mut f = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
     let mut line = [b'x'; 100];
     line[99] = b'\n';
     for i in 0..n {
         let mut at = 0;
-        if timestamps {
+        if traces && i % 10 != 0 {
+            line[..4].copy_from_slice(b"\tat ");
+            at = 4;
+        } else if timestamps || traces {
             let ms = i % 86_400_000;
             let stamp = format!(
                 "2026-11-30 {:02}:{:02}:{:02}.{:03} ",
@@ -187,7 +194,11 @@ fn main() {
     let file = dir.path().join("bench.log");
     // BENCH_TIMESTAMP_FORMAT: every line starts with its time and the entry reads it.
     let timestamps = std::env::var_os("BENCH_TIMESTAMP_FORMAT").is_some();
-    write_lines(&file, lines, timestamps);
+    // BENCH_MULTILINE: 10-line stack traces, put together by a multi_line_start_pattern.
+    let traces = std::env::var_os("BENCH_MULTILINE").is_some();
+    write_lines(&file, lines, timestamps, traces);
+    // The last event waits for the quiet that completes it; the run ends before it.
+    let events_wanted = if traces { lines / 10 - 1 } else { lines };
 
     // The endpoint and this process on every core but the first, the publisher on the first.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -219,6 +230,10 @@ fn main() {
             {"file_path": file, "from_beginning": true}]}}}
     });
     let mut config = config;
+    if traces {
+        config["logs"]["logs_collected"]["files"]["collect_list"][0]["multi_line_start_pattern"] =
+            serde_json::json!("^\\d{4}-\\d{2}-\\d{2} ");
+    }
     if timestamps {
         config["logs"]["logs_collected"]["files"]["collect_list"][0]["timestamp_format"] =
             serde_json::json!("%Y-%m-%d %H:%M:%S.%f");
@@ -253,7 +268,7 @@ fn main() {
     let mut first_event = None;
     let mut cpu = 0.0;
     let mut peak_kib = 0;
-    while counts.events.load(Ordering::Relaxed) < lines {
+    while counts.events.load(Ordering::Relaxed) < events_wanted {
         if !slow.is_zero() && start.elapsed() >= slow_for {
             break;
         }
@@ -298,9 +313,11 @@ fn main() {
         print_calibration(calibration, None);
         return;
     }
-    assert_eq!(events, lines, "every line acknowledged once");
+    assert_eq!(events, events_wanted, "every line acknowledged once");
     let requests = counts.requests.load(Ordering::Relaxed);
     let max_body = counts.max_body.load(Ordering::Relaxed);
+    // Lines in the events acknowledged (a trace's ten lines are one event).
+    let events = if traces { events * 10 } else { events };
     println!("lines shipped and acknowledged: {events} in {requests} PutLogEvents requests (largest body {max_body} bytes)");
     println!(
         "wall time from start: {:.2} s (first acknowledgement after {:.2} s)",

@@ -369,7 +369,10 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
     }
     let collected = sub(c, s, "logs_collected", COLLECTED_KEYS);
     if collected.get("windows_events").is_some() {
-        c.problem(&collected.at("windows_events"), "is not supported: there are no Windows event logs here");
+        c.problem(
+            &collected.at("windows_events"),
+            "is not supported: there are no Windows event logs here",
+        );
     }
     let files_section = sub(c, &collected, "files", FILES_KEYS);
     let mut files = Vec::new();
