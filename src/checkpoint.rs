@@ -42,6 +42,20 @@ struct FileEntry {
     updated_ms: i64,
 }
 
+impl FileEntry {
+    /// `offset` in the file `key` names, as of now.
+    fn at(key: &FileKey, offset: u64) -> FileEntry {
+        FileEntry {
+            path: key.path.clone(),
+            dev: key.dev,
+            ino: key.ino,
+            fingerprint: key.fingerprint,
+            offset,
+            updated_ms: now_ms(),
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Saved {
     version: u32,
@@ -162,18 +176,9 @@ impl Checkpoints {
         let mut state = self.state();
         match position {
             Position::File(p) => {
-                let key = &p.key;
-                state.files.insert(
-                    (key.dev, key.ino),
-                    FileEntry {
-                        path: key.path.clone(),
-                        dev: key.dev,
-                        ino: key.ino,
-                        fingerprint: key.fingerprint,
-                        offset: p.offset,
-                        updated_ms: now_ms(),
-                    },
-                );
+                state
+                    .files
+                    .insert((p.key.dev, p.key.ino), FileEntry::at(&p.key, p.offset));
             }
             Position::Journal(None, cursor) => {
                 state.journal_cursor = Some(cursor.clone());
@@ -328,17 +333,9 @@ impl PositionStore for Checkpoints {
         if state.files.contains_key(&(key.dev, key.ino)) {
             return;
         }
-        state.files.insert(
-            (key.dev, key.ino),
-            FileEntry {
-                path: key.path.clone(),
-                dev: key.dev,
-                ino: key.ino,
-                fingerprint: key.fingerprint,
-                offset,
-                updated_ms: now_ms(),
-            },
-        );
+        state
+            .files
+            .insert((key.dev, key.ino), FileEntry::at(key, offset));
         self.changed(state);
     }
 }

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -19,23 +18,6 @@ fn start(s: &Setup, moto: &Moto) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-fn stop(child: &mut Child, s: &Setup) {
-    signal(child, libc::SIGTERM);
-    let status = wait_exit(child, Duration::from_secs(30));
-    assert!(status.success(), "{status}\n{}", s.log());
-}
-
-fn append(path: &Path, lines: &[&str]) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    for l in lines {
-        writeln!(f, "{l}").unwrap();
-    }
 }
 
 /// The agent's config with its files moved into `dir` and the publisher's own instance.
@@ -57,11 +39,11 @@ fn the_agents_filter_config_ships_what_it_says() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let test_log = dir.path().join("test.log");
-    append(&test_log, &[]);
+    std::fs::write(&test_log, "").unwrap();
     let s = Setup::new(agent_config(dir.path()));
     let mut p = start(&s, &moto);
     std::thread::sleep(Duration::from_secs(2));
-    append(
+    append_lines(
         &test_log,
         &[
             "INFO fine",
@@ -74,7 +56,7 @@ fn the_agents_filter_config_ships_what_it_says() {
         m.len() >= 2
     });
     std::thread::sleep(Duration::from_secs(2));
-    stop(&mut p, &s);
+    stop_gracefully(&mut p, &s);
     assert_eq!(got, ["ERROR disk full", "ERROR StatusCode 500"]);
     let log = s.log();
     assert!(
@@ -98,8 +80,8 @@ fn group_class_blacklist_and_retention_minus_one() {
             "publish_multi_logs": true
         }]}}}
     }));
-    append(&dir.path().join("app.log"), &["kept"]);
-    append(
+    append_lines(&dir.path().join("app.log"), &["kept"]);
+    append_lines(
         &dir.path().join("debug.log"),
         &["left out by the blacklist"],
     );
@@ -108,7 +90,7 @@ fn group_class_blacklist_and_retention_minus_one() {
         !m.is_empty()
     });
     std::thread::sleep(Duration::from_secs(3));
-    stop(&mut p, &s);
+    stop_gracefully(&mut p, &s);
     let groups = moto.log_groups();
     assert_eq!(groups["cold"].0, None, "-1: kept forever, no retention set");
     assert_eq!(

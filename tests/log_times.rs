@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -30,17 +28,6 @@ fn format(ms: i64, offset_s: i64) -> String {
     )
 }
 
-fn append(path: &Path, lines: &[String]) {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    for l in lines {
-        writeln!(f, "{l}").unwrap();
-    }
-}
-
 fn config(file: &Path, entry: Value) -> Value {
     let mut e = json!({"file_path": file, "from_beginning": true});
     for (k, v) in entry.as_object().unwrap() {
@@ -62,12 +49,6 @@ fn spawn(s: &Setup, url: &str, tz: Option<&str>) -> Child {
         cmd.env("TZ", tz);
     }
     cmd.spawn().unwrap()
-}
-
-fn stop(child: &mut Child, s: &Setup) {
-    signal(child, libc::SIGTERM);
-    let status = wait_exit(child, Duration::from_secs(30));
-    assert!(status.success(), "{status}\n{}", s.log());
 }
 
 #[test]
@@ -94,7 +75,7 @@ fn lines_written_during_an_outage_arrive_with_their_own_times() {
         ),
         format!("{} INFO one hour ago", format(hours_ago(1), 0)),
     ];
-    append(&file, &lines);
+    append_lines(&file, &lines);
     std::thread::sleep(Duration::from_secs(3));
     let moto = Moto::start_on(port);
     let events = |m: &Moto| m.log_events(GROUP).remove("app.log").unwrap_or_default();
@@ -109,7 +90,7 @@ fn lines_written_during_an_outage_arrive_with_their_own_times() {
         std::thread::sleep(Duration::from_millis(250));
     }
     std::thread::sleep(Duration::from_secs(2));
-    stop(&mut p, &s);
+    stop_gracefully(&mut p, &s);
     let got = events(&moto);
     let want = vec![
         (hours_ago(3), lines[0].clone()),
@@ -150,12 +131,12 @@ fn local_time_and_trimmed_timestamps() {
         ),
         format!("[{}] bracketed", format(at + 1000, 3 * 3600)),
     ];
-    append(&file, &lines);
+    append_lines(&file, &lines);
     let got = moto.wait_for_messages(GROUP, "local.log", Duration::from_secs(30), |m| {
         m.len() >= 2
     });
     std::thread::sleep(Duration::from_secs(2));
-    stop(&mut p, &s);
+    stop_gracefully(&mut p, &s);
     assert_eq!(got, ["INFO written in local time", "[] bracketed"]);
     let times: Vec<i64> = moto.log_events(GROUP)["local.log"]
         .iter()

@@ -7,7 +7,7 @@ mod support;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -29,22 +29,9 @@ fn java_config(file: &Path) -> Value {
 }
 
 fn start(s: &Setup, moto: &Moto) -> Child {
-    let sock = NotifySocket::bind();
-    let child = publisher(Some(&moto.url()))
-        .arg(s.config())
-        .env("NOTIFY_SOCKET", &sock.path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    sock.wait_ready(Duration::from_secs(30));
-    child
-}
-
-fn stop(child: &mut Child, s: &Setup) {
-    signal(child, libc::SIGTERM);
-    let status = wait_exit(child, Duration::from_secs(30));
-    assert!(status.success(), "{status}\n{}", s.log());
+    let mut cmd = publisher(Some(&moto.url()));
+    cmd.arg(s.config());
+    start_ready(cmd).0
 }
 
 fn write(path: &Path, text: &str) {
@@ -103,7 +90,7 @@ fn a_java_services_stack_traces_arrive_one_event_each_at_their_lines_time() {
     }
     let got = moto.wait_for_messages(GROUP, "webapp", Duration::from_secs(30), |m| m.len() >= 3);
     std::thread::sleep(Duration::from_secs(2));
-    stop(&mut p, &s);
+    stop_gracefully(&mut p, &s);
     let want: Vec<String> = records
         .iter()
         .map(|r| r.trim_end_matches('\n').to_owned())
@@ -139,7 +126,7 @@ fn sigkill_between_the_lines_of_a_trace_loses_and_repeats_nothing() {
     let mut p = start(&s, &moto);
     let got = moto.wait_for_messages(GROUP, "webapp", Duration::from_secs(30), |m| m.len() >= 3);
     std::thread::sleep(Duration::from_secs(2));
-    stop(&mut p, &s);
+    stop_gracefully(&mut p, &s);
     assert_eq!(
         got,
         [
@@ -183,7 +170,7 @@ fn rename_and_copytruncate_between_the_lines_of_a_trace() {
             std::thread::sleep(Duration::from_millis(250));
         }
         std::thread::sleep(Duration::from_secs(2));
-        stop(&mut p, &s);
+        stop_gracefully(&mut p, &s);
         let got = moto.messages(GROUP, "webapp");
         assert_eq!(
             got,

@@ -5,10 +5,8 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -26,39 +24,15 @@ fn config(file_path: &Path) -> Value {
 }
 
 /// A publisher that has reported READY to a notify socket, as systemd would see it.
-fn start_ready(s: &Setup, moto: &Moto) -> (Child, NotifySocket) {
-    let sock = NotifySocket::bind();
-    let child = publisher(Some(&moto.url()))
-        .arg(s.config())
-        .env("NOTIFY_SOCKET", &sock.path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    sock.wait_ready(Duration::from_secs(30));
-    (child, sock)
-}
-
-fn stop(child: &mut Child, s: &Setup) {
-    signal(child, libc::SIGTERM);
-    let status = wait_exit(child, Duration::from_secs(30));
-    assert!(status.success(), "{status}\n{}", s.log());
+fn start(s: &Setup, moto: &Moto) -> (Child, NotifySocket) {
+    let mut cmd = publisher(Some(&moto.url()));
+    cmd.arg(s.config());
+    start_ready(cmd)
 }
 
 fn kill(child: &mut Child) {
     signal(child, libc::SIGKILL);
     let _ = child.wait();
-}
-
-fn append(path: &Path, lines: &[String]) {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    let mut text = lines.join("\n");
-    text.push('\n');
-    f.write_all(text.as_bytes()).unwrap();
 }
 
 fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
@@ -88,10 +62,10 @@ fn saved_offsets(s: &Setup) -> BTreeMap<String, u64> {
 /// Runs a publisher until `want.len()` events are in `stream`, waits a little for strays, stops
 /// it and returns every event that arrived.
 fn collect_after_restart(s: &Setup, moto: &Moto, stream: &str, want: usize) -> Vec<String> {
-    let (mut p, _sock) = start_ready(s, moto);
+    let (mut p, _sock) = start(s, moto);
     moto.wait_for_messages(GROUP, stream, Duration::from_secs(60), |m| m.len() >= want);
     std::thread::sleep(Duration::from_secs(2));
-    stop(&mut p, s);
+    stop_gracefully(&mut p, s);
     moto.messages(GROUP, stream)
 }
 
@@ -100,13 +74,13 @@ fn a_quiet_file_keeps_its_place_while_the_publisher_is_stopped() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("quiet.log");
-    append(&file, &numbered("before the first start", 0..3));
+    append_lines(&file, &numbered("before the first start", 0..3));
     let s = Setup::new(config(&file));
 
     // Nothing is written while it runs, so nothing is ever acknowledged.
-    let (mut p, _sock) = start_ready(&s, &moto);
+    let (mut p, _sock) = start(&s, &moto);
     std::thread::sleep(Duration::from_secs(2));
-    stop(&mut p, &s);
+    stop_gracefully(&mut p, &s);
     let len = std::fs::metadata(&file).unwrap().len();
     assert_eq!(
         saved_offsets(&s).get(file.to_str().unwrap()),
@@ -116,7 +90,7 @@ fn a_quiet_file_keeps_its_place_while_the_publisher_is_stopped() {
     );
 
     let want = numbered("while stopped", 0..100);
-    append(&file, &want);
+    append_lines(&file, &want);
     let got = collect_after_restart(&s, &moto, "quiet.log", want.len());
     assert_eq!(
         got, want,
@@ -129,14 +103,14 @@ fn the_start_position_is_saved_before_ready() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ready.log");
-    append(&file, &numbered("old", 0..5));
+    append_lines(&file, &numbered("old", 0..5));
     let s = Setup::new(config(&file));
 
     // Killed the moment it reports ready: what it decided by then is on disk.
-    let (mut p, _sock) = start_ready(&s, &moto);
+    let (mut p, _sock) = start(&s, &moto);
     kill(&mut p);
     let want = numbered("after the kill", 0..50);
-    append(&file, &want);
+    append_lines(&file, &want);
     let got = collect_after_restart(&s, &moto, "ready.log", want.len());
     assert_eq!(got, want);
 }
@@ -146,15 +120,15 @@ fn lines_not_read_yet_at_sigterm_arrive_after_a_restart_once() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("term.log");
-    append(&file, &numbered("old", 0..5));
+    append_lines(&file, &numbered("old", 0..5));
     let s = Setup::new(config(&file));
 
-    let (mut p, _sock) = start_ready(&s, &moto);
+    let (mut p, _sock) = start(&s, &moto);
     // An idle file is looked at about once a second: the stop comes before the next look.
     std::thread::sleep(Duration::from_secs(2));
     let want = numbered("just before the stop", 0..1000);
-    append(&file, &want);
-    stop(&mut p, &s);
+    append_lines(&file, &want);
+    stop_gracefully(&mut p, &s);
     let got = collect_after_restart(&s, &moto, "term.log", want.len());
     assert_eq!(
         got, want,
@@ -167,12 +141,12 @@ fn lines_not_read_yet_at_sigkill_arrive_after_a_restart() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("kill.log");
-    append(&file, &numbered("old", 0..5));
+    append_lines(&file, &numbered("old", 0..5));
     let s = Setup::new(config(&file));
 
-    let (mut p, _sock) = start_ready(&s, &moto);
+    let (mut p, _sock) = start(&s, &moto);
     let want = numbered("just before the kill", 0..1000);
-    append(&file, &want);
+    append_lines(&file, &want);
     kill(&mut p);
     let got = collect_after_restart(&s, &moto, "kill.log", want.len());
     assert_unique_lines_arrived(&got, &want);
@@ -187,9 +161,9 @@ fn a_file_that_appeared_while_running_is_read_whole_after_a_sigkill() {
 
     // No file at the path at start; one appears and the publisher is killed at once, before
     // it could have delivered (or saved) anything of it.
-    let (mut p, _sock) = start_ready(&s, &moto);
+    let (mut p, _sock) = start(&s, &moto);
     let want = numbered("appeared", 0..500);
-    append(&file, &want);
+    append_lines(&file, &want);
     kill(&mut p);
     let got = collect_after_restart(&s, &moto, "later.log", want.len());
     assert_unique_lines_arrived(&got, &want);
@@ -200,15 +174,15 @@ fn a_file_rotated_just_before_a_sigkill_is_finished_and_the_new_one_read_whole()
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rot.log");
-    append(&file, &numbered("old", 0..5));
+    append_lines(&file, &numbered("old", 0..5));
     let s = Setup::new(config(&file));
 
-    let (mut p, _sock) = start_ready(&s, &moto);
+    let (mut p, _sock) = start(&s, &moto);
     let mut want = numbered("first file", 0..300);
-    append(&file, &want);
+    append_lines(&file, &want);
     std::fs::rename(&file, dir.path().join("rot.log.1")).unwrap();
     let second = numbered("second file", 0..300);
-    append(&file, &second);
+    append_lines(&file, &second);
     want.extend(second);
     kill(&mut p);
     let got = collect_after_restart(&s, &moto, "rot.log", want.len());

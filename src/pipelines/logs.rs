@@ -18,7 +18,7 @@ use crate::config::{self, Config, FileSource, Filters, JournalSource};
 use crate::metric::now_ms;
 use crate::service::{Health, Heartbeat};
 use crate::sinks::cloudwatch_logs::{run_sender, Batch, BatchBuilder, Destination, LogsSink};
-use crate::sources::files::multiline::Assembler;
+use crate::sources::files::multiline::{Assembler, Event};
 use crate::sources::files::timestamp::{LocalOffset, TimestampFormat};
 use crate::sources::files::{self, Claim, FilePosition, LineSink, Registry, StartAt, Step, Tailer};
 use crate::sources::journal::{Journal, Resume};
@@ -450,15 +450,14 @@ impl FileLines {
             .as_mut()
             .and_then(|a| a.expire(std::time::Instant::now(), force));
         if let Some(e) = done {
-            self.complete(
-                if e.text.is_empty() {
-                    None
-                } else {
-                    Some(&e.text)
-                },
-                e.position,
-            );
+            self.complete_event(e);
         }
+    }
+
+    /// A multi-line event (an empty one only moves the position).
+    fn complete_event(&mut self, e: Event<FilePosition>) {
+        let text = (!e.text.is_empty()).then_some(e.text.as_str());
+        self.complete(text, e.position);
     }
 
     /// One complete event (`None`: an empty line, which only moves the position).
@@ -483,14 +482,7 @@ impl LineSink for FileLines {
         match &mut self.multiline {
             Some(a) => {
                 for e in a.line(text, position, std::time::Instant::now()) {
-                    self.complete(
-                        if e.text.is_empty() {
-                            None
-                        } else {
-                            Some(&e.text)
-                        },
-                        e.position,
-                    );
+                    self.complete_event(e);
                 }
             }
             None => self.complete(text, position),

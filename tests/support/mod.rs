@@ -515,6 +515,41 @@ pub fn text(out: &Output) -> (String, String) {
     )
 }
 
+/// Appends `lines` to `path` (made if missing), each ending in a newline.
+pub fn append_lines(path: &Path, lines: &[impl AsRef<str>]) {
+    let mut text = String::new();
+    for l in lines {
+        text.push_str(l.as_ref());
+        text.push('\n');
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// SIGTERM, and a clean exit within 30 s (the publisher's log shows when not).
+pub fn stop_gracefully(child: &mut Child, s: &Setup) {
+    signal(child, libc::SIGTERM);
+    let status = wait_exit(child, Duration::from_secs(30));
+    assert!(status.success(), "{status}\n{}", s.log());
+}
+
+/// Starts `cmd` with a notify socket, as systemd would, and waits for READY.
+pub fn start_ready(mut cmd: Command) -> (Child, NotifySocket) {
+    let sock = NotifySocket::bind();
+    let child = cmd
+        .env("NOTIFY_SOCKET", &sock.path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    sock.wait_ready(Duration::from_secs(30));
+    (child, sock)
+}
+
 pub fn signal(child: &Child, sig: i32) {
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
 }
