@@ -620,3 +620,103 @@ fn journald_collect_lists_each_read_on_their_own_with_their_own_positions() {
         ["kernel: usb 1-1", "root job", "root again"]
     );
 }
+
+#[test]
+fn the_agents_own_journald_config_three_readers_into_three_groups() {
+    let moto = Moto::start();
+    let j = Journal::new();
+    let base = (now_ms() - 600_000) * 1000;
+    let unit = |u: &str| json!({"_SYSTEMD_UNIT": u});
+    j.append(&[
+        entry(
+            B1,
+            0,
+            base,
+            json!("sshd: accepted key"),
+            unit("sshd.service"),
+        ),
+        entry(
+            B1,
+            1,
+            base,
+            json!("systemd: a debug detail"),
+            unit("systemd.service"),
+        ),
+        entry(
+            B1,
+            2,
+            base,
+            json!("nginx: WARN slow upstream"),
+            unit("nginx.service"),
+        ),
+        entry(B1, 3, base, json!("nginx: 200 OK"), unit("nginx.service")),
+        entry(
+            B1,
+            4,
+            base,
+            json!("auditd: Authentication failed for bob"),
+            unit("auditd.service"),
+        ),
+        entry(
+            B1,
+            5,
+            base,
+            json!("fail2ban: Connection closed"),
+            unit("fail2ban.service"),
+        ),
+        // The sample's expression is "Authentication*failed": an n repeated, no space after.
+        entry(
+            B1,
+            6,
+            base,
+            json!("auditd: Authenticationfailed for eve"),
+            unit("auditd.service"),
+        ),
+    ]);
+    let mut c: Value = serde_json::from_str(&read(
+        &repo().join("tests/data/agent-configs/agentrepo_validLogJournaldWithFilters.json"),
+    ))
+    .unwrap();
+    c["agent"] = json!({"instance": {"prefix": "test", "serial": "agentjournal"}, "metrics_collection_interval": 3600,
+                        "logs_collection_interval": 1});
+    let s = Setup::new(c);
+    let mut p = j.spawn(&s, &moto, &[]);
+    let id = "test-agentjournal";
+    let system = moto.wait_for_messages("system-logs", id, Duration::from_secs(30), |m| {
+        !m.is_empty()
+    });
+    let app = moto.wait_for_messages(
+        "application-logs",
+        &format!("{id}-app"),
+        Duration::from_secs(30),
+        |m| !m.is_empty(),
+    );
+    let security = moto.wait_for_messages(
+        "security-logs",
+        &format!("{id}-security"),
+        Duration::from_secs(30),
+        |m| !m.is_empty(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    stop(&mut p, &s);
+    assert_eq!(system, ["sshd: accepted key"], "the debug line is excluded");
+    assert_eq!(
+        app,
+        ["nginx: WARN slow upstream"],
+        "only ERROR and WARN are included"
+    );
+    assert_eq!(
+        security,
+        ["auditd: Authenticationfailed for eve"],
+        "as the sample's regex says"
+    );
+    let groups = moto.log_groups();
+    assert_eq!(
+        (
+            groups["system-logs"].0,
+            groups["application-logs"].0,
+            groups["security-logs"].0
+        ),
+        (Some(7), Some(30), Some(90))
+    );
+}

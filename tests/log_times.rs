@@ -165,3 +165,42 @@ fn a_bad_timestamp_format_or_timezone_is_a_config_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_agents_timestamp_format_without_a_year_first() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agent.log");
+    std::fs::write(&file, "").unwrap();
+    let text = read(&repo().join("tests/data/agent-configs/agentrepo_no_skip_log_timestamp.json"))
+        .replace(
+            "/tmp/not-amazon-cloudwatch-agent.log",
+            file.to_str().unwrap(),
+        );
+    let mut c: Value = serde_json::from_str(&text).unwrap();
+    c["agent"] = json!({"instance": {"prefix": "test", "serial": "agentts"}, "metrics_collection_interval": 3600,
+                        "logs_collection_interval": 1});
+    c["logs"]["logs_collected"]["files"]["collect_list"][0]["timezone"] = json!("UTC");
+    let s = Setup::new(c);
+    let mut p = spawn(&s, &moto.url(), None);
+    std::thread::sleep(Duration::from_secs(2));
+    // "%H:%M:%S %y %b %d": 09:08:07 on the day two days ago.
+    let at = (now_ms() / 86_400_000 - 2) * 86_400_000 + (9 * 3600 + 8 * 60 + 7) * 1000;
+    let (y, m, d) = civil_from_days(at / 86_400_000);
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][m as usize - 1];
+    append_lines(
+        &file,
+        &[format!("09:08:07 {:02} {month} {d} agent started", y % 100)],
+    );
+    moto.wait_for_messages(
+        "amazon-cloudwatch-agent.log",
+        "agent.log",
+        Duration::from_secs(30),
+        |m| !m.is_empty(),
+    );
+    stop_gracefully(&mut p, &s);
+    let events = &moto.log_events("amazon-cloudwatch-agent.log")["agent.log"];
+    assert_eq!(events[0].0, at);
+}
