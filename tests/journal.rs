@@ -114,6 +114,26 @@ fn stop(child: &mut Child, s: &Setup) {
     assert!(status.success(), "{status}\n{}", s.log());
 }
 
+/// `n` entries of boot B0 from another unit than app.service.
+fn other_units(n: u64, base: i64) -> Vec<Value> {
+    (0..n)
+        .map(|n| {
+            entry(
+                B0,
+                n,
+                base,
+                json!(format!("other {n}")),
+                json!({"_SYSTEMD_UNIT": "other.service"}),
+            )
+        })
+        .collect()
+}
+
+/// The journal of app.service only, into the stream `journal`.
+fn app_only() -> Value {
+    config(json!({"collect": true, "log_stream_name": "journal", "units": ["app.service"]}))
+}
+
 fn saved_cursor(s: &Setup) -> Option<String> {
     let state: Value =
         serde_json::from_str(&read(&s.dir.path().join("state/logs-state.json"))).ok()?;
@@ -282,21 +302,8 @@ fn entries_written_while_stopped_arrive_though_the_first_run_shipped_none() {
     };
     // This boot has only another unit's entries so far: the first run ships none, and so has
     // no cursor of an entry it delivered.
-    let others: Vec<Value> = (0..3)
-        .map(|n| {
-            entry(
-                B0,
-                n,
-                base,
-                json!(format!("other {n}")),
-                json!({"_SYSTEMD_UNIT": "other.service"}),
-            )
-        })
-        .collect();
-    j.append(&others);
-    let s = Setup::new(config(json!({
-        "collect": true, "log_stream_name": "journal", "units": ["app.service"]
-    })));
+    j.append(&other_units(3, base));
+    let s = Setup::new(app_only());
     let sock = NotifySocket::bind();
     let notify = [("NOTIFY_SOCKET", sock.path.to_str().unwrap())];
     let mut p = j.spawn(&s, &moto, &notify);
@@ -327,21 +334,8 @@ fn a_saved_cursor_gone_from_the_journal_is_replaced_by_this_boots_start_which_is
     let moto = Moto::start();
     let j = Journal::new();
     let base = (now_ms() - 600_000) * 1000;
-    let others: Vec<Value> = (0..2)
-        .map(|n| {
-            entry(
-                B0,
-                n,
-                base,
-                json!(format!("other {n}")),
-                json!({"_SYSTEMD_UNIT": "other.service"}),
-            )
-        })
-        .collect();
-    j.append(&others);
-    let s = Setup::new(config(json!({
-        "collect": true, "log_stream_name": "journal", "units": ["app.service"]
-    })));
+    j.append(&other_units(2, base));
+    let s = Setup::new(app_only());
     // A cursor of entries since vacuumed (or of a volatile journal before a reboot).
     let state = s.dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();

@@ -16,7 +16,7 @@ use regex::Regex;
 use crate::secret::Secret;
 use crate::sources::host_metrics::SectionConfig;
 
-pub use metrics::{AGENT_NAMESPACE, INSTANCE_ID_PLACEHOLDER};
+pub use metrics::INSTANCE_ID_PLACEHOLDER;
 pub use names::{
     check_instance_id, check_log_group, check_log_stream, check_region, LOG_STREAM_MAX_CHARS,
     RETENTION_DAYS,

@@ -255,14 +255,25 @@ impl LogsPipeline {
             };
             for path in paths {
                 if self.claim(index, &path, registry) {
-                    let mut tailer = Tailer::new(path, start, Some(Arc::clone(registry)))
-                        .with_encoding(entry.encoding);
+                    let mut tailer = self.tailer(index, path, start, registry);
                     tailer.open_now(&*self.checkpoints);
                     opened.push((index, tailer));
                 }
             }
         }
         opened
+    }
+
+    /// A tailer for `path`, found for entry `index`, in the entry's encoding.
+    fn tailer(
+        &self,
+        index: usize,
+        path: PathBuf,
+        start: StartAt,
+        registry: &Arc<Registry>,
+    ) -> Tailer {
+        Tailer::new(path, start, Some(Arc::clone(registry)))
+            .with_encoding(self.config.logs.files[index].encoding)
     }
 
     /// Starts the task that delivers one source's batches to `dest`; returns its channel.
@@ -349,8 +360,7 @@ impl LogsPipeline {
             };
             for path in paths {
                 if self.claim(index, &path, &registry) {
-                    let tailer = Tailer::new(path, StartAt::Beginning, Some(Arc::clone(&registry)))
-                        .with_encoding(entry.encoding);
+                    let tailer = self.tailer(index, path, StartAt::Beginning, &registry);
                     self.follow(index, tailer, &registry, &tracker, &shutdown);
                 }
             }

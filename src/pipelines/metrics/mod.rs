@@ -17,7 +17,7 @@ use crate::sinks::cloudwatch_metrics::{
     batches, Batch, Disposition, MetricsSink, Spool, MAX_DATUMS_PER_REQUEST,
 };
 
-pub use labels::{storage_resolution, AgentLabels, Labels, HIGH_RESOLUTION_BELOW};
+pub use labels::{storage_resolution, AgentLabels, Labels};
 pub use sampler::{preview, Preview, Sampler, HOURS_PER_MONTH};
 
 /// The first sample's rates and CPU figure cover this much time after start, so the first

@@ -115,11 +115,6 @@ impl<P> Assembler<P> {
             None
         }
     }
-
-    /// Whether an event is being put together.
-    pub fn is_open(&self) -> bool {
-        self.open.is_some()
-    }
 }
 
 #[cfg(test)]

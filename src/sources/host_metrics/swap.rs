@@ -23,15 +23,19 @@ pub struct Swap(SectionConfig);
 
 impl Collector for Swap {
     fn collect(&mut self, host: &Host, out: &mut Vec<Series>) {
-        if !host.has_proc() {
-            return mem::collect_portable(&self.0, host, out);
-        }
-        let Some(text) = host.read_proc("swap", "meminfo") else {
-            return;
+        let (total, free) = if host.has_proc() {
+            let Some(text) = host.read_proc("swap", "meminfo") else {
+                return;
+            };
+            let m = mem::parse(&text);
+            let get = |k: &str| m.get(k).copied().unwrap_or(0);
+            (get("SwapTotal"), get("SwapFree"))
+        } else {
+            let Some(system) = mem::memory(&self.0, host) else {
+                return;
+            };
+            (system.total_swap(), system.free_swap())
         };
-        let m = mem::parse(&text);
-        let total = m.get("SwapTotal").copied().unwrap_or(0);
-        let free = m.get("SwapFree").copied().unwrap_or(0);
         let used = total.saturating_sub(free);
         let c = &self.0;
         let mut s = Series::new(Vec::new());
@@ -45,5 +49,30 @@ impl Collector for Swap {
         };
         s.put(c, "used_percent", percent);
         out.push(s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn sysinfo_and_proc_agree_on_the_swap() {
+        let host = Host::at(std::path::Path::new("/"));
+        let config = SectionConfig::all("swap", Duration::from_secs(60));
+        let system = mem::memory(&config, &host).unwrap();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let proc = mem::parse(&meminfo);
+        assert_eq!(system.total_swap(), proc["SwapTotal"]);
+        let mut out = Vec::new();
+        Swap(config).collect(&host, &mut out);
+        let percent = out[0]
+            .values
+            .iter()
+            .find(|v| v.0 == "used_percent")
+            .unwrap()
+            .1;
+        assert!((0.0..=100.0).contains(&percent));
     }
 }
