@@ -162,7 +162,9 @@ fn ask(prompt: &str, default: &str, secret: bool) -> Option<String> {
     };
     // Echo goes off before the prompt shows, so nothing typed early is echoed.
     let _echo = (secret && std::io::stdin().is_terminal()).then(NoEcho::new);
-    let _ = write!(err, "{prompt}{shown}: ");
+    // One write: standard error is unbuffered, and a prompt written in pieces lets whoever
+    // answers (a person or a script) reply before the default has shown.
+    let _ = err.write_all(format!("{prompt}{shown}: ").as_bytes());
     let _ = err.flush();
     let mut line = String::new();
     match std::io::stdin().lock().read_line(&mut line) {

@@ -607,8 +607,8 @@ expect {{
   "Cognito identity pool id:" {{ send "eu-west-1:0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b\r"; exp_continue }}
   "Cognito app client id:" {{ send "1example23456789\r"; exp_continue }}
   "Password of this device's Cognito user:" {{ send -- "$env(PASSWORD)\r"; exp_continue }}
-  "Instance id prefix" {{ send "\r"; exp_continue }}
-  "Command that prints this machine's serial" {{ send "echo {serial}\r"; exp_continue }}
+  "Instance id prefix*: " {{ send "\r"; exp_continue }}
+  "Command that prints this machine's serial*: " {{ send "echo {serial}\r"; exp_continue }}
   timeout {{ puts "no prompt and no end within 120 s"; exit 1 }}
   eof
 }}
