@@ -167,21 +167,44 @@ pub async fn daemon(
             "default AWS credential chain"
         };
         tracing::info!(instance_id = %id, region = %region, credentials = how, "Publishing as this instance.");
+        // Each section acts as its role, if it names one; one provider serves a role both share.
+        let mut roles: Vec<(&str, aws_config::SdkConfig)> = Vec::new();
+        for arn in [&config.metrics.role_arn, &config.logs.role_arn]
+            .into_iter()
+            .flatten()
+        {
+            if !roles.iter().any(|(a, _)| a == arn) {
+                tracing::info!(role_arn = %arn, "Assuming a role to publish.");
+                roles.push((arn, crate::aws::assume_role(&sdk, arn, &id).await));
+            }
+        }
+        let acting = |role: &Option<String>| match role {
+            Some(arn) => {
+                &roles
+                    .iter()
+                    .find(|(a, _)| a == arn)
+                    .expect("assumed above")
+                    .1
+            }
+            None => &sdk,
+        };
+        let metrics_sdk = acting(&config.metrics.role_arn);
+        let logs_sdk = acting(&config.logs.role_arn);
         (
             MetricsSink::CloudWatch(aws_sdk_cloudwatch::Client::from_conf(
                 match &config.metrics.endpoint_override {
-                    Some(url) => aws_sdk_cloudwatch::config::Builder::from(&sdk)
+                    Some(url) => aws_sdk_cloudwatch::config::Builder::from(metrics_sdk)
                         .endpoint_url(url)
                         .build(),
-                    None => aws_sdk_cloudwatch::config::Builder::from(&sdk).build(),
+                    None => aws_sdk_cloudwatch::config::Builder::from(metrics_sdk).build(),
                 },
             )),
             LogsSink::CloudWatch(Arc::new(CloudWatchLogs::with_concurrency(
                 aws_sdk_cloudwatchlogs::Client::from_conf(match &config.logs.endpoint_override {
-                    Some(url) => aws_sdk_cloudwatchlogs::config::Builder::from(&sdk)
+                    Some(url) => aws_sdk_cloudwatchlogs::config::Builder::from(logs_sdk)
                         .endpoint_url(url)
                         .build(),
-                    None => aws_sdk_cloudwatchlogs::config::Builder::from(&sdk).build(),
+                    None => aws_sdk_cloudwatchlogs::config::Builder::from(logs_sdk).build(),
                 }),
                 config
                     .logs

@@ -1,6 +1,6 @@
 //! The CloudWatch Agent's `logs` keys through moto: its own config with `filters`,
-//! `concurrency` and a top-level `log_stream_name`, and `log_group_class`, `blacklist` and
-//! `retention_in_days: -1`.
+//! `concurrency` and a top-level `log_stream_name`, and `log_group_class`, `blacklist`,
+//! `retention_in_days: -1` and `credentials.role_arn`.
 
 mod support;
 
@@ -102,4 +102,61 @@ fn group_class_blacklist_and_retention_minus_one() {
         moto.log_group_classes()["cold"].as_deref(),
         Some("INFREQUENT_ACCESS")
     );
+}
+
+#[test]
+fn each_section_acts_as_its_role() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let app_log = dir.path().join("app.log");
+    append_lines(&app_log, &["sent as the logs role"]);
+    // The agent's role for metrics; logs name a role of their own in another account.
+    let s = Setup::new(json!({
+        "agent": {"instance": {"prefix": "test", "serial": "roles"}, "logs_collection_interval": 1,
+                  "metrics_collection_interval": 1,
+                  "credentials": {"role_arn": "arn:aws:iam::111122223333:role/MetricsPublisher"}},
+        "metrics": {"metrics_collected": {"mem": {"measurement": ["mem_used_percent"]}}},
+        "logs": {"credentials": {"role_arn": "arn:aws:iam::444455556666:role/LogsPublisher"},
+                 "logs_collected": {"files": {"collect_list": [{
+                     "file_path": app_log, "from_beginning": true, "log_group_name": "app"}]}}}
+    }));
+    let mut p = start(&s, &moto);
+    moto.wait_for_messages("app", "app.log", Duration::from_secs(30), |m| !m.is_empty());
+    let metrics = moto.wait_for_metrics(Duration::from_secs(30), |m| {
+        m.iter().any(|d| d.name == "mem_used_percent")
+    });
+    stop_gracefully(&mut p, &s);
+    assert_eq!(moto.log_group_accounts()["app"], "444455556666");
+    for d in metrics.iter().filter(|d| d.name == "mem_used_percent") {
+        assert_eq!(d.account, "111122223333", "{d:?}");
+    }
+    // One AssumeRole per role, not one per request.
+    assert_eq!(
+        moto.calls().get("AssumeRole"),
+        Some(&2),
+        "{:?}",
+        moto.calls()
+    );
+    assert!(
+        s.log()
+            .contains("arn:aws:iam::444455556666:role/LogsPublisher"),
+        "the log names the role: {}",
+        s.log()
+    );
+}
+
+#[test]
+fn a_role_arn_that_is_not_one_is_a_config_error() {
+    let s = Setup::new(json!({
+        "logs": {"credentials": {"role_arn": "MetricsPublisher", "external_id": "x"},
+                 "logs_collected": {"journal": true}}
+    }));
+    let mut cmd = publisher(None);
+    cmd.arg("validate").arg(s.config());
+    let out = run(cmd, Duration::from_secs(30));
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("logs.credentials.role_arn"), "{err}");
+    assert!(err.contains("is not an IAM role ARN"), "{err}");
+    assert!(err.contains("logs.credentials.external_id"), "{err}");
 }

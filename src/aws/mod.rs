@@ -54,6 +54,38 @@ pub async fn sdk_config(
     loader.load().await
 }
 
+/// The same configuration acting as `role_arn`: credentials from STS AssumeRole, asked for
+/// with `sdk`'s credentials, cached and renewed before they expire like any others. The
+/// session is named after the instance, so the role's trail shows which device acted.
+pub async fn assume_role(sdk: &SdkConfig, role_arn: &str, instance_id: &InstanceId) -> SdkConfig {
+    let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+        .configure(sdk)
+        .session_name(session_name(instance_id.as_str()))
+        .build()
+        .await;
+    sdk.to_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+        )
+        .build()
+}
+
+/// A role session name: 2 to 64 of `[A-Za-z0-9+=,.@_-]`.
+fn session_name(instance_id: &str) -> String {
+    let mut name: String = format!("cloudwatch-publisher-{instance_id}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    name.truncate(64);
+    name
+}
+
 pub(crate) fn base_loader(region: Option<Region>) -> aws_config::ConfigLoader {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
@@ -69,4 +101,19 @@ pub(crate) fn base_loader(region: Option<Region>) -> aws_config::ConfigLoader {
         loader = loader.region(region);
     }
     loader
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_name;
+
+    #[test]
+    fn session_names_keep_to_what_sts_takes() {
+        assert_eq!(
+            session_name("rpi-00000000feedbeef"),
+            "cloudwatch-publisher-rpi-00000000feedbeef"
+        );
+        assert_eq!(session_name("a b/c"), "cloudwatch-publisher-a_b_c");
+        assert_eq!(session_name(&"x".repeat(100)).len(), 64);
+    }
 }

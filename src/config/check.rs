@@ -127,10 +127,17 @@ pub(super) fn check(path: &Path, root: &Value) -> Result<Config, Vec<Problem>> {
     let agent = check_agent(&mut c, &agent);
     let agent_interval = agent_section_interval(top);
     let metrics = section(&mut c, top, "metrics", super::metrics::METRICS_KEYS);
-    let metrics =
+    let mut metrics =
         super::metrics::check_metrics(&mut c, &metrics, agent_interval, agent.omit_hostname);
     let logs = section(&mut c, top, "logs", LOGS_KEYS);
-    let logs = check_logs(&mut c, &logs);
+    let mut logs = check_logs(&mut c, &logs);
+    // A section without a role of its own takes the agent's, as with the agent.
+    if metrics.role_arn.is_none() {
+        metrics.role_arn.clone_from(&agent.role_arn);
+    }
+    if logs.role_arn.is_none() {
+        logs.role_arn.clone_from(&agent.role_arn);
+    }
     if c.problems.is_empty() {
         Ok(Config {
             source: path.to_owned(),
@@ -195,6 +202,19 @@ fn sub<'v>(c: &mut Checker, parent: &Section<'v>, key: &str, known: &[&str]) -> 
     let path = parent.at(key);
     let map = parent.get(key).and_then(|v| c.object(&path, v, known));
     Section { path, map }
+}
+
+/// A section's `credentials`: the role to assume (the agent's one key there), checked.
+pub(super) fn role_arn(c: &mut Checker, s: &Section) -> Option<String> {
+    let creds = sub(c, s, "credentials", &["role_arn"]);
+    let arn = c.string(&creds, "role_arn")?;
+    match names::check_role_arn(&arn) {
+        Ok(()) => Some(arn),
+        Err(e) => {
+            c.problem(&creds.at("role_arn"), e);
+            None
+        }
+    }
 }
 
 fn check_agent(c: &mut Checker, s: &Section) -> Agent {
@@ -306,13 +326,7 @@ fn check_agent(c: &mut Checker, s: &Section) -> Agent {
     let debug = c.bool(s, "debug").unwrap_or(false);
     let syslog = c.bool(s, "syslog").unwrap_or(false);
     let omit_hostname = c.bool(s, "omit_hostname").unwrap_or(false);
-    if s.get("credentials").is_some() {
-        c.problem(
-            &s.at("credentials"),
-            "is not supported: the publisher signs in with agent.authentication (Cognito) or the \
-             AWS credential chain (a profile's role_arn assumes a role)",
-        );
-    }
+    let role_arn = role_arn(c, s);
     for (key, why) in AGENT_KEYS_WITHOUT_EFFECT {
         if s.get(key).is_some() {
             c.warning(&s.at(key), format!("has no effect here: {why}"));
@@ -333,6 +347,7 @@ fn check_agent(c: &mut Checker, s: &Section) -> Agent {
         omit_hostname,
         state_dir,
         metrics_spool_max_bytes: spool_mib * 1024 * 1024,
+        role_arn,
     }
 }
 
@@ -353,14 +368,7 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
             );
         }
     }
-    if s.get("credentials").is_some() {
-        c.problem(
-            &s.at("credentials"),
-            "is not supported yet: logs are sent with the publisher's own credentials \
-             (agent.authentication, or the AWS credential chain, where a profile's role_arn \
-             assumes a role)",
-        );
-    }
+    let role_arn = role_arn(c, s);
     if s.get("metrics_collected").is_some() {
         c.problem(
             &s.at("metrics_collected"),
@@ -456,6 +464,7 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
         log_stream_name: default_stream,
         concurrency,
         endpoint_override,
+        role_arn,
         retention_in_days,
         force_flush_interval,
         files,
@@ -982,6 +991,38 @@ mod tests {
         assert_eq!(c.agent.instance.prefix, "sys");
         assert!(c.agent.authentication.is_none());
         assert!(c.logs.journals.is_empty() && c.logs.files.is_empty());
+    }
+
+    #[test]
+    fn a_section_without_a_role_takes_the_agents() {
+        let c = ok(
+            r#"{"agent": {"credentials": {"role_arn": "arn:aws:iam::111122223333:role/A"}},
+                       "logs": {"credentials": {"role_arn": "arn:aws-cn:iam::444455556666:role/path/B"}}}"#,
+        );
+        assert_eq!(
+            c.metrics.role_arn.as_deref(),
+            Some("arn:aws:iam::111122223333:role/A")
+        );
+        assert_eq!(
+            c.logs.role_arn.as_deref(),
+            Some("arn:aws-cn:iam::444455556666:role/path/B")
+        );
+        assert!(ok("{}").metrics.role_arn.is_none());
+        for bad in [
+            "arn:aws:iam::1111:role/A",
+            "arn:aws:iam::111122223333:user/A",
+            "arn:aws:s3:::111122223333:role/A",
+            "arn:aws:iam::111122223333:role/",
+        ] {
+            let p = problems(&format!(
+                r#"{{"metrics": {{"credentials": {{"role_arn": "{bad}"}}}}}}"#
+            ));
+            assert!(
+                p.iter()
+                    .any(|p| p.starts_with("metrics.credentials.role_arn")),
+                "{bad}: {p:?}"
+            );
+        }
     }
 
     #[test]

@@ -85,14 +85,7 @@ pub(super) fn check_metrics(
     if let Err(e) = names::check_namespace(&namespace) {
         c.problem(&s.at("namespace"), e);
     }
-    if s.get("credentials").is_some() {
-        c.problem(
-            &s.at("credentials"),
-            "is not supported: metrics are published with the publisher's own credentials \
-             (agent.authentication, or the AWS credential chain, which can assume a role through \
-             a profile's role_arn)",
-        );
-    }
+    let role_arn = super::check::role_arn(c, s);
     let endpoint_override = c.string(s, "endpoint_override");
     if let Some(url) = &endpoint_override {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
@@ -145,6 +138,7 @@ pub(super) fn check_metrics(
     Metrics {
         namespace,
         endpoint_override,
+        role_arn,
         force_flush_interval: force_flush_interval.or(collected_given.then_some(AGENT_FORCE_FLUSH)),
         collected,
     }

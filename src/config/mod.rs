@@ -65,6 +65,9 @@ pub struct Agent {
     pub state_dir: PathBuf,
     /// Largest size of the metrics spool on disk, in bytes.
     pub metrics_spool_max_bytes: u64,
+    /// `agent.credentials.role_arn`: the role metrics and logs are sent as, unless their own
+    /// section names another.
+    pub role_arn: Option<String>,
 }
 
 /// How the instance id is formed: `prefix-serial`.
@@ -98,6 +101,8 @@ pub struct Metrics {
     pub namespace: String,
     /// CloudWatch's endpoint, instead of the region's (a VPC or FIPS endpoint).
     pub endpoint_override: Option<String>,
+    /// A role assumed (with STS) on top of the publisher's credentials to send metrics.
+    pub role_arn: Option<String>,
     /// How long metrics may wait to be sent together; `None`: each round at once.
     pub force_flush_interval: Option<Duration>,
     /// The CloudWatch Agent's sections; `None`: the original 13 metrics.
@@ -127,6 +132,8 @@ pub struct Logs {
     pub concurrency: Option<usize>,
     /// CloudWatch Logs' URL instead of the region's.
     pub endpoint_override: Option<String>,
+    /// A role assumed (with STS) on top of the publisher's credentials to send logs.
+    pub role_arn: Option<String>,
     pub retention_in_days: Option<u32>,
     pub force_flush_interval: Option<Duration>,
     pub files: Vec<FileSource>,

@@ -124,6 +124,34 @@ pub fn check_instance_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks an IAM role's ARN: `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`.
+pub fn check_role_arn(arn: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5]
+            .strip_prefix("role/")
+            .and_then(|name| name.rsplit('/').next())
+            .is_some_and(|name| {
+                (1..=64).contains(&name.len())
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+            });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{arn:?} is not an IAM role ARN such as \"arn:aws:iam::123456789012:role/CloudWatchPublisher\""
+        ))
+    }
+}
+
 /// Checks an AWS region name such as `us-east-1` or `us-gov-west-1`.
 pub fn check_region(region: &str) -> Result<(), String> {
     let mut parts = region.split('-');

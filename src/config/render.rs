@@ -54,6 +54,9 @@ pub(super) fn effective(c: &Config) -> Value {
         "metrics_spool_max_mib".into(),
         json!(a.metrics_spool_max_bytes / (1024 * 1024)),
     );
+    if let Some(arn) = &a.role_arn {
+        agent.insert("credentials".into(), json!({ "role_arn": arn }));
+    }
 
     let l = &c.logs;
     let mut logs = Map::new();
@@ -66,6 +69,9 @@ pub(super) fn effective(c: &Config) -> Value {
     }
     if let Some(url) = &l.endpoint_override {
         logs.insert("endpoint_override".into(), json!(url));
+    }
+    if let Some(arn) = &l.role_arn {
+        logs.insert("credentials".into(), json!({ "role_arn": arn }));
     }
     if let Some(days) = l.retention_in_days {
         logs.insert("retention_in_days".into(), json!(days));
@@ -143,6 +149,9 @@ fn metrics(c: &Config) -> Value {
     }
     if let Some(url) = &m.endpoint_override {
         out.insert("endpoint_override".into(), json!(url));
+    }
+    if let Some(arn) = &m.role_arn {
+        out.insert("credentials".into(), json!({ "role_arn": arn }));
     }
     let Some(collected) = &m.collected else {
         return Value::Object(out);

@@ -245,6 +245,16 @@ impl Moto {
             .collect()
     }
 
+    /// The account each log group was created in.
+    pub fn log_group_accounts(&self) -> BTreeMap<String, String> {
+        let all = self.get_json("/_harness/log-groups");
+        all.as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, g)| (name.clone(), g["account"].as_str().unwrap().to_owned()))
+            .collect()
+    }
+
     /// PutLogEvents requests the harness refused for breaking one of CloudWatch's limits.
     pub fn violations(&self) -> Vec<Value> {
         serde_json::from_value(self.get_json("/_harness/violations")).unwrap()
@@ -325,6 +335,8 @@ impl Drop for Moto {
 
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Datum {
+    /// The account moto stored it in (the assumed role's, when one was assumed).
+    pub account: String,
     pub namespace: String,
     pub name: String,
     pub value: f64,

@@ -245,6 +245,14 @@ class Harness:
             return self.cbor(environ, start_response, path[len(CBOR_PREFIX):])
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if not target:
+            # Query-protocol services (STS): the operation is the form's Action.
+            if (environ.get("CONTENT_TYPE") or "").startswith("application/x-www-form-urlencoded"):
+                raw = read_body(environ)
+                action = parse_qs(raw.decode("utf-8", "replace")).get("Action")
+                if action:
+                    self.count(action[0])
+                environ["wsgi.input"] = io.BytesIO(raw)
+                environ["CONTENT_LENGTH"] = str(len(raw))
             return self.moto(environ, start_response)
         op = target.split(".")[-1]
         self.count(op)
@@ -488,6 +496,7 @@ def stored_metrics():
                     ms = int(ts.timestamp() * 1000)
                 out.append(
                     {
+                        "account": account,
                         "region": region,
                         "namespace": d.namespace,
                         "name": d.name,
@@ -500,13 +509,14 @@ def stored_metrics():
     return out
 
 
-def logs_groups():
-    """Yields every log group moto holds, over all accounts and regions."""
+def logs_groups(with_account=False):
+    """Yields every log group moto holds, over all accounts and regions (with its account)."""
     from moto.logs.models import logs_backends
 
     for account in list(logs_backends.keys()):
         for backend in list(logs_backends[account].values()):
-            yield from list(backend.groups.values())
+            for group in list(backend.groups.values()):
+                yield (account, group) if with_account else group
 
 
 def stored_log_events(only_group=None, only_stream=None):
@@ -530,11 +540,13 @@ GROUP_CLASSES = {}
 
 
 def stored_log_groups():
-    """{group: {"retentionInDays": n or None, "streams": [names], "logGroupClass": class or None}}."""
+    """{group: {"retentionInDays": n or None, "streams": [names], "logGroupClass": class or None,
+    "account": the account it was created in}}."""
     out = {}
-    for group in logs_groups():
+    for account, group in logs_groups(with_account=True):
         entry = out.setdefault(group.name, {"retentionInDays": group.retention_in_days, "streams": [],
-                                            "logGroupClass": GROUP_CLASSES.get(group.name)})
+                                            "logGroupClass": GROUP_CLASSES.get(group.name),
+                                            "account": account})
         entry["streams"].extend(list(group.streams.keys()))
     return out
 
