@@ -160,3 +160,88 @@ fn a_role_arn_that_is_not_one_is_a_config_error() {
     assert!(err.contains("is not an IAM role ARN"), "{err}");
     assert!(err.contains("logs.credentials.external_id"), "{err}");
 }
+
+/// Sets a file's modification time `ago` into the past, as if it had not been written since.
+fn age(path: &Path, ago: Duration) {
+    std::fs::File::options()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - ago)
+        .unwrap();
+}
+
+fn wait_until(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn auto_removal_removes_rotated_files_only_once_delivered() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (app, kept) = (dir.path().join("app.log"), dir.path().join("kept.log"));
+    let (app1, kept1) = (dir.path().join("app.log.1"), dir.path().join("kept.log.1"));
+    let old = dir.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    let (older, newer) = (old.join("day-1.log"), old.join("day-2.log"));
+    append_lines(&app, &["app 1"]);
+    append_lines(&kept, &["kept 1"]);
+    append_lines(&older, &["day 1"]);
+    append_lines(&newer, &["day 2"]);
+    age(&older, Duration::from_secs(60));
+    let s = Setup::new(json!({
+        "agent": {"instance": {"prefix": "test", "serial": "removal"}, "logs_collection_interval": 1},
+        "logs": {"logs_collected": {"files": {"collect_list": [
+            {"file_path": app, "from_beginning": true, "log_group_name": "app", "auto_removal": true},
+            {"file_path": kept, "from_beginning": true, "log_group_name": "kept"},
+            {"file_path": old.join("day-*.log"), "from_beginning": true, "log_group_name": "days",
+             "auto_removal": true}
+        ]}}}
+    }));
+    let mut p = start(&s, &moto);
+    moto.wait_for_messages("app", "app.log", Duration::from_secs(30), |m| m.len() == 1);
+    // Of the pattern's files the older one goes once delivered; the newest is the active one.
+    moto.wait_for_messages("days", "day-1.log", Duration::from_secs(30), |m| m.len() == 1);
+    wait_until("the superseded day-1.log is removed", Duration::from_secs(30), || {
+        !older.exists()
+    });
+    assert!(newer.exists(), "the newest file of a pattern stays");
+
+    // CloudWatch is down while both files are rotated (renamed, a new file at the path).
+    moto.fail_next("PutLogEvents", 100_000, 503, "ServiceUnavailableException");
+    append_lines(&app, &["app 2"]);
+    append_lines(&kept, &["kept 2"]);
+    std::fs::rename(&app, &app1).unwrap();
+    std::fs::rename(&kept, &kept1).unwrap();
+    append_lines(&app, &["app 3"]);
+    append_lines(&kept, &["kept 3"]);
+    age(&app1, Duration::from_secs(60));
+    age(&kept1, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(12));
+    assert!(
+        app1.exists(),
+        "a rotated file is not removed before its lines are delivered"
+    );
+    moto.fail_next("PutLogEvents", 0, 503, "ServiceUnavailableException");
+    let got = moto.wait_for_messages("app", "app.log", Duration::from_secs(60), |m| m.len() == 3);
+    assert_eq!(got, ["app 1", "app 2", "app 3"]);
+    moto.wait_for_messages("kept", "kept.log", Duration::from_secs(30), |m| m.len() == 3);
+    wait_until("the delivered app.log.1 is removed", Duration::from_secs(30), || {
+        !app1.exists()
+    });
+    stop_gracefully(&mut p, &s);
+    assert!(app.exists(), "the active file stays");
+    assert!(kept1.exists(), "without auto_removal rotated files stay");
+    let log = s.log();
+    assert!(
+        log.contains("Removed a log file") && log.contains("app.log.1"),
+        "{log}"
+    );
+}

@@ -662,12 +662,7 @@ fn check_file(c: &mut Checker, s: &Section) -> Option<FileSource> {
     let blacklist = s
         .get("blacklist")
         .and_then(|v| c.regex(&s.at("blacklist"), v));
-    if c.bool(s, "auto_removal") == Some(true) {
-        c.warning(
-            &s.at("auto_removal"),
-            "is not done by this publisher yet: rotated files are left where they are",
-        );
-    }
+    let auto_removal = c.bool(s, "auto_removal").unwrap_or(false);
     if c.bool(s, "publish_multi_logs") == Some(false) {
         c.warning(&s.at("publish_multi_logs"), "every file the pattern matches is followed, not only the newest (more than the agent sends, nothing less)");
     }
@@ -706,6 +701,7 @@ fn check_file(c: &mut Checker, s: &Section) -> Option<FileSource> {
         encoding,
         log_group_class,
         blacklist,
+        auto_removal,
         multi_line_start,
     })
 }

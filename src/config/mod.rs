@@ -160,6 +160,8 @@ pub struct FileSource {
     /// Files of a pattern whose base name matches this are not followed.
     pub blacklist: Option<Regex>,
     /// `multi_line_start_pattern`: lines are put together into events.
+    /// Remove a rotated file once every line of it is delivered (never the active file).
+    pub auto_removal: bool,
     pub multi_line_start: Option<crate::sources::files::multiline::StartPattern>,
 }
 

@@ -269,6 +269,9 @@ fn file(f: &FileSource) -> Value {
         m.insert("retention_in_days".into(), json!(days));
     }
     m.insert("from_beginning".into(), json!(f.from_beginning));
+    if f.auto_removal {
+        m.insert("auto_removal".into(), json!(true));
+    }
     Value::Object(m)
 }
 

@@ -19,6 +19,7 @@ use crate::metric::now_ms;
 use crate::service::{Health, Heartbeat};
 use crate::sinks::cloudwatch_logs::{run_sender, Batch, BatchBuilder, Destination, LogsSink};
 use crate::sources::files::multiline::{Assembler, Event};
+use crate::sources::files::removal::Remover;
 use crate::sources::files::timestamp::{LocalOffset, TimestampFormat};
 use crate::sources::files::{self, Claim, FilePosition, LineSink, Registry, StartAt, Step, Tailer};
 use crate::sources::journal::{Journal, Resume};
@@ -31,6 +32,8 @@ const POLL_MAX: Duration = Duration::from_secs(1);
 const DISCOVER: Duration = Duration::from_secs(2);
 /// Bytes a reader reads before it checks its deadline and the channel again.
 const READ_BUDGET: usize = 1024 * 1024;
+/// How often `auto_removal` looks for delivered files it may remove.
+const REMOVAL_SWEEP: Duration = Duration::from_secs(5);
 /// Stream name when neither an entry nor `logs.log_stream_name` gives one: the file's base
 /// name, as the original did.
 const DEFAULT_STREAM: &str = "{file_name}";
@@ -177,6 +180,11 @@ impl LogsPipeline {
         for (index, tailer) in opened {
             this.follow(index, tailer, &registry, tracker, &shutdown);
         }
+        if !this.once && logs.files.iter().any(|e| e.auto_removal) {
+            tracker.spawn(
+                Arc::clone(&this).remove_delivered(Arc::clone(&registry), shutdown.stop.clone()),
+            );
+        }
         if !this.once {
             for (index, entry) in logs.files.iter().enumerate() {
                 if files::is_pattern(&entry.file_path) {
@@ -272,8 +280,10 @@ impl LogsPipeline {
         start: StartAt,
         registry: &Arc<Registry>,
     ) -> Tailer {
+        let entry = &self.config.logs.files[index];
         Tailer::new(path, start, Some(Arc::clone(registry)))
-            .with_encoding(self.config.logs.files[index].encoding)
+            .with_encoding(entry.encoding)
+            .with_auto_removal(entry.auto_removal)
     }
 
     /// Starts the task that delivers one source's batches to `dest`; returns its channel.
@@ -334,6 +344,39 @@ impl LogsPipeline {
                 }
                 false
             }
+        }
+    }
+
+    /// `auto_removal`: every few seconds, removes the files it allows (see [`Remover`]).
+    async fn remove_delivered(self: Arc<Self>, registry: Arc<Registry>, stop: CancellationToken) {
+        let files = &self.config.logs.files;
+        let mut remover = Remover::new(
+            files
+                .iter()
+                .filter(|e| e.auto_removal && files::is_pattern(&e.file_path))
+                .map(|e| e.file_path.clone())
+                .collect(),
+            files
+                .iter()
+                .filter(|e| !files::is_pattern(&e.file_path))
+                .map(|e| PathBuf::from(&e.file_path))
+                .collect(),
+        );
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(REMOVAL_SWEEP) => {}
+                _ = stop.cancelled() => return,
+            }
+            let (registry, checkpoints) = (Arc::clone(&registry), Arc::clone(&self.checkpoints));
+            remover = match tokio::task::spawn_blocking(move || {
+                remover.sweep(&registry, &*checkpoints);
+                remover
+            })
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => return,
+            };
         }
     }
 
@@ -472,6 +515,16 @@ impl FileLines {
 
     /// One complete event (`None`: an empty line, which only moves the position).
     fn complete(&mut self, text: Option<&str>, position: FilePosition) {
+        // A batch holds one file's lines: when reading moves on to the next file (a rotation),
+        // the old file's end is committed by a batch of its own, which shows it delivered to
+        // its end (what `auto_removal` waits for).
+        if let Some(Position::File(last)) = self.builder.position() {
+            if (last.key.dev, last.key.ino) != (position.key.dev, position.key.ino) {
+                if let Some(b) = self.builder.take() {
+                    self.full.push(b);
+                }
+            }
+        }
         let position = Position::File(position);
         let Some(line) = text else {
             return self.builder.advance(position);

@@ -181,6 +181,11 @@ impl BatchBuilder {
         self.current.opened
     }
 
+    /// The position the current batch moves to, if any.
+    pub fn position(&self) -> Option<&Position> {
+        self.current.position.as_ref()
+    }
+
     pub fn take(&mut self) -> Option<Batch> {
         self.is_pending().then(|| std::mem::take(&mut self.current))
     }

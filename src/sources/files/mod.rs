@@ -2,6 +2,7 @@
 
 mod lines;
 pub mod multiline;
+pub mod removal;
 mod tailer;
 pub mod timestamp;
 
@@ -26,6 +27,8 @@ pub struct Registry {
     open: Mutex<HashMap<(u64, u64), usize>>,
     /// Paths already warned about, so each warning is given once.
     warned: Mutex<HashSet<PathBuf>>,
+    /// Rotated files finished by their tailers, for `auto_removal`.
+    retired: Mutex<Vec<removal::Retired>>,
 }
 
 /// What [`Registry::claim`] found.
@@ -83,6 +86,18 @@ impl Registry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains_key(&(dev, ino))
+    }
+
+    /// Hands a finished rotated file to the remover (left in place if too many wait).
+    pub fn retire(&self, r: removal::Retired) {
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        if retired.len() < removal::MAX_WAITING {
+            retired.push(r);
+        }
+    }
+
+    pub fn take_retired(&self) -> Vec<removal::Retired> {
+        std::mem::take(&mut *self.retired.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// True the first time it is asked about `path`.

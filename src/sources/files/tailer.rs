@@ -113,6 +113,8 @@ pub struct Tailer {
     registry: Option<Arc<Registry>>,
     /// Set until the first open: the place a rotated-while-stopped file may be found.
     first_open: bool,
+    /// Hand each rotated file, once finished, to the registry to be removed when delivered.
+    auto_removal: bool,
 }
 
 impl Tailer {
@@ -131,6 +133,24 @@ impl Tailer {
             problem: None,
             registry,
             first_open: true,
+            auto_removal: false,
+        }
+    }
+
+    /// Rotated files are removed once delivered (`auto_removal`); needs a registry.
+    pub fn with_auto_removal(mut self, on: bool) -> Self {
+        self.auto_removal = on;
+        self
+    }
+
+    /// A rotated file read to its end `end`: to be removed once that is delivered.
+    fn retire(&self, key: &Arc<FileKey>, end: u64) {
+        if let (true, Some(r)) = (self.auto_removal, &self.registry) {
+            r.retire(super::removal::Retired {
+                followed: self.path.clone(),
+                key: Arc::clone(key),
+                end,
+            });
         }
     }
 
@@ -487,6 +507,7 @@ impl Tailer {
                 if let Some(r) = &self.registry {
                     r.closed(copy.key.dev, copy.key.ino);
                 }
+                self.retire(&copy.key, copy.read_offset);
             }
             self.lines.clear();
             return Step::Read;
@@ -544,6 +565,9 @@ impl Tailer {
             tracing::info!(file = %self.path.display(), offset = end,
                 how = if deleted { "deleted" } else { "rotated" },
                 "Finished the old log file.");
+            if !deleted {
+                self.retire(&key, end);
+            }
             let next = self.pending.pop_front().map(|(file, _, _)| file);
             self.close();
             return match next.map(|file| self.adopt(file, lookup)) {
@@ -642,7 +666,7 @@ pub fn fingerprint(file: &File, len: u64) -> std::io::Result<Fingerprint> {
 }
 
 /// Whether the file starts with the bytes `fp` was taken from.
-fn same_start(file: &File, fp: &Fingerprint) -> bool {
+pub(super) fn same_start(file: &File, fp: &Fingerprint) -> bool {
     if fp.len == 0 {
         return true;
     }
