@@ -318,6 +318,20 @@ pub async fn daemon(
         }
     };
     notifier.ready(&summary());
+    if !once {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(crate::memory::STARTUP_CODE_AFTER) => {}
+                _ = stop.cancelled() => return,
+            }
+            let bytes = crate::memory::drop_startup_code();
+            tracing::debug!(
+                bytes,
+                "Unmapped the code start-up ran; what runs again is mapped back."
+            );
+        });
+    }
     let supervisor =
         tokio::spawn(notifier.supervise(Arc::clone(&health), summary, shutdown.clone()));
     tokio::spawn({

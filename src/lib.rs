@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod instance;
 pub mod logging;
+pub mod memory;
 pub mod metric;
 pub mod pipelines;
 pub mod secret;

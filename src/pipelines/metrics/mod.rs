@@ -88,7 +88,7 @@ impl MetricsPipeline {
                         .lock()
                         .expect("sampler not poisoned")
                         .sample_due(now.into_std());
-                    release_free_memory();
+                    crate::memory::release_free_heap();
                     records
                 })
                 .await
@@ -288,16 +288,6 @@ impl MetricsPipeline {
         .expect("spool work does not panic");
         self.spool = Some(spool);
         Some(r)
-    }
-}
-
-/// Gives the heap's free pages back to the system after a round: reading hundreds of /proc
-/// files leaves freed memory scattered in the allocator's arenas, resident until reused.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory to the system.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
