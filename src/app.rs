@@ -150,9 +150,13 @@ pub async fn daemon(
             LogsSink::Stdout(Arc::new(Stats::default())),
         )
     } else {
-        let sdk =
-            crate::aws::sdk_config(agent.region.as_deref(), agent.authentication.as_ref(), &id)
-                .await;
+        let sdk = crate::aws::sdk_config(
+            agent.region.as_deref(),
+            agent.authentication.as_ref(),
+            &id,
+            agent.proxy.as_ref(),
+        )
+        .await;
         let Some(region) = sdk.region() else {
             return Err(AppError::Setting {
                 path: config.source.clone(),
@@ -167,6 +171,9 @@ pub async fn daemon(
             "default AWS credential chain"
         };
         tracing::info!(instance_id = %id, region = %region, credentials = how, "Publishing as this instance.");
+        if let Some(proxy) = crate::aws::proxy_in_use(agent.proxy.as_ref()) {
+            tracing::info!(%proxy, "AWS calls go through a proxy.");
+        }
         // Each section acts as its role, if it names one; one provider serves a role both share.
         let mut roles: Vec<(&str, aws_config::SdkConfig)> = Vec::new();
         for arn in [&config.metrics.role_arn, &config.logs.role_arn]

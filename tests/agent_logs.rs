@@ -208,10 +208,14 @@ fn auto_removal_removes_rotated_files_only_once_delivered() {
     let mut p = start(&s, &moto);
     moto.wait_for_messages("app", "app.log", Duration::from_secs(30), |m| m.len() == 1);
     // Of the pattern's files the older one goes once delivered; the newest is the active one.
-    moto.wait_for_messages("days", "day-1.log", Duration::from_secs(30), |m| m.len() == 1);
-    wait_until("the superseded day-1.log is removed", Duration::from_secs(30), || {
-        !older.exists()
+    moto.wait_for_messages("days", "day-1.log", Duration::from_secs(30), |m| {
+        m.len() == 1
     });
+    wait_until(
+        "the superseded day-1.log is removed",
+        Duration::from_secs(30),
+        || !older.exists(),
+    );
     assert!(newer.exists(), "the newest file of a pattern stays");
 
     // CloudWatch is down while both files are rotated (renamed, a new file at the path).
@@ -232,10 +236,14 @@ fn auto_removal_removes_rotated_files_only_once_delivered() {
     moto.fail_next("PutLogEvents", 0, 503, "ServiceUnavailableException");
     let got = moto.wait_for_messages("app", "app.log", Duration::from_secs(60), |m| m.len() == 3);
     assert_eq!(got, ["app 1", "app 2", "app 3"]);
-    moto.wait_for_messages("kept", "kept.log", Duration::from_secs(30), |m| m.len() == 3);
-    wait_until("the delivered app.log.1 is removed", Duration::from_secs(30), || {
-        !app1.exists()
+    moto.wait_for_messages("kept", "kept.log", Duration::from_secs(30), |m| {
+        m.len() == 3
     });
+    wait_until(
+        "the delivered app.log.1 is removed",
+        Duration::from_secs(30),
+        || !app1.exists(),
+    );
     stop_gracefully(&mut p, &s);
     assert!(app.exists(), "the active file stays");
     assert!(kept1.exists(), "without auto_removal rotated files stay");

@@ -35,6 +35,7 @@ fn configure_asks_on_a_terminal_hides_the_password_and_writes_the_config() {
         "Cognito user pool id:",
         "Password of this device's Cognito user:",
         "Instance id prefix [rpi]:",
+        "HTTP(S) proxy for AWS calls",
         "instance id is rpi-00000000feedbeef",
     ] {
         assert!(seen.contains(shown), "{shown:?} not shown: {seen}");
@@ -84,7 +85,8 @@ fn answers_from_a_file_keep_other_settings_and_bad_answers_write_nothing() {
              {p} {p}/user_pool_id string eu-central-1_AbC\n\
              {p} {p}/identity_pool_id string eu-central-1:0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b\n\
              {p} {p}/app_client_id string client\n{p} {p}/password password {PASSWORD}\n\
-             {p} {p}/instance_prefix string mac\n{p} {p}/serial_command string echo 'C02XYZ'\n"
+             {p} {p}/instance_prefix string mac\n{p} {p}/serial_command string echo 'C02XYZ'\n\
+             {p} {p}/proxy string http://proxyuser:Pr0xyPw@proxy.example:3128\n"
         ),
     )
     .unwrap();
@@ -100,7 +102,12 @@ fn answers_from_a_file_keep_other_settings_and_bad_answers_write_nothing() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("instance id is mac-c02xyz"), "{stderr}");
     assert!(!stderr.contains("Pa$$"), "{stderr}");
+    assert!(!stderr.contains("Pr0xyPw"), "{stderr}");
     let after: Value = serde_json::from_str(&read(&config)).unwrap();
+    assert_eq!(
+        after["agent"]["proxy"],
+        "http://proxyuser:Pr0xyPw@proxy.example:3128"
+    );
     assert_eq!(after["agent"]["region"], "eu-central-1");
     assert_eq!(after["agent"]["authentication"]["password"], PASSWORD);
     assert_eq!(after["agent"]["metrics_collection_interval"], 120);

@@ -117,6 +117,7 @@ fn a_preseeded_install_writes_the_config_for_the_service_user_and_purge_removes_
         ("password", "password", password),
         ("instance_prefix", "string", "rpi"),
         ("serial_command", "string", "echo 00000000ABCDEF01"),
+        ("proxy", "string", "http://pu:Pr0xyPw@proxy.example:3128"),
     ];
     std::fs::write(&preseed, support::deb::preseed(&answers)).unwrap();
     let (ok, text) = sh(Command::new("debconf-set-selections").arg(&preseed));
@@ -128,6 +129,10 @@ fn a_preseeded_install_writes_the_config_for_the_service_user_and_purge_removes_
     assert_eq!(auth["password"], password, "escaped right: {config}");
     assert_eq!(auth["accountId"], "123456789012");
     assert_eq!(config["agent"]["region"], "eu-west-1");
+    assert_eq!(
+        config["agent"]["proxy"],
+        "http://pu:Pr0xyPw@proxy.example:3128"
+    );
     let meta = std::fs::metadata(CONFIG).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     let (_, user) = sh(Command::new("id").arg("cwpublisher"));
@@ -148,7 +153,11 @@ fn a_preseeded_install_writes_the_config_for_the_service_user_and_purge_removes_
     assert!(!groups.split_whitespace().any(|g| g == "sudo"), "{groups}");
     // The secret is in the 0600 config only: not left in debconf's database.
     let (_, stored) = sh(Command::new("debconf-show").arg(PACKAGE));
-    assert!(!stored.contains("wo$rd"), "{stored}");
+    assert!(
+        !stored.contains("wo$rd") && !stored.contains("Pr0xyPw"),
+        "{stored}"
+    );
+    assert!(!read(Path::new("/var/cache/debconf/config.dat")).contains("Pr0xyPw"));
     assert!(!read(Path::new("/var/cache/debconf/passwords.dat")).contains("wo$rd"));
     let (ok, text) = sh(Command::new(
         "/opt/aws/amazon-cloudwatch-publisher/bin/amazon-cloudwatch-publisher",
@@ -158,7 +167,10 @@ fn a_preseeded_install_writes_the_config_for_the_service_user_and_purge_removes_
         ok && text.contains("instance id rpi-00000000abcdef01"),
         "{text}"
     );
-    assert!(!text.contains("wo$rd"), "validate redacts the password");
+    assert!(
+        !text.contains("wo$rd") && !text.contains("Pr0xyPw"),
+        "validate redacts the passwords"
+    );
 
     // An upgrade keeps the answers, the password and edits made by hand, also those the
     // questions do not cover.
@@ -176,6 +188,10 @@ fn a_preseeded_install_writes_the_config_for_the_service_user_and_purge_removes_
     let config: serde_json::Value = serde_json::from_str(&read(Path::new(CONFIG))).unwrap();
     assert_eq!(config["agent"]["region"], "eu-central-1");
     assert_eq!(config["agent"]["authentication"]["password"], password);
+    assert_eq!(
+        config["agent"]["proxy"], "http://pu:Pr0xyPw@proxy.example:3128",
+        "the proxy is kept too"
+    );
     assert!(!read(Path::new("/var/cache/debconf/passwords.dat")).contains("wo$rd"));
 
     let (ok, text) = sh(Command::new("apt-get")

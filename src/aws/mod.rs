@@ -9,10 +9,18 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 pub use cognito::CognitoCredentials;
 
-use crate::config::Authentication;
+use aws_smithy_http_client::proxy::ProxyConfig;
+
+use crate::config::{Authentication, Proxy};
 use crate::instance::InstanceId;
 
+/// The proxy AWS calls go through, as shown in messages; set when the SDK is configured.
+static PROXY_SHOWN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// An error and its causes on one line, `outer: inner: root`, without the SDK's debug dumps.
+/// An error that is not the service's answer (no connection, a connection cut, a timeout, an
+/// answer that is not AWS's) names the proxy the call went through, if any: the proxy may be
+/// what failed.
 pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
@@ -23,6 +31,11 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
             out.push_str(&text);
         }
         source = s.source();
+    }
+    if let Some(proxy) = PROXY_SHOWN.get() {
+        if !out.starts_with("service error") {
+            out.push_str(&format!(" (through the proxy {proxy})"));
+        }
     }
     out
 }
@@ -37,14 +50,15 @@ pub async fn sdk_config(
     region: Option<&str>,
     auth: Option<&Authentication>,
     instance_id: &InstanceId,
+    proxy: Option<&Proxy>,
 ) -> SdkConfig {
     let region = region
         .map(str::to_owned)
         .or_else(|| auth.map(|a| a.user_pool_region().to_owned()))
         .map(Region::new);
-    let mut loader = base_loader(region.clone());
+    let mut loader = base_loader(region.clone(), proxy);
     if let Some(auth) = auth {
-        let unsigned = base_loader(region).no_credentials().load().await;
+        let unsigned = base_loader(region, proxy).no_credentials().load().await;
         loader = loader.credentials_provider(CognitoCredentials::new(
             &unsigned,
             auth.clone(),
@@ -52,6 +66,54 @@ pub async fn sdk_config(
         ));
     }
     loader.load().await
+}
+
+/// What the HTTP client is told of proxies: `agent.proxy` for every call (but the hosts its
+/// `no_proxy` lists), or the environment's variables, read by the client as curl reads them.
+fn proxy_config(proxy: Option<&Proxy>) -> ProxyConfig {
+    let Some(p) = proxy else {
+        return ProxyConfig::from_env();
+    };
+    let Ok(mut config) = ProxyConfig::all(p.url.as_str()) else {
+        // The URL was checked with the config; a proxy that cannot be used is no reason to
+        // send around it.
+        return ProxyConfig::all("http://invalid-proxy-url.invalid")
+            .unwrap_or_else(|_| ProxyConfig::disabled());
+    };
+    if let Some(user) = &p.user {
+        config = config.with_basic_auth(
+            user.as_str(),
+            p.password.as_ref().map(|s| s.expose()).unwrap_or_default(),
+        );
+    }
+    if let Some(rules) = &p.no_proxy {
+        config = config.no_proxy(rules);
+    }
+    config
+}
+
+/// The proxy in use, for messages: `agent.proxy`, or the variable that names one (without
+/// its credentials); `None` when calls go straight out.
+pub fn proxy_in_use(proxy: Option<&Proxy>) -> Option<String> {
+    if let Some(p) = proxy {
+        return Some(p.url.clone());
+    }
+    [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+    ]
+    .into_iter()
+    .find_map(|var| {
+        let value = std::env::var(var).ok().filter(|v| !v.trim().is_empty())?;
+        let shown = Proxy::parse(&value)
+            .map(|p| p.url)
+            .unwrap_or_else(|_| "an unreadable URL".into());
+        Some(format!("{shown} (from {var})"))
+    })
 }
 
 /// The same configuration acting as `role_arn`: credentials from STS AssumeRole, asked for
@@ -86,10 +148,31 @@ fn session_name(instance_id: &str) -> String {
     name
 }
 
-pub(crate) fn base_loader(region: Option<Region>) -> aws_config::ConfigLoader {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
+/// The loader every client starts from: rustls, timeouts, and the proxy (`proxy`, else
+/// the environment's `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`, either case).
+pub(crate) fn base_loader(
+    region: Option<Region>,
+    proxy: Option<&Proxy>,
+) -> aws_config::ConfigLoader {
+    if let Some(shown) = proxy_in_use(proxy) {
+        let _ = PROXY_SHOWN.set(shown);
+    }
+    let proxy = proxy_config(proxy);
+    // The SDK's connector builder takes a proxy only when the connector is built by hand; the
+    // HTTP client still keeps one connector (and its connection pool) per timeout setting.
+    let http = aws_smithy_http_client::Builder::new().build_with_connector_fn(
+        move |settings, components| {
+            let mut connector = aws_smithy_http_client::Connector::builder();
+            connector.set_connector_settings(settings.cloned());
+            if let Some(components) = components {
+                connector.set_sleep_impl(components.sleep_impl());
+            }
+            connector
+                .proxy_config(proxy.clone())
+                .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+                .build()
+        },
+    );
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(10))
         .operation_attempt_timeout(Duration::from_secs(30))

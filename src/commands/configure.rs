@@ -65,6 +65,11 @@ const QUESTIONS: &[(&str, &str, &str)] = &[
         "Command that prints this machine's serial",
         "instance.command",
     ),
+    (
+        "proxy",
+        "HTTP(S) proxy for AWS calls, e.g. http://user:password@proxy:3128 (empty: none; none: remove it)",
+        "proxy",
+    ),
 ];
 
 fn config_error(path: &Path, message: String) -> AppError {
@@ -151,9 +156,10 @@ impl Drop for NoEcho {
 
 /// Asks one question on standard error, reads the answer from standard input. An empty
 /// answer takes `default`. None at the end of input.
-fn ask(prompt: &str, default: &str, secret: bool) -> Option<String> {
+/// With `secret`, what is typed is not echoed; with `hide_default`, the default is not shown.
+fn ask(prompt: &str, default: &str, secret: bool, hide_default: bool) -> Option<String> {
     let mut err = std::io::stderr();
-    let shown = if secret && !default.is_empty() {
+    let shown = if (secret || hide_default) && !default.is_empty() {
         " [keep the current one]".to_owned()
     } else if default.is_empty() {
         String::new()
@@ -209,7 +215,7 @@ pub async fn run(path: &Path, answers_file: Option<&PathBuf>) -> Result<(), AppE
             });
         let cognito = !matches!(
             name,
-            "region" | "account_id" | "instance_prefix" | "serial_command"
+            "region" | "account_id" | "instance_prefix" | "serial_command" | "proxy"
         );
         let account = answers.get("account_id").map(String::as_str).unwrap_or("");
         if cognito && account.is_empty() {
@@ -218,7 +224,13 @@ pub async fn run(path: &Path, answers_file: Option<&PathBuf>) -> Result<(), AppE
         let answer =
             match given.get(name) {
                 Some(v) if !(name == "password" && v.is_empty()) => v.clone(),
-                _ if interactive => match ask(prompt, &current, name == "password") {
+                // A proxy URL may hold a password: its current value is not shown either.
+                _ if interactive => match ask(
+                    prompt,
+                    &current,
+                    name == "password",
+                    name == "proxy" && current.contains('@'),
+                ) {
                     Some(a) => a,
                     None => return Err(config_error(
                         path,
@@ -264,6 +276,14 @@ pub async fn run(path: &Path, answers_file: Option<&PathBuf>) -> Result<(), AppE
         }
         agent.insert("authentication".into(), Value::Object(auth));
     }
+    match answers.get("proxy").map(|p| p.trim()) {
+        None | Some("") | Some("none") => {
+            agent.remove("proxy");
+        }
+        Some(url) => {
+            agent.insert("proxy".into(), json!(url));
+        }
+    }
     let mut text = serde_json::to_string_pretty(&root).expect("JSON values serialize");
     text.push('\n');
 
@@ -290,7 +310,7 @@ pub async fn run(path: &Path, answers_file: Option<&PathBuf>) -> Result<(), AppE
     crate::checkpoint::write_private(path, text.as_bytes(), owner)
         .map_err(|e| config_error(path, format!("cannot write it: {e}")))?;
     eprintln!(
-        "Wrote {} (mode 0600); the password is kept only there.",
+        "Wrote {} (mode 0600); the passwords are kept only there.",
         path.display()
     );
     Ok(())

@@ -409,7 +409,7 @@ pub async fn run(args: &ProvisionArgs) -> Result<(), ProvisionError> {
 
     // The pool's own region, whatever region the devices publish to. Throttled calls are
     // retried by the SDK (TooManyRequestsException is a throttling error) with backoff.
-    let sdk = crate::aws::base_loader(pool_region.map(|r| Region::new(r.to_owned())))
+    let sdk = crate::aws::base_loader(pool_region.map(|r| Region::new(r.to_owned())), None)
         .retry_config(
             RetryConfig::standard()
                 .with_max_attempts(10)

@@ -26,6 +26,8 @@ const AGENT_KEYS: &[&str] = &[
     "omit_hostname",
     "state_dir",
     "metrics_spool_max_mib",
+    "proxy",
+    "no_proxy",
     // The CloudWatch Agent's, each either refused or warned about below.
     "credentials",
     "run_as_user",
@@ -327,6 +329,27 @@ fn check_agent(c: &mut Checker, s: &Section) -> Agent {
     let syslog = c.bool(s, "syslog").unwrap_or(false);
     let omit_hostname = c.bool(s, "omit_hostname").unwrap_or(false);
     let role_arn = role_arn(c, s);
+    let proxy = c
+        .string(s, "proxy")
+        .and_then(|url| match Proxy::parse(&url) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                c.problem(&s.at("proxy"), e);
+                None
+            }
+        });
+    let no_proxy = c.string(s, "no_proxy");
+    let proxy = match (proxy, no_proxy) {
+        (Some(p), no_proxy) => Some(Proxy { no_proxy, ..p }),
+        (None, Some(_)) => {
+            c.warning(
+                &s.at("no_proxy"),
+                "has no effect without agent.proxy (the NO_PROXY variable goes with HTTPS_PROXY)",
+            );
+            None
+        }
+        (None, None) => None,
+    };
     for (key, why) in AGENT_KEYS_WITHOUT_EFFECT {
         if s.get(key).is_some() {
             c.warning(&s.at(key), format!("has no effect here: {why}"));
@@ -348,6 +371,7 @@ fn check_agent(c: &mut Checker, s: &Section) -> Agent {
         state_dir,
         metrics_spool_max_bytes: spool_mib * 1024 * 1024,
         role_arn,
+        proxy,
     }
 }
 
@@ -987,6 +1011,41 @@ mod tests {
         assert_eq!(c.agent.instance.prefix, "sys");
         assert!(c.agent.authentication.is_none());
         assert!(c.logs.journals.is_empty() && c.logs.files.is_empty());
+    }
+
+    #[test]
+    fn a_proxy_url_keeps_its_password_apart() {
+        let c = ok(
+            r#"{"agent": {"proxy": "http://me:p%40ss:w@proxy.lan:3128/", "no_proxy": "localhost"}}"#,
+        );
+        let p = c.agent.proxy.unwrap();
+        assert_eq!(p.url, "http://proxy.lan:3128");
+        assert_eq!(p.user.as_deref(), Some("me"));
+        assert_eq!(p.password.as_ref().map(|s| s.expose()), Some("p%40ss:w"));
+        assert_eq!(p.no_proxy.as_deref(), Some("localhost"));
+        assert!(!format!("{p:?}").contains("p%40ss"));
+        assert_eq!(
+            ok(r#"{"agent": {"proxy": "https://[::1]:8443"}}"#)
+                .agent
+                .proxy
+                .unwrap()
+                .url,
+            "https://[::1]:8443"
+        );
+        for bad in [
+            "proxy.lan:3128",
+            "socks5://u:Secr3t@proxy.lan:1080",
+            "http://u:Secr3t@proxy.lan:port",
+            "http://u:Secr3t@proxy.lan:3128/path",
+            "http://",
+        ] {
+            let p = problems(&format!(r#"{{"agent": {{"proxy": "{bad}"}}}}"#));
+            assert!(
+                p.iter().any(|p| p.starts_with("agent.proxy")),
+                "{bad}: {p:?}"
+            );
+            assert!(!p.iter().any(|p| p.contains("Secr3t")), "{p:?}");
+        }
     }
 
     #[test]

@@ -68,6 +68,62 @@ pub struct Agent {
     /// `agent.credentials.role_arn`: the role metrics and logs are sent as, unless their own
     /// section names another.
     pub role_arn: Option<String>,
+    /// `agent.proxy`: every AWS call goes through it (instead of what the environment says).
+    pub proxy: Option<Proxy>,
+}
+
+/// An HTTP(S) proxy, from `agent.proxy` (`http://user:password@host:port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proxy {
+    /// `scheme://host:port`, without credentials: safe to show.
+    pub url: String,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// Hosts reached directly, in NO_PROXY's form (`localhost,.internal,10.0.0.0/8`).
+    pub no_proxy: Option<String>,
+}
+
+impl Proxy {
+    /// Reads a proxy URL; its user and password, if any, are kept apart from it.
+    pub fn parse(text: &str) -> Result<Proxy, String> {
+        let bad = |why: &str| {
+            Err(format!(
+                "{why}; expected a URL such as \"http://proxy.example.com:3128\" or \"http://user:password@proxy:3128\""
+            ))
+        };
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return bad("has no scheme");
+        };
+        if scheme != "http" && scheme != "https" {
+            return bad("must start with http:// or https://");
+        }
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (userinfo, host) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, rest),
+        };
+        if host.is_empty() || host.contains(['/', '?', '#', ' ']) {
+            return bad("has no host, or a path after it");
+        }
+        if let Some((_, port)) = host.rsplit_once(':').filter(|_| !host.ends_with(']')) {
+            if port.parse::<u16>().is_err() {
+                return bad("has a port that is not a number");
+            }
+        }
+        let (user, password) = match userinfo {
+            None => (None, None),
+            Some(u) => match u.split_once(':') {
+                Some((user, pw)) => (Some(user.to_owned()), Some(Secret::new(pw))),
+                None => (Some(u.to_owned()), None),
+            },
+        };
+        Ok(Proxy {
+            url: format!("{scheme}://{host}"),
+            user,
+            password,
+            no_proxy: None,
+        })
+    }
 }
 
 /// How the instance id is formed: `prefix-serial`.

@@ -57,6 +57,21 @@ pub(super) fn effective(c: &Config) -> Value {
     if let Some(arn) = &a.role_arn {
         agent.insert("credentials".into(), json!({ "role_arn": arn }));
     }
+    if let Some(p) = &a.proxy {
+        // The user is shown, the password never.
+        let shown = match (&p.user, &p.password) {
+            (Some(user), Some(_)) => {
+                p.url
+                    .replacen("://", &format!("://{user}:{}@", Secret::REDACTED), 1)
+            }
+            (Some(user), None) => p.url.replacen("://", &format!("://{user}@"), 1),
+            _ => p.url.clone(),
+        };
+        agent.insert("proxy".into(), json!(shown));
+        if let Some(rules) = &p.no_proxy {
+            agent.insert("no_proxy".into(), json!(rules));
+        }
+    }
 
     let l = &c.logs;
     let mut logs = Map::new();

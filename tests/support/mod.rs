@@ -621,6 +621,7 @@ expect {{
   "Password of this device's Cognito user:" {{ send -- "$env(PASSWORD)\r"; exp_continue }}
   "Instance id prefix*: " {{ send "\r"; exp_continue }}
   "Command that prints this machine's serial*: " {{ send "echo {serial}\r"; exp_continue }}
+  "HTTP(S) proxy*: " {{ send "\r"; exp_continue }}
   timeout {{ puts "no prompt and no end within 120 s"; exit 1 }}
   eof
 }}
