@@ -298,13 +298,10 @@ fn main() {
         let offset =
             std::fs::read_to_string(dir.path().join("state/logs-state.json")).unwrap_or_default();
         println!("slow endpoint ({} ms per PutLogEvents) for {:.0} s: {events} of {lines} lines acknowledged", slow.as_millis(), elapsed.as_secs_f64());
+        let saved: serde_json::Value = serde_json::from_str(&offset).unwrap_or_default();
         println!(
-            "saved position: {}",
-            offset
-                .lines()
-                .find(|l| l.contains("offset"))
-                .unwrap_or("-")
-                .trim()
+            "saved position: offset {}",
+            saved["files"][0]["offset"].as_u64().unwrap_or(0)
         );
         println!(
             "peak RSS: {peak_kib} KiB ({:.1} MiB)",

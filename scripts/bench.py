@@ -97,6 +97,18 @@ with tempfile.TemporaryDirectory() as tmp:
                     f.write("one line\n")
             settings["logs"] = {"log_group_name": "bench", "logs_collected": {"files": {"collect_list": [
                 {"file_path": os.path.join(tmp, "var", "*.log")}]}}}
+        # Light load: BENCH_LOAD_FILES files, each written BENCH_LOAD_RATE lines a second.
+        load_files = int(os.environ.get("BENCH_LOAD_FILES", "0"))
+        load_rate = int(os.environ.get("BENCH_LOAD_RATE", "10"))
+        loaded = []
+        if load_files:
+            os.makedirs(os.path.join(tmp, "load"))
+            for i in range(load_files):
+                loaded.append(os.path.join(tmp, "load", f"app{i}.log"))
+                open(loaded[-1], "w").close()
+            settings.setdefault("logs", {"log_group_name": "bench", "logs_collected": {"files": {"collect_list": []}}})
+            settings["logs"]["logs_collected"]["files"]["collect_list"].append(
+                {"file_path": os.path.join(tmp, "load", "*.log")})
         if os.environ.get("BENCH_AGENT"):
             # Every section of metrics_collected with every measurement, per CPU, every disk,
             # device and interface, at the 60 s interval: the README's table lists them all.
@@ -137,10 +149,18 @@ with tempfile.TemporaryDirectory() as tmp:
         cpu0, t0, written0 = cpu_seconds(pub.pid), time.monotonic(), write_bytes(pub.pid)
         peak = rss = rss_kib(pub.pid)
         next_rss = t0 + 1
+        lines_written = 0
         while time.monotonic() - t0 < idle_seconds:
-            # The state file is looked at every 20 ms; its saves are at least 100 ms apart.
+            # The state file is looked at every 20 ms.
             time.sleep(0.02)
             state.poll()
+            due = int((time.monotonic() - t0) * load_rate)
+            if loaded and due > lines_written // len(loaded):
+                for path in loaded:
+                    with open(path, "a") as f:
+                        for n in range(lines_written // len(loaded), due):
+                            f.write(f"2026-11-30T12:00:00Z INFO request {n} served in 12 ms\n")
+                lines_written = due * len(loaded)
             if time.monotonic() >= next_rss:
                 next_rss += 1
                 rss = rss_kib(pub.pid)
@@ -160,6 +180,8 @@ with tempfile.TemporaryDirectory() as tmp:
             "idle_cpu_percent_of_one_core": round(100 * cpu / elapsed, 4),
             "rounds": calls(url).get("PutMetricData"),
             "idle_log_files": idle_files,
+            "load_files": load_files,
+            "load_lines_per_second": round(lines_written / elapsed, 1),
             "agent_sections": bool(os.environ.get("BENCH_AGENT")),
             "state_file_writes_at_start": state_writes_at_start,
             "state_file_writes_per_minute_idle": round(60 * state.count / elapsed, 2),

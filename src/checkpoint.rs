@@ -27,8 +27,11 @@ const VERSION: u32 = 1;
 /// Entries for files that are gone from their path are kept this long (a rotated file may
 /// still be found under another name), then forgotten.
 const FORGET_AFTER_MS: i64 = 7 * 24 * 3600 * 1000;
-/// Saves are at most this frequent; more acknowledgements in between share one write.
-const SAVE_COALESCE: Duration = Duration::from_millis(100);
+/// Positions are saved at most this often while they move, and at once at shutdown. A
+/// position saved late can only make lines go again after a crash, never lose one; saving
+/// every acknowledgement would rewrite the file about once a second under a trickle of lines,
+/// wear an SD card for nothing. (Where reading begins is saved before the service is ready.)
+pub const SAVE_EVERY: Duration = Duration::from_secs(15);
 /// How often entries for files long gone are dropped while running.
 const PRUNE_EVERY_MS: i64 = 3600 * 1000;
 
@@ -275,14 +278,14 @@ impl Checkpoints {
                 journald: state.journald.clone(),
             }
         };
-        let result = write_atomically(path, &serde_json::to_vec_pretty(&saved)?);
+        let result = write_atomically(path, &serde_json::to_vec(&saved)?);
         if result.is_err() {
             self.state().dirty = true;
         }
         result
     }
 
-    /// Saves soon after every change until `cancel`, then once more.
+    /// Saves after changes, at most every [`SAVE_EVERY`], until `cancel`; then once more.
     pub async fn run_saver(self: Arc<Self>, cancel: CancellationToken) {
         let mut failing = false;
         loop {
@@ -306,7 +309,10 @@ impl Checkpoints {
             if stop {
                 return;
             }
-            tokio::time::sleep(SAVE_COALESCE).await;
+            tokio::select! {
+                _ = tokio::time::sleep(SAVE_EVERY) => {}
+                _ = cancel.cancelled() => {}
+            }
         }
     }
 }
