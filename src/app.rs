@@ -289,6 +289,7 @@ pub async fn daemon(
         checkpoints: Arc::clone(&checkpoints),
         once,
         health: Arc::clone(&health),
+        budget: crate::sinks::cloudwatch_logs::budget::Budget::new(config.logs.memory_budget_bytes),
     };
     let shipping_logs = logs
         .start(

@@ -27,11 +27,18 @@ const VERSION: u32 = 1;
 /// Entries for files that are gone from their path are kept this long (a rotated file may
 /// still be found under another name), then forgotten.
 const FORGET_AFTER_MS: i64 = 7 * 24 * 3600 * 1000;
-/// Positions are saved at most this often while they move, and at once at shutdown. A
-/// position saved late can only make lines go again after a crash, never lose one; saving
-/// every acknowledgement would rewrite the file about once a second under a trickle of lines,
-/// wear an SD card for nothing. (Where reading begins is saved before the service is ready.)
-pub const SAVE_EVERY: Duration = Duration::from_secs(15);
+/// While positions move they are saved this long after the last save, sooner when much was
+/// delivered meanwhile ([`SAVE_AFTER_BYTES`]), and at once at shutdown. A position saved late
+/// can only make lines go again after a crash, never lose one; saving every acknowledgement
+/// rewrote the file about once a second under a trickle of lines, wearing an SD card for
+/// nothing. (Where reading begins is saved before the service is ready.)
+pub const SAVE_EVERY: Duration = Duration::from_secs(60);
+/// Delivered bytes that make a save due before [`SAVE_EVERY`]: what a crash may send twice.
+pub const SAVE_AFTER_BYTES: u64 = 4 * 1024 * 1024;
+/// Saves are at least this far apart, however fast lines are delivered.
+const SAVE_GAP: Duration = Duration::from_secs(1);
+/// What a journal entry delivered counts as, for [`SAVE_AFTER_BYTES`].
+const JOURNAL_ENTRY_BYTES: u64 = 1024;
 /// How often entries for files long gone are dropped while running.
 const PRUNE_EVERY_MS: i64 = 3600 * 1000;
 
@@ -115,6 +122,8 @@ pub struct Checkpoints {
     path: Option<PathBuf>,
     state: Mutex<State>,
     changed: Notify,
+    /// Bytes delivered since the last save (journal entries counted as a KiB each).
+    unsaved: std::sync::atomic::AtomicU64,
 }
 
 impl Checkpoints {
@@ -124,6 +133,7 @@ impl Checkpoints {
             path: None,
             state: Mutex::default(),
             changed: Notify::new(),
+            unsaved: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -167,6 +177,7 @@ impl Checkpoints {
             path: Some(path),
             state: Mutex::new(state),
             changed: Notify::new(),
+            unsaved: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -177,12 +188,20 @@ impl Checkpoints {
     /// Records that everything up to `position` is delivered.
     pub fn commit(&self, position: &Position) {
         let mut state = self.state();
-        match position {
+        let delivered = match position {
             Position::File(p) => {
-                state
+                let before = state
                     .files
-                    .insert((p.key.dev, p.key.ino), FileEntry::at(&p.key, p.offset));
+                    .insert((p.key.dev, p.key.ino), FileEntry::at(&p.key, p.offset))
+                    .map_or(0, |e| e.offset);
+                p.offset.saturating_sub(before)
             }
+            _ => JOURNAL_ENTRY_BYTES,
+        };
+        self.unsaved
+            .fetch_add(delivered, std::sync::atomic::Ordering::Relaxed);
+        match position {
+            Position::File(_) => {}
             Position::Journal(None, cursor) => {
                 state.journal_cursor = Some(cursor.clone());
                 state.journal_start = None;
@@ -285,18 +304,32 @@ impl Checkpoints {
         result
     }
 
-    /// Saves after changes, at most every [`SAVE_EVERY`], until `cancel`; then once more.
+    /// Saves changes until `cancel`, then once more: [`SAVE_EVERY`] after the last save, or
+    /// sooner once [`SAVE_AFTER_BYTES`] were delivered since, but never within [`SAVE_GAP`].
     pub async fn run_saver(self: Arc<Self>, cancel: CancellationToken) {
+        use std::sync::atomic::Ordering;
         let mut failing = false;
+        let mut last_save = tokio::time::Instant::now();
         loop {
-            let stop = tokio::select! {
+            let mut stop = tokio::select! {
                 _ = self.changed.notified() => false,
                 _ = cancel.cancelled() => true,
             };
+            // Wait for the save to be due; every change looks again at what was delivered.
+            let due = last_save + SAVE_EVERY;
+            while !stop && self.unsaved.load(Ordering::Relaxed) < SAVE_AFTER_BYTES {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => break,
+                    _ = self.changed.notified() => {}
+                    _ = cancel.cancelled() => stop = true,
+                }
+            }
+            self.unsaved.store(0, Ordering::Relaxed);
             let this = Arc::clone(&self);
             let result = tokio::task::spawn_blocking(move || this.save())
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            last_save = tokio::time::Instant::now();
             match result {
                 Err(e) if !failing => {
                     failing = true;
@@ -310,7 +343,7 @@ impl Checkpoints {
                 return;
             }
             tokio::select! {
-                _ = tokio::time::sleep(SAVE_EVERY) => {}
+                _ = tokio::time::sleep(SAVE_GAP) => {}
                 _ = cancel.cancelled() => {}
             }
         }

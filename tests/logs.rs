@@ -654,3 +654,61 @@ fn readers_pause_while_cloudwatch_is_slow_so_memory_stays_bounded() {
         "delivered {offset} bytes: the reader waited for CloudWatch"
     );
 }
+
+/// Twenty files behind, one small budget for all of them, CloudWatch slow: every line arrives,
+/// in order, and every file gets its turn (each file's first lines arrive before any file's
+/// last). (With CloudWatch away first, a file whose first request met the outage waits out its
+/// retry pause while others go on; the bench measures that case with files long enough.)
+#[test]
+fn one_memory_budget_for_many_files_behind_loses_nothing_and_starves_no_file() {
+    const FILES: usize = 20;
+    const LINES: usize = 5_000;
+    let moto = Moto::start();
+    let dir = TempDir::new().unwrap();
+    let pad = "x".repeat(100);
+    let mut want = Vec::new();
+    for f in 0..FILES {
+        let lines = numbered(&format!("file {f:02} {pad}"), 0..LINES);
+        append(&dir.path().join(format!("f{f:02}.log")), &lines);
+        want.push(lines);
+    }
+    // CloudWatch answering each request after a fifth of a second.
+    moto.delay("PutLogEvents", 0.2);
+    let s = Setup::new(logs_config(
+        json!([{"file_path": dir.path().join("*.log"), "from_beginning": true,
+                "log_stream_name": "{file_name}"}]),
+        json!({"memory_budget_mib": 2}),
+    ));
+    let mut p = spawn(&s, &moto.url());
+    for (f, lines) in want.iter().enumerate() {
+        let got = moto.wait_for_messages(
+            GROUP,
+            &format!("f{f:02}.log"),
+            Duration::from_secs(240),
+            |m| m.len() >= LINES,
+        );
+        assert_eq!(&got, lines, "file {f}: every line once, in order");
+    }
+    stop(&mut p, &s);
+    // The order requests arrived in: each stream's first before any stream's last.
+    let puts = moto.put_log_events();
+    let accepted: Vec<&str> = puts
+        .iter()
+        .filter(|p| p["status"] == 200)
+        .map(|p| p["stream"].as_str().unwrap())
+        .collect();
+    let first = |s: &str| accepted.iter().position(|x| *x == s).unwrap();
+    let last = |s: &str| accepted.iter().rposition(|x| *x == s).unwrap();
+    let streams: Vec<String> = (0..FILES).map(|f| format!("f{f:02}.log")).collect();
+    let latest_first = streams.iter().map(|s| first(s)).max().unwrap();
+    let earliest_last = streams.iter().map(|s| last(s)).min().unwrap();
+    assert!(
+        latest_first < earliest_last,
+        "a file waited until another was done: requests in order {accepted:?}"
+    );
+    assert!(
+        accepted.len() >= 2 * FILES,
+        "reads kept to a quarter of the budget: {} requests",
+        accepted.len()
+    );
+}

@@ -124,16 +124,23 @@ fn sigkill_between_the_lines_of_a_trace_loses_and_repeats_nothing() {
     write(&file, tail);
     write(&file, &record(t + 1000, "after", 0));
     let mut p = start(&s, &moto);
-    let got = moto.wait_for_messages(GROUP, "webapp", Duration::from_secs(30), |m| m.len() >= 3);
+    moto.wait_for_messages(GROUP, "webapp", Duration::from_secs(30), |m| {
+        m.last().is_some_and(|l| l.contains("after"))
+    });
     std::thread::sleep(Duration::from_secs(2));
     stop_gracefully(&mut p, &s);
+    // The record before was delivered; a kill before its position was saved sends it again
+    // (positions are saved on a timer, never ahead of delivery). The trace arrives whole, once.
+    let got = moto.messages(GROUP, "webapp");
+    let resent = usize::from(got.len() == 4 && got[0] == got[1]);
     assert_eq!(
-        got,
+        got[resent..],
         [
             before.trim_end().to_owned(),
             trace.trim_end().to_owned(),
             record(t + 1000, "after", 0).trim_end().to_owned()
-        ]
+        ],
+        "{got:?}"
     );
 }
 

@@ -88,6 +88,7 @@ const LOGS_KEYS: &[&str] = &[
     "endpoint_override",
     "credentials",
     "metrics_collected",
+    "memory_budget_mib",
 ];
 const COLLECTED_KEYS: &[&str] = &["files", "journal", "journald", "windows_events"];
 const FILES_KEYS: &[&str] = &["collect_list"];
@@ -393,6 +394,12 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
         }
     }
     let role_arn = role_arn(c, s);
+    let memory_budget_bytes = c
+        .integer(s, "memory_budget_mib", 2, 4095)
+        .map(|mib| mib as u32)
+        .unwrap_or(crate::sinks::cloudwatch_logs::budget::DEFAULT_MIB)
+        * 1024
+        * 1024;
     if s.get("metrics_collected").is_some() {
         c.problem(
             &s.at("metrics_collected"),
@@ -489,6 +496,7 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
         concurrency,
         endpoint_override,
         role_arn,
+        memory_budget_bytes,
         retention_in_days,
         force_flush_interval,
         files,

@@ -190,6 +190,8 @@ pub struct Logs {
     pub endpoint_override: Option<String>,
     /// A role assumed (with STS) on top of the publisher's credentials to send logs.
     pub role_arn: Option<String>,
+    /// Bytes of log lines read and not yet delivered, over all files.
+    pub memory_budget_bytes: u32,
     pub retention_in_days: Option<u32>,
     pub force_flush_interval: Option<Duration>,
     pub files: Vec<FileSource>,

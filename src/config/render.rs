@@ -88,6 +88,10 @@ pub(super) fn effective(c: &Config) -> Value {
     if let Some(arn) = &l.role_arn {
         logs.insert("credentials".into(), json!({ "role_arn": arn }));
     }
+    logs.insert(
+        "memory_budget_mib".into(),
+        json!(l.memory_budget_bytes / (1024 * 1024)),
+    );
     if let Some(days) = l.retention_in_days {
         logs.insert("retention_in_days".into(), json!(days));
     }

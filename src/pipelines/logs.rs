@@ -17,11 +17,14 @@ use crate::checkpoint::Checkpoints;
 use crate::config::{self, Config, FileSource, Filters, JournalSource};
 use crate::metric::now_ms;
 use crate::service::{Health, Heartbeat};
+use crate::sinks::cloudwatch_logs::budget::{Budget, Held};
 use crate::sinks::cloudwatch_logs::{run_sender, Batch, BatchBuilder, Destination, LogsSink};
 use crate::sources::files::multiline::{Assembler, Event};
 use crate::sources::files::removal::Remover;
 use crate::sources::files::timestamp::{LocalOffset, TimestampFormat};
-use crate::sources::files::{self, Claim, FilePosition, LineSink, Registry, StartAt, Step, Tailer};
+use crate::sources::files::{
+    self, Claim, FilePosition, LineSink, Look, Registry, StartAt, Step, Tailer,
+};
 use crate::sources::journal::{Journal, Resume};
 use crate::sources::Position;
 
@@ -48,6 +51,8 @@ pub struct LogsPipeline {
     /// Read what is there now, deliver it and stop (`--once`).
     pub once: bool,
     pub health: Arc<Health>,
+    /// Room for lines read and not yet delivered, shared by every file.
+    pub budget: Budget,
 }
 
 /// Tokens that end the pipeline: `stop` ends reading (what was read is still delivered),
@@ -446,6 +451,9 @@ impl LogsPipeline {
             flush: self.flush_interval(),
             once: self.once,
             ends_when_missing: files::is_pattern(&entry.file_path),
+            budget: self.budget.clone(),
+            held: Held::none(),
+            rest_until: Instant::now(),
         };
         let registry = Arc::clone(registry);
         let stop = shutdown.stop.clone();
@@ -566,9 +574,36 @@ struct FileReader {
     once: bool,
     /// A file found by a pattern: stop once it is gone (the pattern finds it again).
     ends_when_missing: bool,
+    budget: Budget,
+    /// Room for the lines read that are not in a batch handed on yet.
+    held: Held,
+    /// Until when a file read to its end is not read again for only having grown.
+    rest_until: Instant,
 }
 
 impl FileReader {
+    /// Waits for room to read in (in turn with every other reader), beating the heartbeat
+    /// meanwhile; `None` if `stop` came first.
+    async fn reserve(&self, stop: &CancellationToken) -> Option<Held> {
+        let room = (READ_BUDGET as u32).min(self.budget.total() / 4);
+        let reserve = self.budget.reserve(room);
+        tokio::pin!(reserve);
+        loop {
+            tokio::select! {
+                held = &mut reserve => return Some(held),
+                _ = tokio::time::sleep(POLL_MAX) => self.heartbeat.beat(),
+                _ = stop.cancelled() => return None,
+            }
+        }
+    }
+
+    /// Gives back the room of lines that ended in no batch (filtered out, say).
+    fn release_unused(&mut self) {
+        if !self.sink.builder.is_pending() && self.sink.full.is_empty() {
+            self.held = Held::none();
+        }
+    }
+
     /// Reads until `stop` (or, for `--once`, the end of the file); returns the path.
     async fn run(mut self, out: mpsc::Sender<Batch>, stop: CancellationToken) -> PathBuf {
         let mut poll = POLL_MIN;
@@ -578,8 +613,16 @@ impl FileReader {
             if stop.is_cancelled() {
                 break;
             }
-            // An idle file costs two stats per look, not a trip to the blocking pool.
-            if last != Step::Read && !self.once && self.tailer.unchanged() {
+            // An idle file costs two stats per look, not a trip to the blocking pool; so does
+            // one that only grew since it was read to its end less than a second ago (its
+            // lines wait for their flush deadline anyway). A truncation or rotation is read
+            // at once.
+            let look = self.tailer.look();
+            let resting = look == Look::Grew && Instant::now() < self.rest_until;
+            if resting {
+                poll = POLL_MIN;
+            }
+            if last != Step::Read && !self.once && (look == Look::Unchanged || resting) {
                 self.sink.expire(false);
                 // A completed event may have filled a batch: older batches go first.
                 if !self.send_full(&out).await {
@@ -598,12 +641,27 @@ impl FileReader {
                 poll = (poll * 2).min(POLL_MAX);
                 continue;
             }
+            // With the budget spent, the lines read so far go on now rather than at their
+            // deadline: their room comes back once they are delivered, while a reader keeping
+            // them would wait for room that readers like it keep.
+            if (self.budget.available() as u32) < self.budget.total() / 4 {
+                if let Some(b) = self.sink.builder.take() {
+                    if !self.send(&out, b).await {
+                        break;
+                    }
+                }
+            }
+            let Some(mut room) = self.reserve(&stop).await else {
+                break;
+            };
+            // A step reads at most one chunk past what it is given.
+            let may_read = (room.bytes() as usize).saturating_sub(files::CHUNK).max(1);
             self.sink.ts = self.sink.ts.max(now_ms());
             let (tailer, sink, step) = {
                 let (mut tailer, mut sink, lookup) =
                     (self.tailer, self.sink, Arc::clone(&self.checkpoints));
                 tokio::task::spawn_blocking(move || {
-                    let step = tailer.step(&*lookup, &mut sink, READ_BUDGET);
+                    let step = tailer.step(&*lookup, &mut sink, may_read);
                     (tailer, sink, step)
                 })
                 .await
@@ -611,6 +669,22 @@ impl FileReader {
             };
             self.tailer = tailer;
             self.sink = sink;
+            // The room of what was read stays with the lines; the rest goes back at once.
+            self.held.absorb(room.split(self.tailer.last_read()));
+            drop(room);
+            self.release_unused();
+            // What there was is read: no second look at once, and the next after a second
+            // (lines wait for their flush deadline anyway), which keeps a trickle cheap.
+            let at_end = step == Step::Read
+                && self.tailer.last_read() < may_read
+                && self.sink.wants_more()
+                && !self.tailer.rotating();
+            let step = if at_end {
+                self.rest_until = Instant::now() + POLL_MAX;
+                Step::Idle
+            } else {
+                step
+            };
             // An event is complete after a quiet second only at the end of what there is to
             // read: not while more may follow at once, nor while a rotated file is finished
             // (the event may go on in the next one). With --once, what was read is all there is.
@@ -671,7 +745,9 @@ impl FileReader {
     /// Hands a batch to the sender, waiting as long as the sender is busy (CloudWatch slow,
     /// say). Meanwhile the path is watched, so files rotated in and out of it during the wait
     /// are still read later. False if the sender is gone.
-    async fn send(&mut self, out: &mpsc::Sender<Batch>, batch: Batch) -> bool {
+    async fn send(&mut self, out: &mpsc::Sender<Batch>, mut batch: Batch) -> bool {
+        batch.held = Some(Arc::new(self.held.split(batch.bytes())));
+        self.release_unused();
         loop {
             self.heartbeat.beat();
             tokio::select! {

@@ -3,8 +3,10 @@
 //! A batch keeps its messages in one string and the events as end offsets into it: one
 //! allocation per batch instead of one per line, and cheap to rebuild for a retry.
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use super::budget::Held;
 use crate::sources::Position;
 
 /// Largest PutLogEvents request, counted as message bytes plus [`EVENT_OVERHEAD`] per event.
@@ -28,6 +30,8 @@ pub struct Batch {
     pub position: Option<Position>,
     /// When the first event (or position change) was added, for the flush deadline.
     pub opened: Option<Instant>,
+    /// The room its lines take in the log sources' memory budget, given back with the batch.
+    pub held: Option<Arc<Held>>,
 }
 
 impl Batch {
@@ -93,6 +97,7 @@ impl Batch {
         let mut second = Batch {
             opened: self.opened,
             position: self.position.clone(),
+            held: self.held.clone(),
             ..Batch::default()
         };
         for (i, (ts, msg)) in self.events().enumerate() {

@@ -3,6 +3,7 @@
 //! long as it takes, and moves a source's position only once its events are accepted.
 
 mod batch;
+pub mod budget;
 mod retry;
 
 use std::collections::VecDeque;

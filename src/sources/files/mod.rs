@@ -12,8 +12,8 @@ use std::sync::Mutex;
 
 pub use lines::{Encoding, LineBuffer};
 pub use tailer::{
-    fingerprint, FileKey, FilePosition, Fingerprint, LineSink, PositionStore, StartAt, Step,
-    Tailer, FINGERPRINT_BYTES, ROTATE_QUIET,
+    fingerprint, FileKey, FilePosition, Fingerprint, LineSink, Look, PositionStore, StartAt, Step,
+    Tailer, CHUNK, FINGERPRINT_BYTES, ROTATE_QUIET,
 };
 
 /// Which paths are being followed and which files are open, across all entries: a file

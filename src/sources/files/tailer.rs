@@ -18,7 +18,7 @@ use super::lines::LineBuffer;
 use super::Registry;
 
 /// Bytes read per system call.
-const CHUNK: usize = 64 * 1024;
+pub const CHUNK: usize = 64 * 1024;
 /// How much of a file's start identifies it.
 pub const FINGERPRINT_BYTES: u64 = 1024;
 /// After the path names a new file, the old one is still read until it has not been written
@@ -78,6 +78,16 @@ pub enum StartAt {
     Beginning,
 }
 
+/// What [`Tailer::look`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    Unchanged,
+    /// The file only grew.
+    Grew,
+    /// Anything else: read now.
+    Changed,
+}
+
 /// What a call to [`Tailer::step`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -115,6 +125,8 @@ pub struct Tailer {
     first_open: bool,
     /// Hand each rotated file, once finished, to the registry to be removed when delivered.
     auto_removal: bool,
+    /// Bytes the last [`Tailer::step`] read.
+    last_read: usize,
 }
 
 impl Tailer {
@@ -134,6 +146,7 @@ impl Tailer {
             registry,
             first_open: true,
             auto_removal: false,
+            last_read: 0,
         }
     }
 
@@ -164,21 +177,37 @@ impl Tailer {
         &self.path
     }
 
+    /// How many bytes the last [`Tailer::step`] read: less than its budget plus [`CHUNK`].
+    pub fn last_read(&self) -> usize {
+        self.last_read
+    }
+
     /// A cheap look (two `stat`s, no read) for whether a [`Tailer::step`] could find anything:
     /// false if the file grew or shrank, the path names another file or none, or there is no
     /// file open yet at a path that exists.
     pub fn unchanged(&self) -> bool {
+        self.look() == Look::Unchanged
+    }
+
+    /// The same cheap look, telling apart a file that only grew (more lines, which can wait a
+    /// moment) from every other change (truncation, rotation, deletion: looked at at once).
+    pub fn look(&self) -> Look {
         match &self.current {
             Some(cur) => {
                 let Ok(meta) = cur.file.metadata() else {
-                    return false;
+                    return Look::Changed;
                 };
-                meta.len() == cur.read_offset
-                    && meta.nlink() > 0
+                let same = meta.nlink() > 0
                     && std::fs::metadata(&self.path)
-                        .is_ok_and(|m| (m.dev(), m.ino()) == (cur.key.dev, cur.key.ino))
+                        .is_ok_and(|m| (m.dev(), m.ino()) == (cur.key.dev, cur.key.ino));
+                match (same, meta.len().cmp(&cur.read_offset)) {
+                    (true, std::cmp::Ordering::Equal) => Look::Unchanged,
+                    (true, std::cmp::Ordering::Greater) => Look::Grew,
+                    _ => Look::Changed,
+                }
             }
-            None => !self.first_open && std::fs::metadata(&self.path).is_err(),
+            None if !self.first_open && std::fs::metadata(&self.path).is_err() => Look::Unchanged,
+            None => Look::Changed,
         }
     }
 
@@ -256,6 +285,7 @@ impl Tailer {
                 }
             }
         }
+        self.last_read = 0;
         let mut total = 0;
         loop {
             let Some(cur) = self.current.as_mut() else {
@@ -282,6 +312,7 @@ impl Tailer {
             self.problem = None;
             cur.read_offset += n as u64;
             total += n;
+            self.last_read = total;
             let base = cur.read_offset - self.lines.pending() as u64;
             let key = &cur.key;
             self.lines.drain(|text, end| {
