@@ -18,6 +18,12 @@
 //! With BENCH_SLOW_MS set, the endpoint holds each PutLogEvents answer that long (a slow
 //! CloudWatch with the whole file as backlog); the run then lasts BENCH_SLOW_SECONDS (default 30)
 //! and reports peak RSS and what was acknowledged by then.
+//!
+//! With BENCH_FILES=N, the lines are split over N files followed through one pattern, and the
+//! endpoint checks every stream's lines arrive in order, each once; with BENCH_DOWN_SECONDS it
+//! answers 503 for that long first. The run goes on until every line is acknowledged (also
+//! with BENCH_SLOW_MS) and reports peak RSS and whether any file waited for another to finish
+//! (the last request of the first file to finish must come after every file's first).
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -35,11 +41,38 @@ struct Counts {
     requests: AtomicU64,
     /// Largest PutLogEvents body seen.
     max_body: AtomicU64,
+    /// With several files: what each stream's accepted requests held.
+    streams: std::sync::Mutex<std::collections::HashMap<String, Stream>>,
+    /// Events that came out of order or twice, over all streams.
+    disorder: AtomicU64,
+    /// PutLogEvents answered 503 while the endpoint is down.
+    refused: AtomicU64,
+}
+
+#[derive(Default)]
+struct Stream {
+    /// The number the next line of this stream must carry.
+    next: u64,
+    /// Indexes (over all accepted requests) of this stream's first and last request.
+    first: u64,
+    last: u64,
+}
+
+/// How the endpoint behaves.
+#[derive(Clone, Copy)]
+struct Endpoint {
+    /// How long each PutLogEvents answer is held.
+    delay: Duration,
+    /// Until then, PutLogEvents is answered 503.
+    down_until: Instant,
+    /// Check each stream's lines (several files).
+    check: bool,
 }
 
 /// Serves one keep-alive connection: every request gets an empty success answer; events in
 /// PutLogEvents bodies are counted once answered.
-fn serve(stream: TcpStream, counts: Arc<Counts>, delay: Duration) -> std::io::Result<()> {
+fn serve(stream: TcpStream, counts: Arc<Counts>, endpoint: Endpoint) -> std::io::Result<()> {
+    let delay = endpoint.delay;
     stream.set_nodelay(true)?;
     let mut reader = BufReader::with_capacity(1 << 20, stream.try_clone()?);
     let mut writer = stream;
@@ -77,6 +110,14 @@ fn serve(stream: TcpStream, counts: Arc<Counts>, delay: Duration) -> std::io::Re
         };
         if !target.is_empty() && target.ends_with(".putlogevents") {
             std::thread::sleep(delay);
+            if Instant::now() < endpoint.down_until {
+                counts.refused.fetch_add(1, Ordering::Relaxed);
+                writer.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 63\r\n\r\n{\"__type\":\"ServiceUnavailableException\",\"message\":\"bench down\"}")?;
+                continue;
+            }
+            if endpoint.check {
+                check_stream(&body, &counts);
+            }
         }
         writer.write_all(answer)?;
         if target.ends_with(".putlogevents") {
@@ -84,6 +125,33 @@ fn serve(stream: TcpStream, counts: Arc<Counts>, delay: Duration) -> std::io::Re
             counts.max_body.fetch_max(length as u64, Ordering::Relaxed);
             counts.requests.fetch_add(1, Ordering::Relaxed);
             counts.events.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Notes an accepted request's stream and checks its lines follow the last ones, each once.
+fn check_stream(body: &[u8], counts: &Counts) {
+    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let name = request["logStreamName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let index = counts.requests.load(Ordering::Relaxed);
+    let mut streams = counts.streams.lock().unwrap();
+    let seen = streams.entry(name).or_insert_with(|| Stream {
+        first: index,
+        ..Stream::default()
+    });
+    seen.last = index;
+    for e in request["logEvents"].as_array().into_iter().flatten() {
+        let n = e["message"]
+            .as_str()
+            .and_then(|m| m.get(..12))
+            .and_then(|d| d.parse::<u64>().ok());
+        if n == Some(seen.next) {
+            seen.next += 1;
+        } else {
+            counts.disorder.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -191,12 +259,26 @@ fn main() {
         20_000
     };
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bench.log");
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
     // BENCH_TIMESTAMP_FORMAT: every line starts with its time and the entry reads it.
     let timestamps = std::env::var_os("BENCH_TIMESTAMP_FORMAT").is_some();
     // BENCH_MULTILINE: 10-line stack traces, put together by a multi_line_start_pattern.
     let traces = std::env::var_os("BENCH_MULTILINE").is_some();
-    write_lines(&file, lines, timestamps, traces);
+    // BENCH_FILES: the lines split over that many files, one pattern for them all.
+    let files = env("BENCH_FILES").unwrap_or(1).max(1);
+    let file = if files > 1 {
+        std::fs::create_dir(dir.path().join("many")).unwrap();
+        for f in 0..files {
+            let path = dir.path().join(format!("many/f{f:03}.log"));
+            write_lines(&path, lines / files, timestamps, traces);
+        }
+        dir.path().join("many/*.log")
+    } else {
+        let file = dir.path().join("bench.log");
+        write_lines(&file, lines, timestamps, traces);
+        file
+    };
+    let lines = lines / files * files;
     // The last event waits for the quiet that completes it; the run ends before it.
     let events_wanted = if traces { lines / 10 - 1 } else { lines };
 
@@ -210,15 +292,19 @@ fn main() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let counts = Arc::new(Counts::default());
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
     let slow = Duration::from_millis(env("BENCH_SLOW_MS").unwrap_or(0));
     let slow_for = Duration::from_secs(env("BENCH_SLOW_SECONDS").unwrap_or(30));
+    let endpoint = Endpoint {
+        delay: slow,
+        down_until: Instant::now() + Duration::from_secs(env("BENCH_DOWN_SECONDS").unwrap_or(0)),
+        check: files > 1,
+    };
     {
         let counts = Arc::clone(&counts);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let counts = Arc::clone(&counts);
-                std::thread::spawn(move || serve(stream, counts, slow));
+                std::thread::spawn(move || serve(stream, counts, endpoint));
             }
         });
     }
@@ -264,12 +350,12 @@ fn main() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let deadline = start + Duration::from_secs(if bench { 600 } else { 120 });
+    let deadline = start + Duration::from_secs(if bench { 600 * files.min(3) } else { 120 });
     let mut first_event = None;
     let mut cpu = 0.0;
     let mut peak_kib = 0;
     while counts.events.load(Ordering::Relaxed) < events_wanted {
-        if !slow.is_zero() && start.elapsed() >= slow_for {
+        if !slow.is_zero() && files == 1 && start.elapsed() >= slow_for {
             break;
         }
         if first_event.is_none() && counts.events.load(Ordering::Relaxed) > 0 {
@@ -294,6 +380,36 @@ fn main() {
     let _ = child.wait();
 
     let events = counts.events.load(Ordering::Relaxed);
+    if files > 1 {
+        let streams = counts.streams.lock().unwrap();
+        let latest_first = streams.values().map(|s| s.first).max().unwrap_or(0);
+        let earliest_last = streams.values().map(|s| s.last).min().unwrap_or(0);
+        println!(
+            "{files} files of {} lines, endpoint down {} s ({} requests refused) then {} ms per PutLogEvents: {events} of {lines} lines acknowledged in {:.0} s",
+            lines / files,
+            env("BENCH_DOWN_SECONDS").unwrap_or(0),
+            counts.refused.load(Ordering::Relaxed),
+            slow.as_millis(),
+            elapsed.as_secs_f64()
+        );
+        println!(
+            "streams: {}; lines out of order or twice: {}",
+            streams.len(),
+            counts.disorder.load(Ordering::Relaxed)
+        );
+        println!(
+            "every file's first request (latest: #{latest_first}) before any file's last (earliest: #{earliest_last}): {}",
+            latest_first < earliest_last
+        );
+        println!(
+            "peak RSS: {peak_kib} KiB ({:.1} MiB)",
+            peak_kib as f64 / 1024.0
+        );
+        assert_eq!(counts.disorder.load(Ordering::Relaxed), 0);
+        assert_eq!(streams.len() as u64, files);
+        print_calibration(calibration, None);
+        return;
+    }
     if !slow.is_zero() {
         let offset =
             std::fs::read_to_string(dir.path().join("state/logs-state.json")).unwrap_or_default();

@@ -32,7 +32,7 @@ const FORGET_AFTER_MS: i64 = 7 * 24 * 3600 * 1000;
 /// can only make lines go again after a crash, never lose one; saving every acknowledgement
 /// rewrote the file about once a second under a trickle of lines, wearing an SD card for
 /// nothing. (Where reading begins is saved before the service is ready.)
-pub const SAVE_EVERY: Duration = Duration::from_secs(60);
+pub const SAVE_EVERY: Duration = Duration::from_secs(300);
 /// Delivered bytes that make a save due before [`SAVE_EVERY`]: what a crash may send twice.
 pub const SAVE_AFTER_BYTES: u64 = 4 * 1024 * 1024;
 /// Saves are at least this far apart, however fast lines are delivered.
