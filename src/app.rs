@@ -263,6 +263,8 @@ pub async fn daemon(
         spool,
         once,
         shutdown_grace: SHUTDOWN_GRACE,
+        spool_failing: false,
+        spool_dropping: false,
     };
 
     let shutdown = CancellationToken::new();

@@ -337,7 +337,12 @@ impl Checkpoints {
                         "Cannot save log positions; after a restart some lines may be sent twice.");
                 }
                 Err(_) => {}
-                Ok(()) => failing = false,
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!(file = %self.path.as_deref().unwrap_or(Path::new("")).display(),
+                        "Log positions are saved again.");
+                }
+                Ok(()) => {}
             }
             if stop {
                 return;
@@ -421,9 +426,14 @@ fn replace(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> s
             _ => {}
         }
     }
-    f.write_all(bytes)?;
-    f.sync_all()?;
+    // On a full disk (or any failure) the file in place stays as it was, and the partial
+    // temporary file goes, so that it holds no space.
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
     drop(f);
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, path)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,

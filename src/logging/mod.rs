@@ -53,9 +53,29 @@ struct SharedFile(Arc<Mutex<RotatingFile>>);
 
 struct FileGuard<'a>(std::sync::MutexGuard<'a, RotatingFile>);
 
+/// The own log could not be written at the last try (a full disk, say); said once on
+/// standard error (the journal, under systemd) until it can again.
+static FILE_FAILING: AtomicBool = AtomicBool::new(false);
+
 impl io::Write for FileGuard<'_> {
+    /// A line the own log cannot take is dropped, never an error that stops anything.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        match self.0.write(buf) {
+            Ok(n) => {
+                if FILE_FAILING.swap(false, Ordering::Relaxed) {
+                    eprintln!("amazon-cloudwatch-publisher: its log file can be written again");
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                if !FILE_FAILING.swap(true, Ordering::Relaxed) {
+                    eprintln!(
+                        "amazon-cloudwatch-publisher: cannot write its log file ({e}); its lines are dropped until it can, publishing goes on"
+                    );
+                }
+                Ok(buf.len())
+            }
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush()

@@ -37,6 +37,10 @@ pub struct MetricsPipeline {
     pub shutdown_grace: Duration,
     pub heartbeat: crate::service::Heartbeat,
     pub status: Arc<crate::service::Status>,
+    /// The spool could not be written at the last try (said once until it can).
+    pub spool_failing: bool,
+    /// The spool dropped old records at the last append (said once until it stops).
+    pub spool_dropping: bool,
 }
 
 /// How a run ended, for `--once`'s exit code.
@@ -190,17 +194,31 @@ impl MetricsPipeline {
                     let records = batch.records;
                     match self.with_spool(move |s| s.append(&records)).await {
                         Some(Ok(dropped)) => {
+                            if std::mem::take(&mut self.spool_failing) {
+                                tracing::info!("Metrics can be spooled again.");
+                            }
                             tracing::warn!(datums = n, %message, "Cannot publish metrics now; kept them in the spool to send later.");
-                            if dropped > 0 {
+                            if dropped == 0 {
+                                self.spool_dropping = false;
+                            } else if !std::mem::replace(&mut self.spool_dropping, true) {
                                 tracing::warn!(
                                     datums = dropped,
-                                    "Metrics spool is full; dropped its oldest records."
+                                    "Dropped the spool's oldest metrics to make room (its size cap, or a full disk); the count of all dropped is in the report at exit."
                                 );
+                            }
+                            if dropped > 0 {
                                 report.datums_dropped += dropped;
                             }
                         }
                         Some(Err(e)) => {
-                            tracing::error!(datums = n, %message, error = %e, "Cannot publish metrics and cannot spool them; they are lost.");
+                            // Said once until the spool works again (a full disk fails every
+                            // round); the count is in the report.
+                            if !self.spool_failing {
+                                self.spool_failing = true;
+                                tracing::error!(datums = n, %message, error = %e, "Cannot publish metrics and cannot spool them; they are lost.");
+                            } else {
+                                tracing::debug!(datums = n, error = %e, "Cannot spool metrics either.");
+                            }
                             report.datums_dropped += n;
                         }
                         None => {

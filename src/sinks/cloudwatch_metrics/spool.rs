@@ -59,6 +59,8 @@ pub struct Spool {
     max_bytes: u64,
     segments: Vec<Segment>,
     next_seq: u64,
+    /// The disk was full at the last append (said once, until there is room again).
+    short_of_space: bool,
 }
 
 impl Spool {
@@ -89,6 +91,7 @@ impl Spool {
             max_bytes,
             segments,
             next_seq,
+            short_of_space: false,
         })
     }
 
@@ -104,7 +107,8 @@ impl Spool {
         self.segments.iter().map(|s| s.bytes).sum()
     }
 
-    /// Stores records durably. Returns how many older datums were dropped to stay in the cap.
+    /// Stores records durably. Returns how many older datums were dropped to stay in the cap,
+    /// or to make room on a full disk (oldest first; said once until there is room again).
     pub fn append(&mut self, records: &[MetricRecord]) -> Result<usize, SpoolError> {
         if records.is_empty() {
             return Ok(0);
@@ -122,7 +126,29 @@ impl Spool {
             body.push_str(&serde_json::to_string(r).expect("records serialize"));
             body.push('\n');
         }
-        write_durably(&tmp, &path, body.as_bytes())?;
+        let mut dropped = 0;
+        loop {
+            match write_durably(&tmp, &path, body.as_bytes()) {
+                Ok(()) => break,
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    // Out of space: the oldest records make room for the newest.
+                    if !is_out_of_space(&e.source) || self.segments.is_empty() {
+                        return Err(e);
+                    }
+                    if !self.short_of_space {
+                        self.short_of_space = true;
+                        tracing::warn!(dir = %self.dir.display(), error = %e.source,
+                            "The disk is full: dropping the oldest spooled metrics to make room for new ones.");
+                    }
+                    dropped += self.drop_oldest()?;
+                }
+            }
+        }
+        if self.short_of_space && dropped == 0 {
+            self.short_of_space = false;
+            tracing::info!(dir = %self.dir.display(), "The metrics spool has room on disk again.");
+        }
         if let Ok(d) = fs::File::open(&self.dir) {
             let _ = d.sync_all();
         }
@@ -131,18 +157,24 @@ impl Spool {
             seq,
             bytes: body.len() as u64,
         });
-        self.enforce_cap()
+        Ok(dropped + self.enforce_cap()?)
+    }
+
+    /// Deletes the oldest segment; returns the datums it held.
+    fn drop_oldest(&mut self) -> Result<usize, SpoolError> {
+        let oldest = self.segments.remove(0);
+        let datums = read_segment(&oldest.path)
+            .map(|r| r.iter().map(MetricRecord::datum_count).sum::<usize>())
+            .unwrap_or(0);
+        fs::remove_file(&oldest.path).map_err(err(&oldest.path))?;
+        Ok(datums)
     }
 
     /// Drops the oldest segments while the spool is over its cap; returns the datums dropped.
     fn enforce_cap(&mut self) -> Result<usize, SpoolError> {
         let mut dropped = 0;
         while self.bytes() > self.max_bytes && self.segments.len() > 1 {
-            let oldest = self.segments.remove(0);
-            dropped += read_segment(&oldest.path)
-                .map(|r| r.iter().map(MetricRecord::datum_count).sum::<usize>())
-                .unwrap_or(0);
-            fs::remove_file(&oldest.path).map_err(err(&oldest.path))?;
+            dropped += self.drop_oldest()?;
         }
         Ok(dropped)
     }
@@ -201,6 +233,11 @@ impl Spool {
         }
         Ok(())
     }
+}
+
+/// ENOSPC or EDQUOT: no room on the file system (for this user).
+pub fn is_out_of_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 fn write_durably(tmp: &Path, path: &Path, body: &[u8]) -> Result<(), SpoolError> {
