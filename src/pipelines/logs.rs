@@ -771,6 +771,7 @@ impl FileReader {
             Some(t) => (Instant::from_std(t) + self.flush).min(Instant::now() + poll),
             None => Instant::now() + poll,
         };
+        let wake = on_the_tick(wake);
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => true,
             _ = stop.cancelled() => false,
@@ -783,6 +784,17 @@ impl FileReader {
             .opened()
             .is_some_and(|t| t.elapsed() >= self.flush)
     }
+}
+
+/// `t`, rounded up to the next [`POLL_MIN`] tick shared by every reader: readers that sleep
+/// wake together, one wake-up of the runtime for all of them rather than one each.
+fn on_the_tick(t: Instant) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let since = t.saturating_duration_since(epoch).as_nanos();
+    let tick = POLL_MIN.as_nanos();
+    let ticks = since.div_ceil(tick);
+    epoch + Duration::from_nanos((ticks * tick) as u64)
 }
 
 fn entry_key(index: usize) -> String {
@@ -806,5 +818,23 @@ fn sanitize_stream(name: &str) -> String {
         "_".into()
     } else {
         clean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sleepers_wake_on_a_shared_tick_never_early() {
+        let now = Instant::now();
+        let a = on_the_tick(now + Duration::from_millis(10));
+        let b = on_the_tick(now + Duration::from_millis(30));
+        assert!(
+            a >= now + Duration::from_millis(10) && a - now < POLL_MIN + Duration::from_millis(10)
+        );
+        // Two wake-ups within one tick of each other share it unless a tick lies between.
+        assert!(a == b || b - a == POLL_MIN);
+        assert_eq!(on_the_tick(a), a, "a tick is its own tick");
     }
 }
