@@ -565,6 +565,14 @@ impl LineSink for FileLines {
     }
 }
 
+/// What waiting for room in the memory budget ended with.
+enum Reserved {
+    Room(Held),
+    /// The batch being built is due: send it first.
+    Due,
+    Stopped,
+}
+
 struct FileReader {
     heartbeat: Heartbeat,
     tailer: Tailer,
@@ -583,16 +591,21 @@ struct FileReader {
 
 impl FileReader {
     /// Waits for room to read in (in turn with every other reader), beating the heartbeat
-    /// meanwhile; `None` if `stop` came first.
-    async fn reserve(&self, stop: &CancellationToken) -> Option<Held> {
+    /// meanwhile, until the lines already read are due to be sent.
+    async fn reserve(&self, stop: &CancellationToken) -> Reserved {
         let room = (READ_BUDGET as u32).min(self.budget.total() / 4);
         let reserve = self.budget.reserve(room);
         tokio::pin!(reserve);
         loop {
             tokio::select! {
-                held = &mut reserve => return Some(held),
-                _ = tokio::time::sleep(POLL_MAX) => self.heartbeat.beat(),
-                _ = stop.cancelled() => return None,
+                held = &mut reserve => return Reserved::Room(held),
+                _ = tokio::time::sleep(POLL_MAX) => {
+                    self.heartbeat.beat();
+                    if self.due() {
+                        return Reserved::Due;
+                    }
+                }
+                _ = stop.cancelled() => return Reserved::Stopped,
             }
         }
     }
@@ -641,18 +654,20 @@ impl FileReader {
                 poll = (poll * 2).min(POLL_MAX);
                 continue;
             }
-            // With the budget spent, the lines read so far go on now rather than at their
-            // deadline: their room comes back once they are delivered, while a reader keeping
-            // them would wait for room that readers like it keep.
-            if (self.budget.available() as u32) < self.budget.total() / 4 {
-                if let Some(b) = self.sink.builder.take() {
-                    if !self.send(&out, b).await {
-                        break;
+            let mut room = match self.reserve(&stop).await {
+                Reserved::Room(room) => room,
+                // The lines read so far are due while the reader waits for room: they go on
+                // now, and their room comes back once they are delivered (readers that kept
+                // theirs could otherwise wait for room that readers like them keep).
+                Reserved::Due => {
+                    if let Some(b) = self.sink.builder.take() {
+                        if !self.send(&out, b).await {
+                            break;
+                        }
                     }
+                    continue;
                 }
-            }
-            let Some(mut room) = self.reserve(&stop).await else {
-                break;
+                Reserved::Stopped => break,
             };
             // A step reads at most one chunk past what it is given.
             let may_read = (room.bytes() as usize).saturating_sub(files::CHUNK).max(1);

@@ -157,6 +157,14 @@ impl LineBuffer {
         }
     }
 
+    /// Keeps no more memory than the incomplete last line needs: a reader waiting its turn
+    /// (hundreds of files behind) holds a line's worth, not a read's.
+    pub fn shrink(&mut self) {
+        if self.buf.capacity() > 2 * self.buf.len() + 4096 {
+            self.buf.shrink_to(self.buf.len());
+        }
+    }
+
     pub fn clear(&mut self) {
         self.buf.clear();
         self.scanned = 0;

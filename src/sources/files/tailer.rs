@@ -325,6 +325,7 @@ impl Tailer {
                 )
             });
             if !sink.wants_more() || total >= budget {
+                self.lines.shrink();
                 return Step::Read;
             }
         }
