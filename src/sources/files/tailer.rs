@@ -189,8 +189,10 @@ impl Tailer {
         self.look() == Look::Unchanged
     }
 
-    /// The same cheap look, telling apart a file that only grew (more lines, which can wait a
-    /// moment) from every other change (truncation, rotation, deletion: looked at at once).
+    /// The same cheap look (and a read of the first bytes of a file that grew), telling apart a
+    /// file that only grew (more lines, which can wait a moment) from every other change
+    /// (truncation, also when written past the old length since; rotation; deletion: looked at
+    /// at once).
     pub fn look(&self) -> Look {
         match &self.current {
             Some(cur) => {
@@ -202,7 +204,12 @@ impl Tailer {
                         .is_ok_and(|m| (m.dev(), m.ino()) == (cur.key.dev, cur.key.ino));
                 match (same, meta.len().cmp(&cur.read_offset)) {
                     (true, std::cmp::Ordering::Equal) => Look::Unchanged,
-                    (true, std::cmp::Ordering::Greater) => Look::Grew,
+                    // Longer, and still starting as it did: not truncated and written again.
+                    (true, std::cmp::Ordering::Greater)
+                        if same_start(&cur.file, &cur.key.fingerprint) =>
+                    {
+                        Look::Grew
+                    }
                     _ => Look::Changed,
                 }
             }
