@@ -161,6 +161,14 @@ fn a_full_disk_stops_nothing_and_everything_recovers_when_there_is_room() {
 
     // The publisher's own log fills its disk: publishing goes on, and stderr says so once.
     let log_filler = fill(&logs_in);
+    // The log's own last page may still have room: fill that too.
+    {
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(logs_in.join("publisher.log"))
+            .unwrap();
+        while log.write_all(b"(filled by the test)\n").is_ok() {}
+    }
     for n in 0..3 {
         append_lines(&app_log, &[format!("own log full {n}")]);
         std::thread::sleep(Duration::from_millis(1500));

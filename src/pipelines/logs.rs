@@ -749,7 +749,16 @@ impl FileReader {
 
     /// Hands on the batches that became full, oldest first; false if the sender is gone.
     async fn send_full(&mut self, out: &mpsc::Sender<Batch>) -> bool {
-        for b in std::mem::take(&mut self.sink.full) {
+        // Each takes its room before any is handed on: the room left over goes back only
+        // once none of these holds lines without it.
+        let full: Vec<Batch> = std::mem::take(&mut self.sink.full)
+            .into_iter()
+            .map(|mut b| {
+                b.held = Some(Arc::new(self.held.split(b.bytes())));
+                b
+            })
+            .collect();
+        for b in full {
             if !self.send(out, b).await {
                 return false;
             }
@@ -761,7 +770,9 @@ impl FileReader {
     /// say). Meanwhile the path is watched, so files rotated in and out of it during the wait
     /// are still read later. False if the sender is gone.
     async fn send(&mut self, out: &mpsc::Sender<Batch>, mut batch: Batch) -> bool {
-        batch.held = Some(Arc::new(self.held.split(batch.bytes())));
+        if batch.held.is_none() {
+            batch.held = Some(Arc::new(self.held.split(batch.bytes())));
+        }
         self.release_unused();
         loop {
             self.heartbeat.beat();
