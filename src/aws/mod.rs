@@ -98,6 +98,8 @@ pub fn proxy_in_use(proxy: Option<&Proxy>) -> Option<String> {
     if let Some(p) = proxy {
         return Some(p.url.clone());
     }
+    // AWS's endpoints are https; HTTP_PROXY applies only to an http endpoint (an emulator).
+    let http_endpoint = std::env::var("AWS_ENDPOINT_URL").is_ok_and(|u| u.starts_with("http://"));
     [
         "HTTPS_PROXY",
         "https_proxy",
@@ -107,6 +109,7 @@ pub fn proxy_in_use(proxy: Option<&Proxy>) -> Option<String> {
         "http_proxy",
     ]
     .into_iter()
+    .filter(|var| http_endpoint || !var.eq_ignore_ascii_case("HTTP_PROXY"))
     .find_map(|var| {
         let value = std::env::var(var).ok().filter(|v| !v.trim().is_empty())?;
         let shown = Proxy::parse(&value)
