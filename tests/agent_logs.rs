@@ -171,17 +171,6 @@ fn age(path: &Path, ago: Duration) {
         .unwrap();
 }
 
-fn wait_until(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what} within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 #[test]
 fn auto_removal_removes_rotated_files_only_once_delivered() {
     let moto = Moto::start();

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::*;
@@ -34,14 +34,6 @@ fn fill(dir: &Path) -> PathBuf {
     }
     let _ = f.sync_all();
     filler
-}
-
-fn until(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn segments(spool: &Path) -> Vec<String> {
@@ -111,7 +103,7 @@ fn a_full_disk_stops_nothing_and_everything_recovers_when_there_is_room() {
     );
     let spool = state_in.join("metrics-spool");
     moto.wait_for_messages("app", "app.log", Duration::from_secs(30), |m| m.len() == 1);
-    until("three rounds spooled", Duration::from_secs(30), || {
+    wait_until("three rounds spooled", Duration::from_secs(30), || {
         segments(&spool).len() >= 3
     });
     // Held open, the state directory stays readable after the publisher (and its mount
@@ -129,7 +121,7 @@ fn a_full_disk_stops_nothing_and_everything_recovers_when_there_is_room() {
     append_lines(&app_log, &["while the state disk is full"]);
     moto.wait_for_messages("app", "app.log", Duration::from_secs(30), |m| m.len() == 2);
     // New rounds are spooled in place of the oldest.
-    until(
+    wait_until(
         "the oldest spooled round dropped",
         Duration::from_secs(30),
         || segments(&spool).first() != Some(&oldest_before),
@@ -150,12 +142,12 @@ fn a_full_disk_stops_nothing_and_everything_recovers_when_there_is_room() {
 
     // Room again: the spool says so, and once CloudWatch takes metrics the spool empties.
     std::fs::remove_file(&filler).unwrap();
-    until("the spool has room again", Duration::from_secs(30), || {
+    wait_until("the spool has room again", Duration::from_secs(30), || {
         read(&log_path).contains("The metrics spool has room on disk again")
     });
     moto.fail_next("PutMetricData", 0, 503, "ServiceUnavailable");
     moto.wait_for_metrics(Duration::from_secs(60), |m| m.len() > 13 * 3);
-    until("the spool sent", Duration::from_secs(60), || {
+    wait_until("the spool sent", Duration::from_secs(60), || {
         segments(&spool).is_empty()
     });
 

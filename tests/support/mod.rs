@@ -562,6 +562,15 @@ pub fn start_ready(mut cmd: Command) -> (Child, NotifySocket) {
     (child, sock)
 }
 
+/// Waits until `cond` holds; fails saying `what` did not happen within `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 pub fn signal(child: &Child, sig: i32) {
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
 }

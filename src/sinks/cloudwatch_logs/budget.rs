@@ -54,6 +54,7 @@ impl Budget {
     }
 
     /// Room not taken now.
+    #[cfg(test)]
     pub fn available(&self) -> usize {
         self.room.available_permits()
     }

@@ -182,15 +182,8 @@ impl Tailer {
         self.last_read
     }
 
-    /// A cheap look (two `stat`s, no read) for whether a [`Tailer::step`] could find anything:
-    /// false if the file grew or shrank, the path names another file or none, or there is no
-    /// file open yet at a path that exists.
-    pub fn unchanged(&self) -> bool {
-        self.look() == Look::Unchanged
-    }
-
-    /// The same cheap look (and a read of the first bytes of a file that grew), telling apart a
-    /// file that only grew (more lines, which can wait a moment) from every other change
+    /// A cheap look (two `stat`s, and a read of the first bytes of a file that grew) for
+    /// whether a [`Tailer::step`] could find anything, telling apart a file that only grew (more lines, which can wait a moment) from every other change
     /// (truncation, also when written past the old length since; rotation; deletion: looked at
     /// at once).
     pub fn look(&self) -> Look {
@@ -797,7 +790,7 @@ mod tests {
         let mut t = Tailer::new(path.clone(), StartAt::End, None);
         let mut out = Lines::default();
         assert_eq!(t.step(&saved, &mut out, 1 << 20), Step::Read);
-        assert!(t.unchanged(), "at the end, nothing new");
+        assert_eq!(t.look(), Look::Unchanged, "at the end, nothing new");
         assert_eq!(texts(&out), ["two", "three"], "resumed at the saved offset");
         assert_eq!(out.0.last().unwrap().1, 14);
 
