@@ -136,6 +136,9 @@ pub async fn daemon(
     )
     .map_err(AppError::Io)?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), dry_run, once, "Starting.");
+    if !once && !dry_run {
+        crate::clock::get().wait(agent.clock_sync_timeout);
+    }
     for w in &config.warnings {
         tracing::warn!(config = %path.display(), key = %w.path, "{}", w.message);
     }

@@ -5,7 +5,7 @@
 //! [`pipelines`] (metrics: sample, label, deliver; logs: read, batch, deliver) → [`sinks`]
 //! (PutMetricData and PutLogEvents, or standard output for `--dry-run`, with a disk spool for
 //! metrics) → [`checkpoint`] (where each log source is). Around it: [`config`], [`instance`]
-//! (who this machine is), [`aws`] (credentials, including Cognito), [`logging`], [`signal`];
+//! (who this machine is), [`clock`] (whether its time can be believed yet), [`aws`] (credentials, including Cognito), [`logging`], [`signal`];
 //! [`app`] runs the daemon, and the commands beside it (`validate`, `configure`, `provision`)
 //! use what they need.
 
@@ -14,6 +14,7 @@ pub mod aws;
 pub mod backoff;
 pub mod checkpoint;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod error;

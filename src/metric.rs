@@ -140,18 +140,27 @@ pub struct MetricRecord {
     /// 1 for high resolution (sub-minute intervals), 60 for standard.
     pub storage_resolution: i32,
     pub values: Vec<Measurement>,
+    /// Stamped while the system clock was not synchronized: restamped once it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsynced: Option<crate::clock::Unsynced>,
 }
 
 impl MetricRecord {
     pub fn datum_count(&self) -> usize {
         self.values.len()
     }
+
+    /// Puts a time stamped on an unsynchronized clock right, once the clock is synchronized
+    /// (see [`crate::clock`]).
+    pub fn restamp(&mut self, now: &crate::clock::Reading) {
+        if let Some(shift) = self.unsynced.as_ref().and_then(|u| u.shift(now)) {
+            self.timestamp_ms += shift;
+            self.unsynced = None;
+        }
+    }
 }
 
-/// Milliseconds since the Unix epoch, now.
+/// Milliseconds since the Unix epoch, now, by the wall clock (see [`crate::clock`]).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+    crate::clock::wall_ms()
 }

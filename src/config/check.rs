@@ -28,6 +28,7 @@ const AGENT_KEYS: &[&str] = &[
     "metrics_spool_max_mib",
     "proxy",
     "no_proxy",
+    "clock_sync_timeout",
     // The CloudWatch Agent's, each either refused or warned about below.
     "credentials",
     "run_as_user",
@@ -359,6 +360,10 @@ fn check_agent(c: &mut Checker, s: &Section) -> Agent {
     let spool_mib = c
         .integer(s, "metrics_spool_max_mib", 1, 1 << 20)
         .unwrap_or(DEFAULT_SPOOL_MAX_MIB);
+    // 0: never wait for the clock.
+    let clock_sync_timeout = c
+        .integer(s, "clock_sync_timeout", 0, MAX_INTERVAL_SECS)
+        .map_or(DEFAULT_CLOCK_SYNC_TIMEOUT, Duration::from_secs);
     Agent {
         instance,
         authentication,
@@ -373,6 +378,7 @@ fn check_agent(c: &mut Checker, s: &Section) -> Agent {
         metrics_spool_max_bytes: spool_mib * 1024 * 1024,
         role_arn,
         proxy,
+        clock_sync_timeout,
     }
 }
 

@@ -34,6 +34,9 @@ pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(300);
 pub const DEFAULT_LOGS_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_INSTANCE_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SPOOL_MAX_MIB: u64 = 32;
+/// How long samples and events wait for the system clock to be synchronized before they go
+/// out with its time as it is.
+pub const DEFAULT_CLOCK_SYNC_TIMEOUT: Duration = Duration::from_secs(300);
 /// Intervals above a day are a mistake (seconds taken for milliseconds, say), not a wish.
 pub const MAX_INTERVAL_SECS: u64 = 86_400;
 
@@ -70,6 +73,9 @@ pub struct Agent {
     pub role_arn: Option<String>,
     /// `agent.proxy`: every AWS call goes through it (instead of what the environment says).
     pub proxy: Option<Proxy>,
+    /// `agent.clock_sync_timeout`: how long data waits for the clock to be synchronized (zero:
+    /// not at all).
+    pub clock_sync_timeout: Duration,
 }
 
 /// An HTTP(S) proxy, from `agent.proxy` (`http://user:password@host:port`).

@@ -54,6 +54,10 @@ pub(super) fn effective(c: &Config) -> Value {
         "metrics_spool_max_mib".into(),
         json!(a.metrics_spool_max_bytes / (1024 * 1024)),
     );
+    agent.insert(
+        "clock_sync_timeout".into(),
+        json!(a.clock_sync_timeout.as_secs()),
+    );
     if let Some(arn) = &a.role_arn {
         agent.insert("credentials".into(), json!({ "role_arn": arn }));
     }

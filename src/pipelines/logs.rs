@@ -15,7 +15,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::checkpoint::Checkpoints;
 use crate::config::{self, Config, FileSource, Filters, JournalSource};
-use crate::metric::now_ms;
 use crate::service::{Health, Heartbeat};
 use crate::sinks::cloudwatch_logs::budget::{Budget, Held};
 use crate::sinks::cloudwatch_logs::{run_sender, Batch, BatchBuilder, Destination, LogsSink};
@@ -483,6 +482,19 @@ struct FileLines {
 }
 
 impl FileLines {
+    /// Takes the time the lines read next are stamped with, when they carry none of their own.
+    /// Times never go back (a batch is in order) but for a step of the clock.
+    fn stamp(&mut self, now: &crate::clock::Reading) {
+        self.ts = if now.wall_ms + crate::clock::STEP_MS < self.ts {
+            now.wall_ms
+        } else {
+            self.ts.max(now.wall_ms)
+        };
+        // Times found in the lines are the writer's, and are left as they are.
+        let unsynced = (!now.synchronized && self.timestamp.is_none()).then_some(now.offset_ms);
+        self.builder.stamped_on(unsynced);
+    }
+
     /// The event's time and text.
     fn event<'t>(&mut self, line: &'t str) -> (i64, Cow<'t, str>) {
         let Some(format) = &self.timestamp else {
@@ -671,7 +683,7 @@ impl FileReader {
             };
             // A step reads at most one chunk past what it is given.
             let may_read = (room.bytes() as usize).saturating_sub(files::CHUNK).max(1);
-            self.sink.ts = self.sink.ts.max(now_ms());
+            self.sink.stamp(&crate::clock::get().read());
             let (tailer, sink, step) = {
                 let (mut tailer, mut sink, lookup) =
                     (self.tailer, self.sink, Arc::clone(&self.checkpoints));

@@ -52,6 +52,11 @@ struct Entry {
     cursor: String,
     #[serde(rename = "__REALTIME_TIMESTAMP")]
     realtime: Option<String>,
+    /// Microseconds of the monotonic clock of the entry's boot.
+    #[serde(rename = "__MONOTONIC_TIMESTAMP")]
+    monotonic: Option<String>,
+    #[serde(rename = "_BOOT_ID")]
+    boot: Option<String>,
     #[serde(rename = "MESSAGE", default)]
     message: Option<Field>,
 }
@@ -392,12 +397,24 @@ impl Journal {
                 return full;
             }
         };
-        let ts = entry
+        let clock = crate::clock::get().read();
+        let realtime = entry
             .realtime
             .as_deref()
             .and_then(|t| t.parse::<i64>().ok())
-            .map(|us| us / 1000)
-            .unwrap_or_else(crate::metric::now_ms);
+            .map(|us| us / 1000);
+        // Logged in this boot while the clock is not synchronized: the entry's monotonic time
+        // on the wall clock's present offset, shifted once the clock is synchronized.
+        let monotonic = entry
+            .monotonic
+            .as_deref()
+            .and_then(|t| t.parse::<i64>().ok())
+            .filter(|_| !clock.synchronized && this_boot(entry.boot.as_deref()));
+        let ts = match monotonic {
+            Some(us) => us / 1000 + clock.offset_ms,
+            None => realtime.unwrap_or(clock.wall_ms),
+        };
+        builder.stamped_on(monotonic.map(|_| clock.offset_ms));
         *last_ts = ts;
         *cursor = Some(entry.cursor.clone());
         let position = Position::Journal(self.source.key.clone(), entry.cursor);
@@ -420,5 +437,13 @@ impl Journal {
             }
         }
         full
+    }
+}
+
+/// Whether a `_BOOT_ID` (32 hex digits) is this boot's (the kernel writes it with dashes).
+fn this_boot(boot: Option<&str>) -> bool {
+    match (boot, crate::clock::boot_id()) {
+        (Some(entry), Some(ours)) => ours.replace('-', "").eq_ignore_ascii_case(entry),
+        _ => false,
     }
 }

@@ -141,6 +141,7 @@ impl AgentLabels {
                     timestamp_ms,
                     storage_resolution: resolution,
                     values,
+                    unsynced: None,
                 });
                 continue;
             }
@@ -152,6 +153,7 @@ impl AgentLabels {
                     timestamp_ms,
                     storage_resolution: resolution,
                     values,
+                    unsynced: None,
                 };
             let originals: Vec<Measurement> = values
                 .iter()

@@ -2,6 +2,10 @@
 //! `force_flush_interval`, several samples in one request. What CloudWatch does not accept goes
 //! to the spool and is sent, oldest first and with its original timestamps, as soon as a
 //! request succeeds again.
+//!
+//! Until the system clock is synchronized, samples wait here (or in the spool, when many have
+//! waited) marked with the clock they were stamped on, and are restamped before they go (see
+//! [`crate::clock`]).
 
 mod labels;
 mod sampler;
@@ -12,6 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{self, Unsynced};
 use crate::metric::{now_ms, MetricRecord};
 use crate::sinks::cloudwatch_metrics::{
     batches, Batch, Disposition, MetricsSink, Spool, MAX_DATUMS_PER_REQUEST,
@@ -23,6 +28,8 @@ pub use sampler::{preview, Preview, Sampler, HOURS_PER_MONTH};
 /// The first sample's rates and CPU figure cover this much time after start, so the first
 /// datapoint arrives promptly instead of one whole interval later.
 pub const WARMUP: Duration = Duration::from_secs(1);
+/// How often samples waiting for the clock look at it again.
+const CLOCK_LOOK: Duration = Duration::from_secs(1);
 
 pub struct MetricsPipeline {
     pub sampler: Arc<Mutex<Sampler>>,
@@ -72,7 +79,9 @@ impl MetricsPipeline {
                     .expect("sampler not poisoned")
                     .next_due(),
             );
+            let holding = clock::get().read().hold;
             let flush_at = match (pending_since, self.force_flush_interval) {
+                _ if holding && pending_since.is_some() => Instant::now() + CLOCK_LOOK,
                 (Some(t), Some(f)) => t + f,
                 (Some(t), None) => t,
                 (None, _) => due,
@@ -104,12 +113,31 @@ impl MetricsPipeline {
                     }
                 };
                 report.rounds += 1;
+                let mut records = records;
+                if let Some(mark) = Unsynced::at(&clock::get().read()) {
+                    for r in &mut records {
+                        r.unsynced = Some(mark.clone());
+                    }
+                }
                 if !records.is_empty() {
                     pending.extend(records);
                     pending_since.get_or_insert(now);
                 }
             }
             let datums: usize = pending.iter().map(MetricRecord::datum_count).sum();
+            if clock::get().read().hold {
+                // A request's worth waits in memory; more goes to the spool, which keeps the
+                // marks and so can be restamped after a restart too.
+                if datums >= MAX_DATUMS_PER_REQUEST {
+                    let records = std::mem::take(&mut pending);
+                    pending_since = None;
+                    self.spool_held(records, &mut report).await;
+                }
+                if cancel.is_cancelled() {
+                    break;
+                }
+                continue;
+            }
             let flush = self.once
                 || first
                 || datums >= MAX_DATUMS_PER_REQUEST
@@ -132,9 +160,14 @@ impl MetricsPipeline {
                 break;
             }
         }
-        // What waited for the flush is sent now, or spooled.
+        // What waited for the flush is sent now, or spooled; what waits for the clock is
+        // spooled.
         if !pending.is_empty() {
-            self.publish(pending, &cancel, &mut report, failing).await;
+            if clock::get().read().hold {
+                self.spool_held(pending, &mut report).await;
+            } else {
+                self.publish(pending, &cancel, &mut report, failing).await;
+            }
         }
         report.segments_spooled = self.spool.as_ref().map_or(0, Spool::len);
         report
@@ -168,13 +201,36 @@ impl MetricsPipeline {
         false
     }
 
+    /// Keeps records that wait for the clock in the spool.
+    async fn spool_held(&mut self, records: Vec<MetricRecord>, report: &mut Report) {
+        let n: usize = records.iter().map(MetricRecord::datum_count).sum();
+        match self.with_spool(move |s| s.append(&records)).await {
+            Some(Ok(dropped)) => {
+                tracing::info!(
+                    datums = n,
+                    "Kept metrics in the spool until the system clock is synchronized."
+                );
+                report.datums_dropped += dropped;
+            }
+            Some(Err(e)) => {
+                tracing::error!(datums = n, error = %e, "Cannot spool metrics that wait for the system clock; they are lost.");
+                report.datums_dropped += n;
+            }
+            None => report.datums_dropped += n,
+        }
+    }
+
     /// Sends records; on a retryable failure they go to the spool. True if all were accepted.
     async fn deliver(
         &mut self,
-        records: Vec<MetricRecord>,
+        mut records: Vec<MetricRecord>,
         cancel: &CancellationToken,
         report: &mut Report,
     ) -> bool {
+        let now = clock::get().read();
+        for r in &mut records {
+            r.restamp(&now);
+        }
         let mut all = true;
         for batch in batches(records) {
             let n = batch.datum_count();
@@ -237,7 +293,10 @@ impl MetricsPipeline {
         loop {
             let unsent = match self
                 .with_spool(|s| {
-                    (!s.is_empty()).then(|| s.read_oldest(MAX_DATUMS_PER_REQUEST, now_ms()))
+                    let now = clock::get().read();
+                    (!s.is_empty()).then(|| {
+                        s.read_oldest(MAX_DATUMS_PER_REQUEST, now.wall_ms, |r| r.restamp(&now))
+                    })
                 })
                 .await
             {

@@ -109,6 +109,7 @@ impl Sampler {
                     timestamp_ms: sample.timestamp_ms,
                     storage_resolution: labels.storage_resolution,
                     values: sample.values,
+                    unsynced: None,
                 }]
             }
             Sampler::Agent {

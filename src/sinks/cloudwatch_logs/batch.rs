@@ -32,6 +32,10 @@ pub struct Batch {
     pub opened: Option<Instant>,
     /// The room its lines take in the log sources' memory budget, given back with the batch.
     pub held: Option<Arc<Held>>,
+    /// Its times were stamped while the system clock was not synchronized, when the wall
+    /// clock's offset from the monotonic clock was this; they wait for the clock and are then
+    /// shifted (see [`crate::clock`]).
+    pub unsynced: Option<i64>,
 }
 
 impl Batch {
@@ -79,6 +83,14 @@ impl Batch {
         }
     }
 
+    /// Moves every event's time by `ms` (onto the synchronized clock).
+    pub fn shift(&mut self, ms: i64) {
+        for e in &mut self.events {
+            e.0 = e.0.saturating_add(ms);
+        }
+        self.unsynced = None;
+    }
+
     /// Adds an event the caller has checked with [`Batch::fits`].
     fn push_unchecked(&mut self, ts: i64, message: &str) {
         debug_assert!(!message.is_empty() && message.len() <= MAX_EVENT_BYTES);
@@ -92,12 +104,14 @@ impl Batch {
         let mid = self.events.len() / 2;
         let mut first = Batch {
             opened: self.opened,
+            unsynced: self.unsynced,
             ..Batch::default()
         };
         let mut second = Batch {
             opened: self.opened,
             position: self.position.clone(),
             held: self.held.clone(),
+            unsynced: self.unsynced,
             ..Batch::default()
         };
         for (i, (ts, msg)) in self.events().enumerate() {
@@ -129,6 +143,8 @@ impl Batch {
 #[derive(Debug, Default)]
 pub struct BatchBuilder {
     current: Batch,
+    /// The clock the next events are stamped on (see [`BatchBuilder::stamped_on`]).
+    unsynced: Option<i64>,
 }
 
 impl BatchBuilder {
@@ -142,10 +158,7 @@ impl BatchBuilder {
     /// An event older than the one before it starts a new batch (each request must be in
     /// chronological order; separate requests need not be).
     pub fn push(&mut self, ts: i64, message: &str, position: Position) -> Option<Batch> {
-        let mut done = None;
-        if !self.current.fits(ts, message.len()) {
-            done = self.take();
-        }
+        let done = self.make_room(ts, message.len());
         self.current.opened.get_or_insert_with(Instant::now);
         self.current.push_unchecked(ts, message);
         self.current.position = Some(position);
@@ -155,12 +168,36 @@ impl BatchBuilder {
     /// Adds a piece of a message split over several events, all but the last: the position
     /// stays where it was, so the message is sent again whole rather than lost in part.
     pub fn push_piece(&mut self, ts: i64, piece: &str) -> Option<Batch> {
-        let mut done = None;
-        if !self.current.fits(ts, piece.len()) {
-            done = self.take();
-        }
+        let done = self.make_room(ts, piece.len());
         self.current.opened.get_or_insert_with(Instant::now);
         self.current.push_unchecked(ts, piece);
+        done
+    }
+
+    /// Says which clock the next events' times come from: `Some(offset)` while the system
+    /// clock is not synchronized (the wall clock's offset from the monotonic clock), `None`
+    /// once it is, or for times that are not the clock's (taken from the lines themselves).
+    /// Events of different clocks (or of one stepped by more than [`crate::clock::STEP_MS`])
+    /// never share a batch, since a batch is shifted as one.
+    pub fn stamped_on(&mut self, unsynced: Option<i64>) {
+        self.unsynced = unsynced;
+    }
+
+    /// Hands out the current batch if an event of `len` bytes at `ts` cannot join it.
+    fn make_room(&mut self, ts: i64, len: usize) -> Option<Batch> {
+        let same_clock = match (self.current.unsynced, self.unsynced) {
+            (None, None) => true,
+            (Some(a), Some(b)) => (a - b).abs() <= crate::clock::STEP_MS,
+            _ => false,
+        };
+        let done = if !self.current.fits(ts, len) || (!self.current.is_empty() && !same_clock) {
+            self.take()
+        } else {
+            None
+        };
+        if self.current.is_empty() {
+            self.current.unsynced = self.unsynced;
+        }
         done
     }
 

@@ -35,6 +35,8 @@ pub const REQUESTS_IN_FLIGHT: usize = 6;
 const MAX_AGE_MS: i64 = 14 * 24 * 3600 * 1000;
 /// ...to at most this far ahead.
 const MAX_AHEAD_MS: i64 = 2 * 3600 * 1000;
+/// How often a batch waiting for the clock looks at it again.
+const CLOCK_LOOK: Duration = Duration::from_secs(1);
 const RETRY_BASE: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 /// After this many single events refused in a row, the rest is kept and retried with backoff.
@@ -426,6 +428,24 @@ impl CloudWatchLogs {
 /// Sends one source's batches in order, a few at a time, and commits each batch's position
 /// once it and every batch before it are delivered. Ends when the source closes the channel
 /// and everything is delivered, or when `abort` stops delivery.
+/// A batch stamped while the system clock was not synchronized waits for it (or for the end
+/// of `agent.clock_sync_timeout`), then is shifted onto it; `None` if `abort` came first (its
+/// lines are still on disk, after the saved position).
+async fn on_the_clock(mut batch: Batch, abort: &CancellationToken) -> Option<Batch> {
+    while let Some(offset) = batch.unsynced {
+        let now = crate::clock::get().read();
+        match now.shift(offset) {
+            Some(ms) => batch.shift(ms),
+            None if !now.hold => break,
+            None => tokio::select! {
+                _ = abort.cancelled() => return None,
+                _ = tokio::time::sleep(CLOCK_LOOK) => {}
+            },
+        }
+    }
+    Some(batch)
+}
+
 pub async fn run_sender(
     mut batches: mpsc::Receiver<Batch>,
     dest: Arc<Destination>,
@@ -460,6 +480,7 @@ pub async fn run_sender(
                 Some(batch) => {
                     let (sink, dest, abort) = (sink.clone(), Arc::clone(&dest), abort.clone());
                     in_flight.push_back(tokio::spawn(async move {
+                        let batch = on_the_clock(batch, &abort).await?;
                         let position = batch.position.clone();
                         sink.deliver(&dest, batch, &abort).await.then_some(position)
                     }));

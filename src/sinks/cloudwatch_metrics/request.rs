@@ -133,6 +133,7 @@ mod tests {
                     value: i as f64,
                 })
                 .collect(),
+            unsynced: None,
         }
     }
 

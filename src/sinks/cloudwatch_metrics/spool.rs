@@ -180,8 +180,14 @@ impl Spool {
     }
 
     /// Reads the oldest segments, as many as fit in `max_datums` (at least one segment), leaving
-    /// them on disk until [`Spool::remove`]. Unreadable segments are set aside as `.corrupt`.
-    pub fn read_oldest(&mut self, max_datums: usize, now_ms: i64) -> Unsent {
+    /// them on disk until [`Spool::remove`], each restamped by `restamp` before its age is judged.
+    /// Unreadable segments are set aside as `.corrupt`.
+    pub fn read_oldest(
+        &mut self,
+        max_datums: usize,
+        now_ms: i64,
+        restamp: impl Fn(&mut MetricRecord),
+    ) -> Unsent {
         let mut out = Unsent {
             segments: Vec::new(),
             records: Vec::new(),
@@ -202,6 +208,10 @@ impl Spool {
             };
             let (fresh, old): (Vec<_>, Vec<_>) = records
                 .into_iter()
+                .map(|mut r| {
+                    restamp(&mut r);
+                    r
+                })
                 .partition(|r| now_ms - r.timestamp_ms <= MAX_AGE_MS);
             let n: usize = fresh.iter().map(MetricRecord::datum_count).sum();
             if !out.segments.is_empty() && datums + n > max_datums {
@@ -285,6 +295,7 @@ mod tests {
                     value: 1.5,
                 })
                 .collect(),
+            unsynced: None,
         }
     }
 
@@ -298,7 +309,7 @@ mod tests {
         drop(s);
         let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(s.len(), 2);
-        let u = s.read_oldest(1000, now);
+        let u = s.read_oldest(1000, now, |_| {});
         assert_eq!(
             u.records.iter().map(|r| r.timestamp_ms).collect::<Vec<_>>(),
             vec![now - 3000, now - 2000, now - 1000]
@@ -317,9 +328,9 @@ mod tests {
         for i in 0..5 {
             s.append(&[record(now - i)]).unwrap();
         }
-        let u = s.read_oldest(30, now);
+        let u = s.read_oldest(30, now, |_| {});
         assert_eq!((u.segments.len(), u.records.len()), (2, 2));
-        let u = s.read_oldest(1, now);
+        let u = s.read_oldest(1, now, |_| {});
         assert_eq!(u.segments.len(), 1);
     }
 
@@ -330,7 +341,7 @@ mod tests {
         let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
         s.append(&[record(now - MAX_AGE_MS - 1)]).unwrap();
         s.append(&[record(now)]).unwrap();
-        let u = s.read_oldest(1000, now);
+        let u = s.read_oldest(1000, now, |_| {});
         assert_eq!((u.records.len(), u.expired), (1, 1));
 
         let one = s.bytes() / 2;
@@ -346,7 +357,7 @@ mod tests {
             10 * 13,
             "dropped is counted in datums"
         );
-        let u = capped.read_oldest(1000, now);
+        let u = capped.read_oldest(1000, now, |_| {});
         assert_eq!(
             u.records.last().unwrap().timestamp_ms,
             now - 91,
@@ -362,7 +373,7 @@ mod tests {
         let now = crate::metric::now_ms();
         let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
         s.append(&[record(now)]).unwrap();
-        let u = s.read_oldest(1000, now);
+        let u = s.read_oldest(1000, now, |_| {});
         assert_eq!(u.records.len(), 1);
         assert!(dir.path().join("00000000000000000001.corrupt").exists());
         assert!(!dir.path().join("00000000000000000002.tmp").exists());
