@@ -418,6 +418,8 @@ fn a_configured_install_runs_sandboxed_as_its_user_ships_logs_and_the_watchdog_r
     // Ship /var/log/app.log and the journal: a hand edit to the config, then a restart.
     let config_path = c.path(CONFIG);
     let mut config: Value = serde_json::from_str(&read(&config_path)).unwrap();
+    // This machine's clock may not be synchronized (no NTP here): wait for it briefly.
+    config["agent"]["clock_sync_timeout"] = json!(3);
     config["logs"] = json!({
         "log_group_name": "pi-logs",
         "force_flush_interval": 1,
@@ -443,6 +445,14 @@ fn a_configured_install_runs_sandboxed_as_its_user_ships_logs_and_the_watchdog_r
         m.iter()
             .any(|d| d.dimensions.values().any(|v| v == "pi-00000000c0ffee01"))
     });
+    // The sandbox lets it ask the kernel whether the clock is synchronized.
+    let journal = c.ok(&format!("journalctl --no-pager -u {UNIT}"));
+    assert!(
+        journal.contains("The system clock is synchronized")
+            || journal.contains("The system clock is still not synchronized"),
+        "{journal}"
+    );
+    assert!(!journal.contains("Cannot tell whether"), "{journal}");
 
     // A frozen process stops sending WATCHDOG=1: systemd kills it and starts it again.
     let before = c.prop("MainPID");
