@@ -358,6 +358,35 @@ mod tests {
     }
 
     #[test]
+    fn events_of_another_clock_start_a_batch_and_a_batch_shifts_as_one() {
+        let mut b = BatchBuilder::new();
+        b.stamped_on(Some(-1_000_000));
+        assert!(b.push(10, "a", pos(1)).is_none());
+        // The same clock, but for jitter below a step: the same batch.
+        b.stamped_on(Some(-1_000_000 + 3));
+        assert!(b.push(11, "b", pos(2)).is_none());
+        // Synchronized now: a new batch, and the old one keeps its mark.
+        b.stamped_on(None);
+        let mut held = b
+            .push(5_000, "c", pos(3))
+            .expect("a new clock closes the batch");
+        assert_eq!(held.unsynced, Some(-1_000_000));
+        held.shift(1_000_000);
+        assert_eq!(held.unsynced, None);
+        assert_eq!(
+            held.events().map(|e| e.0).collect::<Vec<_>>(),
+            [1_000_010, 1_000_011]
+        );
+        let now = b.take().unwrap();
+        assert_eq!((now.unsynced, now.len()), (None, 1));
+        // A step while unsynchronized is another clock too.
+        b.stamped_on(Some(0));
+        b.push(1, "d", pos(4));
+        b.stamped_on(Some(-3_600_000));
+        assert!(b.push(2, "e", pos(5)).is_some());
+    }
+
+    #[test]
     fn a_position_alone_is_pending_and_split_keeps_it_last() {
         let mut b = BatchBuilder::new();
         b.advance(pos(7));

@@ -366,6 +366,28 @@ mod tests {
     }
 
     #[test]
+    fn records_are_restamped_before_their_age_is_judged() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = crate::metric::now_ms();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        // Stamped in 1970 by a clock that was not synchronized, kept with its mark.
+        let mut r = record(3_600_000);
+        r.unsynced = Some(crate::clock::Unsynced {
+            offset_ms: 3_600_000 - now,
+            boot: None,
+        });
+        s.append(&[r]).unwrap();
+        drop(s);
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let u = s.read_oldest(1000, now, |r| {
+            let mark = r.unsynced.take().unwrap();
+            r.timestamp_ms += -mark.offset_ms;
+        });
+        assert_eq!((u.records.len(), u.expired), (1, 0));
+        assert_eq!(u.records[0].timestamp_ms, 3_600_000 + now - 3_600_000);
+    }
+
+    #[test]
     fn corrupt_and_unfinished_files_do_not_stop_it() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("00000000000000000001.jsonl"), "not json\n").unwrap();
