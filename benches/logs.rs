@@ -310,7 +310,7 @@ fn main() {
     }
     let config = serde_json::json!({
         "agent": {"instance": {"prefix": "bench", "serial": "logs"}, "metrics_collection_interval": 3600,
-                  "logs_collection_interval": 1,
+                  "logs_collection_interval": 1, "clock_sync_timeout": 0,
                   "logfile": dir.path().join("publisher.log"), "state_dir": dir.path().join("state")},
         "logs": {"log_group_name": "bench", "logs_collected": {"files": {"collect_list": [
             {"file_path": file, "from_beginning": true}]}}}

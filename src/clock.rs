@@ -98,6 +98,8 @@ pub struct Clock {
 struct State {
     synchronized: bool,
     gave_up: bool,
+    /// Whether the wait was announced.
+    said_waiting: bool,
     /// The offset and the monotonic time at the last look.
     last: Option<(i64, i64)>,
 }
@@ -182,7 +184,14 @@ impl Clock {
             );
         }
         let wait = Duration::from_millis(self.wait_ms.load(Ordering::Relaxed));
-        if !st.synchronized && !st.gave_up && self.started.elapsed() >= wait {
+        let waiting = !st.synchronized && !st.gave_up && self.started.elapsed() < wait;
+        if waiting && !std::mem::replace(&mut st.said_waiting, true) {
+            tracing::warn!(
+                wait_s = wait.as_secs(),
+                "The system clock is not synchronized yet: metrics and log lines wait for it, up to agent.clock_sync_timeout, and are then stamped with the right time."
+            );
+        }
+        if !st.synchronized && !st.gave_up && !waiting {
             st.gave_up = true;
             if wait.is_zero() {
                 tracing::warn!(

@@ -146,6 +146,7 @@ fn data_from_a_clock_in_1970_waits_and_is_stamped_right_once_ntp_sets_it() {
     std::thread::sleep(Duration::from_secs(4));
     assert!(metric_times(&moto).is_empty(), "{}", s.log());
     assert!(moto.log_events(GROUP).is_empty(), "{}", s.log());
+    assert!(s.log().contains("not synchronized yet"), "{}", s.log());
 
     clock.set("synchronized");
     let synced = now_ms();
