@@ -60,10 +60,19 @@ pub struct Heartbeat {
     last: Arc<AtomicU64>,
 }
 
+/// A heartbeat's value while its task waits for work that others must bring.
+const PARKED: u64 = u64::MAX;
+
 impl Heartbeat {
     pub fn beat(&self) {
         self.last
             .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The task waits for work from another task, which has a heartbeat of its own: not
+    /// stalled however long that takes, until it beats again.
+    pub fn park(&self) {
+        self.last.store(PARKED, Ordering::Relaxed);
     }
 }
 
@@ -95,7 +104,8 @@ impl Health {
         let beats = self.beats.lock().unwrap_or_else(|e| e.into_inner());
         beats.iter().find_map(|(name, w)| {
             let last = w.upgrade()?.load(Ordering::Relaxed);
-            (now.saturating_sub(last) > max.as_millis() as u64).then(|| name.clone())
+            (last != PARKED && now.saturating_sub(last) > max.as_millis() as u64)
+                .then(|| name.clone())
         })
     }
 }
@@ -199,5 +209,20 @@ mod tests {
         );
         drop(b);
         assert_eq!(health.stalled(Duration::from_millis(20)), None);
+    }
+
+    #[test]
+    fn a_parked_task_is_not_stalled_until_it_beats_again() {
+        let health = Health::default();
+        let a = health.register("sender");
+        a.park();
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(health.stalled(Duration::from_millis(20)), None);
+        a.beat();
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(
+            health.stalled(Duration::from_millis(20)).as_deref(),
+            Some("sender")
+        );
     }
 }

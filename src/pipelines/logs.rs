@@ -30,6 +30,8 @@ use crate::sources::Position;
 /// How often a file at its end is looked at again: soon after it last grew, then less often.
 const POLL_MIN: Duration = Duration::from_millis(250);
 const POLL_MAX: Duration = Duration::from_secs(1);
+/// Longest rest of a file read to its end that keeps growing (see [`FileReader::rest`]).
+const REST_MAX: Duration = Duration::from_secs(5);
 /// How often patterns are matched again for new files.
 const DISCOVER: Duration = Duration::from_secs(2);
 /// Bytes a reader reads before it checks its deadline and the channel again.
@@ -643,10 +645,7 @@ impl FileReader {
             // lines wait for their flush deadline anyway). A truncation or rotation is read
             // at once.
             let look = self.tailer.look();
-            let resting = look == Look::Grew && Instant::now() < self.rest_until;
-            if resting {
-                poll = POLL_MIN;
-            }
+            let resting = matches!(look, Look::Grew(_)) && Instant::now() < self.rest_until;
             if last != Step::Read && !self.once && (look == Look::Unchanged || resting) {
                 self.sink.expire(false);
                 // A completed event may have filled a batch: older batches go first.
@@ -660,10 +659,23 @@ impl FileReader {
                         }
                     }
                 }
-                if !self.sleep(poll, &stop).await {
+                // A resting file is looked at every second (a rotation is still seen soon),
+                // and read when its rest ends.
+                let nap = if resting {
+                    self.rest_until
+                        .saturating_duration_since(Instant::now())
+                        .min(POLL_MAX)
+                } else {
+                    poll
+                };
+                if !self.sleep(nap, &stop).await {
                     break;
                 }
-                poll = (poll * 2).min(POLL_MAX);
+                poll = if resting {
+                    POLL_MIN
+                } else {
+                    (poll * 2).min(POLL_MAX)
+                };
                 continue;
             }
             let mut room = match self.reserve(&stop).await {
@@ -684,30 +696,38 @@ impl FileReader {
             // A step reads at most one chunk past what it is given.
             let may_read = (room.bytes() as usize).saturating_sub(files::CHUNK).max(1);
             self.sink.stamp(&crate::clock::get().read());
-            let (tailer, sink, step) = {
-                let (mut tailer, mut sink, lookup) =
-                    (self.tailer, self.sink, Arc::clone(&self.checkpoints));
-                tokio::task::spawn_blocking(move || {
-                    let step = tailer.step(&*lookup, &mut sink, may_read);
-                    (tailer, sink, step)
-                })
-                .await
-                .expect("reading a file does not panic")
+            // A little growth (a trickle's second) is read here: cheaper than a trip to the
+            // blocking pool and back, and a page-cache read of a chunk takes microseconds.
+            let step = if matches!(look, Look::Grew(n) if n <= files::CHUNK as u64) {
+                self.tailer
+                    .step(&*self.checkpoints, &mut self.sink, may_read)
+            } else {
+                let (tailer, sink, step) = {
+                    let (mut tailer, mut sink, lookup) =
+                        (self.tailer, self.sink, Arc::clone(&self.checkpoints));
+                    tokio::task::spawn_blocking(move || {
+                        let step = tailer.step(&*lookup, &mut sink, may_read);
+                        (tailer, sink, step)
+                    })
+                    .await
+                    .expect("reading a file does not panic")
+                };
+                self.tailer = tailer;
+                self.sink = sink;
+                step
             };
-            self.tailer = tailer;
-            self.sink = sink;
             // The room of what was read stays with the lines; the rest goes back at once.
             self.held.absorb(room.split(self.tailer.last_read()));
             drop(room);
             self.release_unused();
-            // What there was is read: no second look at once, and the next after a second
-            // (lines wait for their flush deadline anyway), which keeps a trickle cheap.
+            // What there was is read: no second look at once, and no read before the rest is
+            // over (lines wait for their flush deadline anyway), which keeps a trickle cheap.
             let at_end = step == Step::Read
                 && self.tailer.last_read() < may_read
                 && self.sink.wants_more()
                 && !self.tailer.rotating();
             let step = if at_end {
-                self.rest_until = Instant::now() + POLL_MAX;
+                self.rest_until = Instant::now() + self.rest();
                 Step::Idle
             } else {
                 step
@@ -814,6 +834,14 @@ impl FileReader {
             _ = tokio::time::sleep_until(wake) => true,
             _ = stop.cancelled() => false,
         }
+    }
+
+    /// How long a file read to its end is not read again for only having grown: a quarter of
+    /// the flush interval (1 to 5 s). Its lines wait for the flush anyway, so a trickle costs
+    /// a read every few seconds instead of every second, and a line waits at most this much
+    /// longer than the flush interval.
+    fn rest(&self) -> Duration {
+        (self.flush / 4).clamp(POLL_MAX, REST_MAX)
     }
 
     fn due(&self) -> bool {

@@ -460,10 +460,17 @@ pub async fn run_sender(
     let mut left = 0u64;
     while open || !in_flight.is_empty() {
         let room = in_flight.len() < REQUESTS_PER_SOURCE;
-        heartbeat.beat();
+        // Waiting for the reader with nothing in flight cannot hang (the reader has a
+        // heartbeat of its own): no beats, and no wake-up a second, while idle.
+        let idle = in_flight.is_empty();
+        if idle {
+            heartbeat.park();
+        } else {
+            heartbeat.beat();
+        }
         tokio::select! {
             biased;
-            _ = tokio::time::sleep(crate::service::BEAT) => {}
+            _ = tokio::time::sleep(crate::service::BEAT), if !idle => {}
             done = async { in_flight.front_mut().expect("not empty").await }, if !in_flight.is_empty() => {
                 in_flight.pop_front();
                 match done {

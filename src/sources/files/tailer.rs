@@ -82,8 +82,8 @@ pub enum StartAt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Look {
     Unchanged,
-    /// The file only grew.
-    Grew,
+    /// The file only grew, by this many bytes not read yet.
+    Grew(u64),
     /// Anything else: read now.
     Changed,
 }
@@ -201,7 +201,7 @@ impl Tailer {
                     (true, std::cmp::Ordering::Greater)
                         if same_start(&cur.file, &cur.key.fingerprint) =>
                     {
-                        Look::Grew
+                        Look::Grew(meta.len() - cur.read_offset)
                     }
                     _ => Look::Changed,
                 }
