@@ -825,11 +825,20 @@ impl FileReader {
 
     /// Sleeps `poll`, or less if the batch is due sooner; false if `stop` came first.
     async fn sleep(&self, poll: Duration, stop: &CancellationToken) -> bool {
-        let wake = match self.sink.builder.opened() {
-            Some(t) => (Instant::from_std(t) + self.flush).min(Instant::now() + poll),
-            None => Instant::now() + poll,
+        let now = Instant::now();
+        let deadline = self
+            .sink
+            .builder
+            .opened()
+            .map(|t| Instant::from_std(t) + self.flush)
+            .filter(|&d| d < now + poll);
+        let wake = match deadline {
+            Some(d) => on_the_tick(d, POLL_MIN),
+            // Looks a second or more apart share whole-second ticks, half a second either
+            // way: all of them cost the runtime one wake-up a second.
+            None if poll >= POLL_MAX => on_the_tick(now + poll - POLL_MAX / 2, POLL_MAX),
+            None => on_the_tick(now + poll, POLL_MIN),
         };
-        let wake = on_the_tick(wake);
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => true,
             _ = stop.cancelled() => false,
@@ -852,13 +861,13 @@ impl FileReader {
     }
 }
 
-/// `t`, rounded up to the next [`POLL_MIN`] tick shared by every reader: readers that sleep
+/// `t`, rounded up to the next `tick` (counted from one start shared by every reader): readers that sleep
 /// wake together, one wake-up of the runtime for all of them rather than one each.
-fn on_the_tick(t: Instant) -> Instant {
+fn on_the_tick(t: Instant, tick: Duration) -> Instant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
     let since = t.saturating_duration_since(epoch).as_nanos();
-    let tick = POLL_MIN.as_nanos();
+    let tick = tick.as_nanos();
     let ticks = since.div_ceil(tick);
     epoch + Duration::from_nanos((ticks * tick) as u64)
 }
@@ -894,13 +903,16 @@ mod tests {
     #[tokio::test]
     async fn sleepers_wake_on_a_shared_tick_never_early() {
         let now = Instant::now();
-        let a = on_the_tick(now + Duration::from_millis(10));
-        let b = on_the_tick(now + Duration::from_millis(30));
+        let a = on_the_tick(now + Duration::from_millis(10), POLL_MIN);
+        let b = on_the_tick(now + Duration::from_millis(30), POLL_MIN);
         assert!(
             a >= now + Duration::from_millis(10) && a - now < POLL_MIN + Duration::from_millis(10)
         );
         // Two wake-ups within one tick of each other share it unless a tick lies between.
         assert!(a == b || b - a == POLL_MIN);
-        assert_eq!(on_the_tick(a), a, "a tick is its own tick");
+        assert_eq!(on_the_tick(a, POLL_MIN), a, "a tick is its own tick");
+        // Whole-second ticks are quarter-second ticks too: the two kinds wake together.
+        let c = on_the_tick(now + Duration::from_millis(700), POLL_MAX);
+        assert_eq!(on_the_tick(c, POLL_MIN), c);
     }
 }
