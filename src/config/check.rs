@@ -956,8 +956,15 @@ impl Checker {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
+    // A key with a line break (or another control character) is shown quoted and escaped, so
+    // that each problem keeps to a line of its own.
+    let key = if key.chars().any(char::is_control) {
+        format!("{key:?}")
+    } else {
         key.to_owned()
+    };
+    if path.is_empty() {
+        key
     } else {
         format!("{path}.{key}")
     }
@@ -1002,6 +1009,19 @@ mod tests {
 
     fn ok(json: &str) -> Config {
         crate::config::parse(Path::new("/etc/p.json"), json).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_key_with_a_line_break_is_one_line_of_the_message() {
+        // Found by the config fuzz target: the key was printed as it is, over two lines.
+        let err = crate::config::parse(
+            Path::new("/etc/p.json"),
+            r#"{"agent": {"inst\nce": 1, "region": "x\ny"}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err.lines().count(), 2, "{err}");
+        assert!(err.contains(r#"agent."inst\nce": unknown key"#), "{err}");
     }
 
     #[test]
