@@ -1025,6 +1025,22 @@ mod tests {
     }
 
     #[test]
+    fn a_problem_quoting_a_line_break_from_the_file_is_one_line() {
+        // Found by the config fuzz target: a placeholder or format token with a line break in
+        // it was quoted as it is, over two lines.
+        let err = crate::config::parse(
+            Path::new("/etc/p.json"),
+            r#"{"logs": {"logs_collected": {"files": {"collect_list": [
+                {"file_path": "/a.log", "log_stream_name": "{insta\nce}"},
+                {"file_path": "/b.log", "timestamp_format": "%H %\n"}]}}}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err.lines().count(), 2, "{err}");
+        assert!(err.contains(r"placeholder {insta\nce}"), "{err}");
+    }
+
+    #[test]
     fn empty_object_gives_the_original_defaults() {
         let c = ok("{}");
         assert_eq!(
