@@ -287,7 +287,9 @@ impl Checkpoints {
                 state.files.retain(|_, f| keep(f, now));
             }
             let mut files: Vec<FileEntry> = state.files.values().cloned().collect();
-            files.sort_by(|a, b| (&a.path, a.ino).cmp(&(&b.path, b.ino)));
+            // By device too: one path on two devices (a remounted disk) would otherwise come
+            // out in the map's order, and each save of the same state differ.
+            files.sort_by(|a, b| (&a.path, a.ino, a.dev).cmp(&(&b.path, b.ino, b.dev)));
             Saved {
                 version: VERSION,
                 files,
@@ -537,6 +539,33 @@ mod tests {
         c.record_start(&key("/srv/app.log", 3), 9);
         c.save().unwrap();
         assert!(!path.exists(), "no change, no write");
+    }
+
+    #[test]
+    fn one_path_on_two_devices_is_saved_in_one_order() {
+        // Found by the state file fuzz target: entries differing only in their device came out
+        // in the map's order, so saving the same state twice wrote different files.
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoints::load(dir.path()).unwrap();
+        for dev in [9, 1, 5] {
+            c.record_start(
+                &FileKey {
+                    dev,
+                    ..key("/var/log/x.log", 7)
+                },
+                dev,
+            );
+        }
+        c.save().unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(STATE_FILE)).unwrap()).unwrap();
+        let devs: Vec<u64> = saved["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["dev"].as_u64().unwrap())
+            .collect();
+        assert_eq!(devs, [1, 5, 9]);
     }
 
     #[test]

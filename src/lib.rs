@@ -18,6 +18,10 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod error;
+/// Entry points the fuzz targets (fuzz/) and the corpus test (tests/fuzz_corpus.rs) drive:
+/// each feeds arbitrary bytes to the real code and checks what must hold.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod instance;
 pub mod logging;
 pub mod memory;

@@ -962,8 +962,15 @@ impl Checker {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
+    // A key with a line break (or another control character) is shown quoted and escaped, so
+    // that each problem keeps to a line of its own.
+    let key = if key.chars().any(char::is_control) {
+        format!("{key:?}")
+    } else {
         key.to_owned()
+    };
+    if path.is_empty() {
+        key
     } else {
         format!("{path}.{key}")
     }
@@ -1008,6 +1015,35 @@ mod tests {
 
     fn ok(json: &str) -> Config {
         crate::config::parse(Path::new("/etc/p.json"), json).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_key_with_a_line_break_is_one_line_of_the_message() {
+        // Found by the config fuzz target: the key was printed as it is, over two lines.
+        let err = crate::config::parse(
+            Path::new("/etc/p.json"),
+            r#"{"agent": {"inst\nce": 1, "region": "x\ny"}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err.lines().count(), 2, "{err}");
+        assert!(err.contains(r#"agent."inst\nce": unknown key"#), "{err}");
+    }
+
+    #[test]
+    fn a_problem_quoting_a_line_break_from_the_file_is_one_line() {
+        // Found by the config fuzz target: a placeholder or format token with a line break in
+        // it was quoted as it is, over two lines.
+        let err = crate::config::parse(
+            Path::new("/etc/p.json"),
+            r#"{"logs": {"logs_collected": {"files": {"collect_list": [
+                {"file_path": "/a.log", "log_stream_name": "{insta\nce}"},
+                {"file_path": "/b.log", "timestamp_format": "%H %\n"}]}}}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err.lines().count(), 2, "{err}");
+        assert!(err.contains(r"placeholder {insta\nce}"), "{err}");
     }
 
     #[test]

@@ -320,10 +320,11 @@ impl fmt::Display for ConfigError {
                     if i > 0 {
                         writeln!(f)?;
                     }
+                    let message = one_line(&p.message);
                     if p.path.is_empty() {
-                        write!(f, "{}: {}", path.display(), p.message)?;
+                        write!(f, "{}: {message}", path.display())?;
                     } else {
-                        write!(f, "{}: {}: {}", path.display(), p.path, p.message)?;
+                        write!(f, "{}: {}: {message}", path.display(), one_line(&p.path))?;
                     }
                 }
                 Ok(())
@@ -333,6 +334,24 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// `text` with line breaks and other control characters escaped (`\n`): a problem quoting a
+/// key, a placeholder or a token from the file still takes one line.
+fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
 
 /// Reads and checks the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {

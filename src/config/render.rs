@@ -110,7 +110,11 @@ pub(super) fn effective(c: &Config) -> Value {
         );
     }
     let journal = |j: &JournalSource| {
-        let mut m = filters(&j.filters);
+        // A `journald` entry takes its filters only in the agent's form.
+        let mut m = match j.key {
+            None => filters(&j.filters),
+            Some(_) => filter_list(&j.filters),
+        };
         if let Some(g) = &j.log_group_name {
             m.insert("log_group_name".into(), json!(g));
         }
@@ -185,7 +189,14 @@ fn metrics(c: &Config) -> Value {
         let measurements: Vec<Value> = s
             .measurements
             .iter()
-            .map(|m| json!({"name": m.field, "rename": m.name, "unit": m.unit.as_str()}))
+            .map(|m| {
+                // procstat takes measurements by name only, each with its own unit.
+                if s.section == "procstat" {
+                    json!(m.field)
+                } else {
+                    json!({"name": m.field, "rename": m.name, "unit": m.unit.as_str()})
+                }
+            })
             .collect();
         v.insert("measurement".into(), json!(measurements));
         v.insert(
@@ -315,6 +326,19 @@ fn filters(f: &Filters) -> Map<String, Value> {
     m
 }
 
+/// Filters as the agent writes them: `"filters": [{"type": "include", "expression": ...}]`.
+fn filter_list(f: &Filters) -> Map<String, Value> {
+    let list: Vec<Value> = (f.include.iter().map(|r| ("include", r)))
+        .chain(f.exclude.iter().map(|r| ("exclude", r)))
+        .map(|(kind, r)| json!({"type": kind, "expression": r.as_str()}))
+        .collect();
+    let mut m = Map::new();
+    if !list.is_empty() {
+        m.insert("filters".into(), Value::Array(list));
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -339,6 +363,33 @@ mod tests {
         );
         // What validate prints parses again into the same settings (bar the password).
         let again = crate::config::parse(Path::new("/p.json"), &printed).unwrap();
+        assert_eq!(again.effective_json(), out);
+    }
+
+    #[test]
+    fn procstat_measurements_and_journald_filters_are_shown_in_the_form_they_are_taken() {
+        // Found by the config fuzz target: validate showed procstat measurements as objects
+        // and a journald entry's filters as include/exclude_patterns, which neither takes.
+        let text = r#"{"metrics": {"metrics_collected": {"procstat": [
+                {"pattern": "sshd", "measurement": ["cpu_usage", "memory_rss"]}]}},
+            "logs": {"logs_collected": {"journald": {"collect_list": [
+                {"log_group_name": "g", "log_stream_name": "s", "units": ["ssh"],
+                 "filters": [{"type": "exclude", "expression": "DEBUG"},
+                             {"type": "include", "expression": "(?i)fail"}]}]}}}}"#;
+        let c = crate::config::parse(Path::new("/p.json"), text).unwrap();
+        let out = c.effective_json();
+        let procstat = &out["metrics"]["metrics_collected"]["procstat"][0];
+        assert_eq!(
+            procstat["measurement"],
+            serde_json::json!(["cpu_usage", "memory_rss"])
+        );
+        let entry = &out["logs"]["logs_collected"]["journald"]["collect_list"][0];
+        assert_eq!(
+            entry["filters"],
+            serde_json::json!([{"type": "include", "expression": "(?i)fail"},
+                               {"type": "exclude", "expression": "DEBUG"}])
+        );
+        let again = crate::config::parse(Path::new("/p.json"), &out.to_string()).unwrap();
         assert_eq!(again.effective_json(), out);
     }
 }

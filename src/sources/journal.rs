@@ -382,7 +382,8 @@ impl Journal {
     }
 
     /// One line of journalctl's output → events; returns batches that became full.
-    fn entry(
+    #[doc(hidden)] // public for the fuzz target
+    pub fn entry(
         &self,
         line: &[u8],
         builder: &mut BatchBuilder,

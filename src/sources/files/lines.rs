@@ -188,10 +188,15 @@ impl LineBuffer {
                     // A two-byte newline may have only its first byte here yet.
                     self.scanned = self.buf.len().saturating_sub(enc.unit() - 1);
                     if self.buf.len() - start >= MAX_EVENT_BYTES {
+                        let max = MAX_EVENT_BYTES / enc.unit() * enc.unit();
+                        let rest = &self.buf[start..];
                         let cut = start
                             + match enc {
-                                Encoding::Utf8 => char_cut(&self.buf[start..], MAX_EVENT_BYTES),
-                                _ => MAX_EVENT_BYTES / enc.unit() * enc.unit(),
+                                Encoding::Utf8 => char_cut(rest, max),
+                                Encoding::Latin1 => max,
+                                Encoding::Utf16Le => decoded_cut(encoding_rs::UTF_16LE, rest, max),
+                                Encoding::Utf16Be => decoded_cut(encoding_rs::UTF_16BE, rest, max),
+                                Encoding::Other(e) => decoded_cut(e, rest, max),
                             };
                         emit_line(enc, &self.buf[start..cut], start, cut, &mut emit);
                         start = cut;
@@ -212,7 +217,8 @@ impl LineBuffer {
         let mut n = self.drain(&mut emit);
         if !self.buf.is_empty() {
             let len = self.buf.len();
-            emit_line(self.encoding, &self.buf, 0, len, &mut emit);
+            // Positions count from where the buffer began before the drain above.
+            emit_line(self.encoding, &self.buf, n, n + len, &mut emit);
             n += len;
             self.clear();
         }
@@ -235,6 +241,38 @@ fn char_cut(bytes: &[u8], max: usize) -> usize {
         max.min(bytes.len())
     } else {
         cut
+    }
+}
+
+/// An index at most `max` where `bytes` can be cut without splitting a character of
+/// `encoding` (a surrogate pair of UTF-16, a Shift_JIS or GB18030 sequence): before the bytes
+/// of a character a decoder still holds, unfinished, at `max`. Decodes up to `max` bytes, which
+/// only a line longer than an event without a newline yet costs.
+fn decoded_cut(encoding: &'static encoding_rs::Encoding, bytes: &[u8], max: usize) -> usize {
+    use encoding_rs::DecoderResult;
+    let src = &bytes[..max.min(bytes.len())];
+    let mut decoder = encoding.new_decoder_without_bom_handling();
+    let mut scratch = [0u8; 4096];
+    let mut read = 0;
+    loop {
+        let (result, n, _) =
+            decoder.decode_to_utf8_without_replacement(&src[read..], &mut scratch, false);
+        read += n;
+        if result == DecoderResult::InputEmpty {
+            break;
+        }
+    }
+    match decoder.decode_to_utf8_without_replacement(&[], &mut scratch, true) {
+        (DecoderResult::Malformed(held, again), _, _) => {
+            let held = usize::from(held) + usize::from(again);
+            // A character is at most 4 bytes: more held is not a character split here.
+            if held < src.len() && held <= 4 {
+                src.len() - held
+            } else {
+                src.len()
+            }
+        }
+        _ => src.len(),
     }
 }
 
@@ -328,6 +366,69 @@ mod tests {
         let mut rest = Vec::new();
         b.finish(|t, end| rest.push((t.map(str::len), end)));
         assert_eq!(rest, [(Some(10), 10)]);
+    }
+
+    #[test]
+    fn a_line_cut_at_the_event_limit_keeps_its_characters_whole() {
+        // Found by the lines fuzz target: a line cut at the limit split a two-byte Shift_JIS
+        // character or a UTF-16 surrogate pair, and both halves became U+FFFD.
+        let cases: [(&str, Vec<u8>); 3] = [
+            ("shift_jis", {
+                let mut raw = vec![b'a'];
+                raw.extend(std::iter::repeat_n([0x93u8, 0xfa], MAX_EVENT_BYTES / 2).flatten());
+                raw
+            }),
+            ("gb18030", {
+                let mut raw = vec![b'a'; 3];
+                raw.extend(
+                    std::iter::repeat_n([0x81u8, 0x30, 0x81, 0x30], MAX_EVENT_BYTES / 4).flatten(),
+                );
+                raw
+            }),
+            ("utf-16le", {
+                let mut raw = b"a\0b\0".to_vec();
+                raw.extend(
+                    "😀"
+                        .encode_utf16()
+                        .flat_map(u16::to_le_bytes)
+                        .cycle()
+                        .take(MAX_EVENT_BYTES + 2),
+                );
+                raw
+            }),
+        ];
+        for (name, raw) in cases {
+            let mut b = LineBuffer::new(Encoding::from_name(name).unwrap());
+            let mut out = feed(&mut b, &raw);
+            b.finish(|t, end| out.push((t.map(str::to_owned), end)));
+            let text: String = out.iter().filter_map(|(t, _)| t.clone()).collect();
+            assert!(out.len() >= 2, "{name}: cut");
+            assert!(!text.contains('\u{FFFD}'), "{name}: a character split");
+        }
+    }
+
+    #[test]
+    fn finishing_a_buffer_with_whole_lines_still_in_it_counts_from_its_start() {
+        // Found by the lines fuzz target: the last line's position left out the lines drained
+        // just before it.
+        let mut b = LineBuffer::default();
+        let spare = b.spare(9);
+        spare.copy_from_slice(
+            b"one
+two
+t",
+        );
+        b.filled(9, 9);
+        let mut out = Vec::new();
+        assert_eq!(b.finish(|t, end| out.push((t.map(str::to_owned), end))), 9);
+        assert_eq!(
+            out,
+            [
+                (Some("one".into()), 4),
+                (Some("two".into()), 8),
+                (Some("t".into()), 9)
+            ]
+        );
     }
 
     #[test]
