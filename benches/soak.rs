@@ -6,7 +6,7 @@
 //!   logrotate's `create` does with `rotate 1` (the file renamed to `app-NN.log.1` over the
 //!   previous one, the writer going on in the renamed file for 300 ms before it opens the new
 //!   `app-NN.log`), followed through one pattern, `app-*.log`;
-//! - CloudWatch away for 2 minutes every 10 minutes (the first from minute 2): PutLogEvents and
+//! - CloudWatch away for 2 minutes every 10 minutes (from 1:30, 11:30, ...): PutLogEvents and
 //!   PutMetricData are answered 503;
 //! - Cognito credentials that expire 90 s after they are issued, and id tokens that live 90 s.
 //!
@@ -56,7 +56,7 @@ const ROTATE_EVERY: Duration = Duration::from_secs(30);
 /// How long the writer goes on in the renamed file before it opens the new one (a program
 /// reopens its log when logrotate's postrotate signals it).
 const REOPEN_AFTER: Duration = Duration::from_millis(300);
-const OUTAGE_FIRST: u64 = 120;
+const OUTAGE_FIRST: u64 = 90;
 const OUTAGE_EVERY: u64 = 600;
 const OUTAGE_LENGTH: u64 = 120;
 /// Lifetime of Cognito id tokens; moto's credentials expire 90 s after issue anyway.
@@ -116,6 +116,43 @@ struct Endpoint {
     /// Requests checked whose answer could not be written (the publisher may send them again).
     unacknowledged: AtomicU64,
     unacknowledged_lines: AtomicU64,
+    /// After each outage: when it ended, and how long until the first PutLogEvents and the
+    /// first PutMetricData were accepted.
+    recoveries: Mutex<Vec<Recovery>>,
+}
+
+#[derive(Default)]
+struct Recovery {
+    ended: Option<Instant>,
+    logs: Option<Duration>,
+    metrics: Option<Duration>,
+    /// The streams with a PutLogEvents accepted since, and when the last of them had one.
+    streams: HashSet<String>,
+    every_stream: Option<Duration>,
+}
+
+impl Endpoint {
+    /// Notes an accepted PutLogEvents (with its stream) or PutMetricData.
+    fn accepted(&self, stream: Option<String>) {
+        let mut recoveries = self.recoveries.lock().unwrap();
+        let Some(r) = recoveries.last_mut() else {
+            return;
+        };
+        let Some(ended) = r.ended else { return };
+        let since = ended.elapsed();
+        match stream {
+            Some(stream) => {
+                r.logs.get_or_insert(since);
+                r.streams.insert(stream);
+                if r.streams.len() == FILES {
+                    r.every_stream.get_or_insert(since);
+                }
+            }
+            None => {
+                r.metrics.get_or_insert(since);
+            }
+        }
+    }
 }
 
 struct Request {
@@ -230,6 +267,7 @@ fn serve(stream: TcpStream, endpoint: Arc<Endpoint>) -> std::io::Result<()> {
             if op == "PutMetricData" {
                 check_metrics(&endpoint, &request);
                 checked_lines = Some(0);
+                endpoint.accepted(None);
             }
             count(&endpoint.answered, op);
             answer(
@@ -248,7 +286,9 @@ fn serve(stream: TcpStream, endpoint: Arc<Endpoint>) -> std::io::Result<()> {
             )
         } else {
             if op == "PutLogEvents" {
-                checked_lines = Some(check_lines(&endpoint, &request.body));
+                let (stream, lines) = check_lines(&endpoint, &request.body);
+                checked_lines = Some(lines);
+                endpoint.accepted(Some(stream));
             }
             count(&endpoint.answered, op);
             answer("200 OK", "application/x-amz-json-1.1", "", b"{}")
@@ -266,8 +306,8 @@ fn serve(stream: TcpStream, endpoint: Arc<Endpoint>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Notes the lines of an accepted PutLogEvents; returns how many it held.
-fn check_lines(endpoint: &Endpoint, body: &[u8]) -> u64 {
+/// Notes the lines of an accepted PutLogEvents; returns its stream and how many it held.
+fn check_lines(endpoint: &Endpoint, body: &[u8]) -> (String, u64) {
     let request: Value = serde_json::from_slice(body).unwrap_or_default();
     let stream = request["logStreamName"]
         .as_str()
@@ -278,7 +318,7 @@ fn check_lines(endpoint: &Endpoint, body: &[u8]) -> u64 {
         .as_array()
         .map_or(&[][..], Vec::as_slice);
     let mut lineages = endpoint.lineages.lock().unwrap();
-    let lineage = lineages.entry(stream).or_default();
+    let lineage = lineages.entry(stream.clone()).or_default();
     for e in events {
         let message = e["message"].as_str().unwrap_or_default();
         let mut words = message.split(' ');
@@ -301,7 +341,7 @@ fn check_lines(endpoint: &Endpoint, body: &[u8]) -> u64 {
     endpoint
         .lines
         .fetch_add(events.len() as u64, Ordering::Relaxed);
-    events.len() as u64
+    (stream, events.len() as u64)
 }
 
 /// Notes the datums of an accepted PutMetricData (CBOR, gzipped when large).
@@ -915,6 +955,13 @@ struct Sample {
     fds: Fds,
 }
 
+fn end_outage(endpoint: &Endpoint) {
+    endpoint.recoveries.lock().unwrap().push(Recovery {
+        ended: Some(Instant::now()),
+        ..Recovery::default()
+    });
+}
+
 /// Kills the publisher and panics with the end of its log.
 fn fail(why: &str, child: &mut Child, log: &Path) -> ! {
     let _ = child.kill();
@@ -957,15 +1004,23 @@ fn main() {
     }
     let python = python();
     let calibration = bench.then(calibrate);
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
+    let temporary = tempfile::tempdir().unwrap();
+    // SOAK_KEEP: leave the folder (the publisher's log, the state file) for a look afterwards.
+    let (dir, _temporary) = if std::env::var_os("SOAK_KEEP").is_some() {
+        let path = temporary.keep();
+        println!("soak: keeping {}", path.display());
+        (path, None)
+    } else {
+        (temporary.path().to_owned(), Some(temporary))
+    };
+    let logs = dir.join("logs");
     std::fs::create_dir(&logs).unwrap();
-    let state = dir.path().join("state");
+    let state = dir.join("state");
     let state_file = state.join("logs-state.json");
     let spool = state.join("metrics-spool");
-    let publisher_log = dir.path().join("publisher.log");
+    let publisher_log = dir.join("publisher.log");
 
-    let moto = Moto::start(&python, dir.path());
+    let moto = Moto::start(&python, &dir);
     let auth = moto.cognito_setup(&python);
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -999,7 +1054,7 @@ fn main() {
         "logs": {"log_group_name": "soak", "logs_collected": {"files": {"collect_list": [
             {"file_path": logs.join("app-*.log"), "from_beginning": true}]}}}
     });
-    let config_path = dir.path().join("config.json");
+    let config_path = dir.join("config.json");
     std::fs::write(&config_path, config.to_string()).unwrap();
     // It holds the password: only its owner may read it.
     std::fs::set_permissions(
@@ -1023,7 +1078,7 @@ fn main() {
         .arg(&config_path)
         .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("HOME", dir.path())
+        .env("HOME", &dir)
         .env_remove("NOTIFY_SOCKET")
         .env_remove("JOURNAL_STREAM")
         .env_remove("INVOCATION_ID")
@@ -1034,6 +1089,10 @@ fn main() {
         .unwrap();
     let pid = child.id();
     let start = Instant::now();
+    let start_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let writer = {
         let stop = Arc::clone(&stop_writing);
         std::thread::spawn(move || writers.run(start, stop))
@@ -1055,8 +1114,8 @@ fn main() {
         let down = in_outage(t);
         if down && !endpoint.outage.swap(true, Ordering::Relaxed) {
             outages += 1;
-        } else if !down {
-            endpoint.outage.store(false, Ordering::Relaxed);
+        } else if !down && endpoint.outage.swap(false, Ordering::Relaxed) {
+            end_outage(&endpoint);
         }
         if let Ok(m) = std::fs::metadata(&state_file) {
             state_max = state_max.max(m.len());
@@ -1068,7 +1127,7 @@ fn main() {
                 &publisher_log,
             );
         }
-        if t % SAMPLE_EVERY == 0 {
+        if t.is_multiple_of(SAMPLE_EVERY) {
             samples.push(Sample {
                 t,
                 rss: proc_kib(pid, "VmRSS:"),
@@ -1076,7 +1135,7 @@ fn main() {
                 fds: Fds::read(pid, &logs),
             });
         }
-        if t % 60 == 0 {
+        if t.is_multiple_of(60) {
             let s = samples.last().unwrap();
             let written: u64 = written.iter().map(|w| w.load(Ordering::Relaxed)).sum();
             println!(
@@ -1101,7 +1160,9 @@ fn main() {
     // The end: no more lines, CloudWatch back, everything delivered.
     stop_writing.store(true, Ordering::Relaxed);
     writer.join().unwrap();
-    endpoint.outage.store(false, Ordering::Relaxed);
+    if endpoint.outage.swap(false, Ordering::Relaxed) {
+        end_outage(&endpoint);
+    }
     let written: Vec<u64> = written.iter().map(|w| w.load(Ordering::Relaxed)).collect();
     let drain_start = Instant::now();
     let delivered = |endpoint: &Endpoint| {
@@ -1188,7 +1249,22 @@ fn main() {
     let unacknowledged_lines = endpoint.unacknowledged_lines.load(Ordering::Relaxed);
     let metrics = endpoint.metrics.lock().unwrap();
     let rounds: Vec<i64> = metrics.rounds.iter().copied().collect();
-    let gaps = rounds.windows(2).filter(|w| w[1] - w[0] > 2500).count();
+    // Rounds are a second apart; a longer step between two is rounds not taken (or lost),
+    // during an outage (or just after one: a round may wait for a retry) or outside them.
+    let mut skipped_in_outages = 0;
+    let mut skipped = Vec::new();
+    for w in rounds.windows(2) {
+        let missing = ((w[1] - w[0]) as f64 / 1000.0).round() as i64 - 1;
+        if missing <= 0 {
+            continue;
+        }
+        let at = ((w[0] - start_ms) / 1000).max(0) as u64;
+        if in_outage(at) || in_outage(at.saturating_sub(10)) {
+            skipped_in_outages += missing;
+        } else {
+            skipped.push(format!("{missing} after {}", clock(at)));
+        }
+    }
     let elapsed = start.elapsed().as_secs_f64();
 
     println!();
@@ -1196,10 +1272,23 @@ fn main() {
     println!("RSS: {} at {}; {} at the end of the run ({}); growth {growth:+} KiB; peak after {}: {}; after the drain {}; VmHWM {}",
         mib(baseline.rss), clock(baseline.t), mib(end_of_run), clock(run_for), clock(rss_baseline), mib(peak_after), mib(rss_end), mib(hwm));
     let mut every = String::new();
-    for s in samples.iter().filter(|s| s.t % 300 == 0) {
+    for s in samples.iter().filter(|s| s.t.is_multiple_of(300)) {
         every.push_str(&format!(" {} {} ({} anon);", clock(s.t), s.rss, s.anon));
     }
     println!("RSS every 5 min, KiB:{every}");
+    // The end is as far from the last outage as 10:00 is from the first: the fairer
+    // comparison when 5:00 is soon after an outage.
+    let same_phase_growth = (run_for >= 2 * OUTAGE_EVERY && run_for.is_multiple_of(OUTAGE_EVERY))
+        .then(|| {
+            let s = at(OUTAGE_EVERY);
+            (s.t, end_of_run as i64 - s.rss as i64)
+        });
+    if let Some((t, g)) = same_phase_growth {
+        println!(
+            "RSS growth from {} (the same point between outages as the end): {g:+} KiB",
+            clock(t)
+        );
+    }
     println!(
         "open descriptors: {} at {}; {} after the drain",
         fds_start,
@@ -1215,8 +1304,23 @@ fn main() {
     );
     println!("lines: {lines_written} written, {lines_delivered} delivered ({:.0} lines/s); missing {missing}, repeated {repeated} ({unacknowledged} requests' acknowledgements could not be written, {unacknowledged_lines} lines in PutLogEvents among them), in the wrong stream {foreign}, never written {beyond}",
         lines_delivered as f64 / elapsed);
-    println!("metrics: {} datums in {} PutMetricData requests accepted; {} rounds, {} gaps over 2.5 s between rounds; repeated datums {}; undecodable requests {}",
-        metrics.datums, metrics.requests, rounds.len(), gaps, metrics.repeated, metrics.undecodable);
+    println!("metrics: {} datums in {} PutMetricData requests accepted; {} rounds ({} to {}); repeated datums {}; undecodable requests {}; rounds missing (a second apart) during or just after outages {skipped_in_outages}, at other times {}",
+        metrics.datums, metrics.requests, rounds.len(),
+        clock(((rounds.first().copied().unwrap_or(start_ms) - start_ms) / 1000).max(0) as u64),
+        clock(((rounds.last().copied().unwrap_or(start_ms) - start_ms) / 1000).max(0) as u64),
+        metrics.repeated, metrics.undecodable,
+        if skipped.is_empty() { "none".to_owned() } else { skipped.join(", ") });
+    let seconds =
+        |d: Option<Duration>| d.map_or("never".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()));
+    for (i, r) in endpoint.recoveries.lock().unwrap().iter().enumerate() {
+        println!(
+            "after outage {}: the first PutLogEvents accepted {}, one of every stream {}, the first PutMetricData {} after it ended",
+            i + 1,
+            seconds(r.logs),
+            seconds(r.every_stream),
+            seconds(r.metrics)
+        );
+    }
     println!("state file: at most {state_max} bytes; {state_final} bytes with {state_entries} file entries at the end");
     println!(
         "CPU: {cpu_run:.1} s over the run ({:.2} % of one core); {cpu_total:.1} s with the drain",
@@ -1289,6 +1393,14 @@ fn main() {
             clock(rss_baseline)
         ));
     }
+    if let Some((t, g)) = same_phase_growth {
+        if g >= RSS_GROWTH_MAX_KIB as i64 {
+            failed.push(format!(
+                "RSS grew {g} KiB after {} (target < 1 MiB)",
+                clock(t)
+            ));
+        }
+    }
     if fds_end.total() > fds_start.total() {
         failed.push(format!(
             "{} descriptors open after the drain, {} at {}",
@@ -1307,10 +1419,12 @@ fn main() {
             "{repeated} lines came twice, more than the {unacknowledged_lines} of unacknowledged requests"
         ));
     }
-    if metrics.repeated > 0 || gaps > 0 || metrics.undecodable > 0 {
+    if metrics.repeated > 0 || !skipped.is_empty() || metrics.undecodable > 0 {
         failed.push(format!(
-            "metrics: {} datums twice, {gaps} gaps between rounds, {} requests undecodable",
-            metrics.repeated, metrics.undecodable
+            "metrics: {} datums twice, rounds missing outside outages ({}), {} requests undecodable",
+            metrics.repeated,
+            skipped.join(", "),
+            metrics.undecodable
         ));
     }
     if state_max > STATE_FILE_MAX {
