@@ -734,7 +734,8 @@ fn harness() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_harness.py")
 }
 
-/// moto's server behind the harness, killed on drop.
+/// moto's server behind the harness, killed on drop and, since the bench profile aborts on
+/// a panic and `exit` runs no destructors, by [`stop_moto`] too.
 struct Moto {
     child: Child,
     port: u16,
@@ -744,6 +745,17 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+static MOTO_PID: AtomicU64 = AtomicU64::new(0);
+
+/// Kills moto's server if it was started.
+fn stop_moto() {
+    let pid = MOTO_PID.swap(0, Ordering::Relaxed);
+    if pid != 0 {
+        // SAFETY: kill only sends a signal to the child this process started.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
 }
 
@@ -769,6 +781,7 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("start the moto harness");
+        MOTO_PID.store(u64::from(child.id()), Ordering::Relaxed);
         let mut moto = Moto { child, port: 0 };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -999,6 +1012,11 @@ fn main() {
     let rss_baseline = RSS_BASELINE.min(run_for / 2);
     let fd_baseline = FD_BASELINE.min(run_for / 3);
 
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        stop_moto();
+        default_hook(info);
+    }));
     let python = python();
     let calibration = bench.then(calibrate);
     // SOAK_DIR: where the folder goes (the log files and the state file), e.g. another file
@@ -1480,6 +1498,7 @@ fn main() {
         for f in &failed {
             println!("TARGET MISSED: {f}");
         }
+        drop(moto);
         std::process::exit(1);
     }
 }
