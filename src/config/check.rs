@@ -759,6 +759,11 @@ impl Checker {
     }
 
     /// Something in the file that is left out without losing data the user asked for.
+    /// How many problems were found so far.
+    pub(super) fn problem_count(&self) -> usize {
+        self.problems.len()
+    }
+
     pub(super) fn warning(&mut self, path: &str, message: impl Into<String>) {
         self.warnings.push(Problem {
             path: path.to_owned(),
@@ -1015,6 +1020,31 @@ mod tests {
 
     fn ok(json: &str) -> Config {
         crate::config::parse(Path::new("/etc/p.json"), json).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn metrics_collected_that_measures_nothing_here_is_refused() {
+        // Found by the config fuzz target: an empty procstat list was accepted, and the
+        // effective config then showed an empty `metrics_collected`, which is refused.
+        for json in [
+            r#"{"metrics": {"metrics_collected": {"procstat": []}}}"#,
+            r#"{"metrics": {"metrics_collected": {"nvidia_gpu": {}, "ethtool": {}}}}"#,
+        ] {
+            let p = problems(json);
+            assert_eq!(p.len(), 1, "{json}: {p:?}");
+            assert!(
+                p[0].starts_with("metrics.metrics_collected: measures nothing here"),
+                "{p:?}"
+            );
+        }
+        // One section measured is enough; the left-out one is only a warning.
+        let c = ok(
+            r#"{"metrics": {"metrics_collected": {"procstat": [], "mem": {"measurement": ["used_percent"]}}}}"#,
+        );
+        assert_eq!(c.metrics.collected.unwrap().sections.len(), 1);
+        // A wrong procstat item is named on its own, without a second problem about the whole.
+        let p = problems(r#"{"metrics": {"metrics_collected": {"procstat": [{"exe": 5}]}}}"#);
+        assert!(p.iter().all(|p| !p.contains("measures nothing")), "{p:?}");
     }
 
     #[test]

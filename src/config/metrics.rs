@@ -159,6 +159,7 @@ fn collected_sections(c: &mut Checker, s: &Section, interval: Duration) -> Vec<S
             "must name at least one section, such as \"cpu\" or \"mem\"",
         );
     }
+    let problems_before = c.problem_count();
     let mut out = Vec::new();
     for (key, v) in map {
         let at = format!("{path}.{key}");
@@ -211,6 +212,14 @@ fn collected_sections(c: &mut Checker, s: &Section, interval: Duration) -> Vec<S
         } else {
             out.extend(one_section(c, section, &at, v, interval));
         }
+    }
+    // Sections all left out (or an empty procstat list) would leave nothing to measure, and an
+    // effective config that `validate` could only print as an empty `metrics_collected`.
+    if out.is_empty() && !map.is_empty() && c.problem_count() == problems_before {
+        c.problem(
+            &path,
+            "measures nothing here: name at least one section measured on this system, such as \"cpu\" or \"mem\" (or one process under \"procstat\")",
+        );
     }
     out
 }
