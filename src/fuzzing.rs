@@ -787,7 +787,7 @@ pub fn batcher(data: &[u8]) {
         let size = input.u16();
         let len = match op % 4 {
             0 | 1 => usize::from(size % 256) + 1,
-            2 => usize::from(size) + 1,
+            2 => usize::from(size) % MAX_EVENT_BYTES + 1,
             _ => MAX_EVENT_BYTES - usize::from(size % 1024),
         };
         match op >> 4 {
@@ -869,7 +869,10 @@ pub fn batcher(data: &[u8]) {
                 // A message too long for one event: split at characters, sent as pieces and a
                 // last push.
                 let unit = ["a", "é", "€", "😀", "aé€😀"][usize::from(size) % 5];
-                let text = long_text(unit, MAX_EVENT_BYTES + usize::from(size) * 16);
+                let text = long_text(
+                    unit,
+                    MAX_EVENT_BYTES + usize::from(size) * 16 % MAX_EVENT_BYTES,
+                );
                 budget = budget.saturating_sub(text.len());
                 let pieces: Vec<&str> = split_message(&text).collect();
                 assert_eq!(pieces.concat(), text, "split_message lost text");
