@@ -40,6 +40,8 @@
 //! Needs the Python with moto (`scripts/test` sets up .venv; or PUBLISHER_TEST_PYTHON) and
 //! openssl (the calibration, under `cargo bench`).
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -49,6 +51,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use support::{calibrate, cpu_seconds};
 
 use serde_json::{json, Value};
 
@@ -840,17 +844,6 @@ fn proc_kib(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// User + system CPU seconds of a running process.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf only reads a system setting.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-}
-
 /// Open file descriptors by kind: log files (current and rotated), sockets, and the rest.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Fds {
@@ -913,48 +906,6 @@ impl std::fmt::Display for Fds {
         }
         write!(f, ")")
     }
-}
-
-/// Restricts the calling thread (and what it starts) to `cpus`.
-fn pin(cpus: &[usize]) -> std::io::Result<()> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; the calls only read it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &c in cpus {
-            libc::CPU_SET(c, &mut set);
-        }
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-/// SHA-256 throughput of CPU 0 from `openssl speed`, in MB/s: this machine's speed today,
-/// reported beside the figures as in the other benches.
-fn calibrate() -> f64 {
-    let mut command = Command::new("openssl");
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: pin only makes a system call, which is allowed between fork and exec.
-        unsafe { command.pre_exec(|| pin(&[0])) };
-    }
-    let out = command
-        .args([
-            "speed", "-evp", "sha256", "-bytes", "16384", "-seconds", "3",
-        ])
-        .stderr(Stdio::null())
-        .output()
-        .expect("openssl speed is the calibration; install openssl (apt-get install openssl)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let kilobytes = text
-        .lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix("sha256"))
-        .and_then(|rest| rest.trim().strip_suffix('k'))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("cannot read openssl speed's output: {text}"));
-    kilobytes / 1000.0
 }
 
 fn in_outage(t: u64) -> bool {

@@ -28,7 +28,8 @@ pub enum Sampler {
     Agent {
         host: host_metrics::Host,
         sections: Vec<Scheduled>,
-        labels: AgentLabels,
+        // Boxed: the variants stay close in size on every platform (a Mutex is larger on macOS).
+        labels: Box<AgentLabels>,
     },
 }
 
@@ -73,7 +74,7 @@ impl Sampler {
         Sampler::Agent {
             host,
             sections,
-            labels,
+            labels: Box::new(labels),
         }
     }
 
