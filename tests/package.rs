@@ -13,6 +13,104 @@ use std::sync::{Mutex, MutexGuard};
 use support::deb::*;
 use support::*;
 
+/// The release workflow's packages are built for other architectures, where cargo-deb's `$auto`
+/// finds no C library: its `release` variant names libc6 itself, and scripts/check-deb-libc
+/// (which the workflow runs on every .deb) holds each package's libc6 against the glibc
+/// symbol versions its binary uses.
+#[test]
+fn every_package_must_declare_the_c_library_its_binary_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |deb: &Path| -> (bool, String) {
+        sh(Command::new(repo().join("scripts/check-deb-libc")).arg(deb))
+    };
+    let needed = |text: &str| -> String {
+        text.split("needs glibc ")
+            .nth(1)
+            .and_then(|r| r.split([',', ' ', '\n']).next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    // The package the tests build: $auto reads this machine's libc6.
+    let deb = build(dir.path());
+    let (ok, text) = check(&deb);
+    assert!(ok, "{text}");
+    let here = needed(&text);
+    assert!(here.starts_with("2."), "{text}");
+
+    // The release variant: the same package with libc6 (>= 2.31) named, as the zig-built
+    // binaries need. The binary here is linked against this machine's newer glibc, so the
+    // check must refuse it, naming both versions.
+    need("cargo-deb");
+    let release = dir.path().join("release.deb");
+    let (ok, text) = sh(Command::new("cargo")
+        .current_dir(repo())
+        .args([
+            "deb",
+            "--profile",
+            "dev",
+            "--no-build",
+            "--fast",
+            "--variant",
+            "release",
+            "-o",
+        ])
+        .arg(&release));
+    assert!(ok, "cargo deb --variant release: {text}");
+    let (_, fields) = sh(Command::new("dpkg-deb")
+        .arg("-f")
+        .arg(&release)
+        .args(["Package", "Depends"]));
+    assert!(
+        fields.contains("Package: amazon-cloudwatch-publisher\n"),
+        "{fields}"
+    );
+    assert!(fields.contains("libc6 (>= 2.31)"), "{fields}");
+    for other in [
+        "adduser",
+        "ca-certificates",
+        "debconf (>= 0.5) | debconf-2.0",
+    ] {
+        assert!(
+            fields.contains(other),
+            "{other} missing from the release package: {fields}"
+        );
+    }
+    let (ok, text) = check(&release);
+    assert!(
+        !ok && text.contains(&format!(
+            "needs glibc {here}, but Depends declares libc6 (>= 2.31)"
+        )),
+        "{text}"
+    );
+
+    // A package whose Depends lacks libc6 altogether is refused.
+    let tree = dir.path().join("tree");
+    assert!(sh(Command::new("dpkg-deb").arg("-R").arg(&deb).arg(&tree)).0);
+    let control = tree.join("DEBIAN/control");
+    let text = std::fs::read_to_string(&control).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("Depends:") {
+                "Depends: adduser, ca-certificates".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .map(|l| l + "\n")
+        .collect();
+    std::fs::write(&control, text).unwrap();
+    let bare = dir.path().join("bare.deb");
+    let (ok, out) = sh(Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-b"])
+        .arg(&tree)
+        .arg(&bare));
+    assert!(ok, "{out}");
+    let (ok, text) = check(&bare);
+    assert!(!ok && text.contains("Depends lacks libc6"), "{text}");
+}
+
 #[test]
 fn the_package_builds_lints_clean_and_its_scripts_and_unit_pass_their_checks() {
     let dir = tempfile::tempdir().unwrap();

@@ -163,6 +163,11 @@ fn the_package_scripts_and_cross_build_pass_shellcheck() {
         "macos/uninstall.sh",
         "macos/build-pkg",
         "scripts/cross-build",
+        "scripts/check-darwin",
+        "scripts/check-deb-libc",
+        "scripts/fuzz",
+        "scripts/test",
+        "scripts/bench",
     ];
     for script in scripts {
         let mode = std::fs::metadata(repo().join(script))
