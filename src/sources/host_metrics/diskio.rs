@@ -1,6 +1,7 @@
-//! `diskio`: I/O per block device (disks and partitions) from /proc/diskstats. As the agent
-//! sends them, counters are the growth since the previous sample (use the Sum statistic), not
-//! rates; `iops_in_progress` is a reading.
+//! `diskio`: I/O per block device, from /proc/diskstats on Linux (disks and partitions) and from
+//! IOKit's block storage drivers on macOS (whole disks; no queue figures, so no `io_time` or
+//! `iops_in_progress` there). As the agent sends them, counters are the growth since the
+//! previous sample (use the Sum statistic), not rates; `iops_in_progress` is a reading.
 
 use std::collections::HashMap;
 
@@ -22,9 +23,16 @@ pub const SECTION: Section = Section {
     ],
     not_collected: &[],
     options: &["resources", "report_deltas"],
-    dimensions: "name (device: sda, mmcblk0, mmcblk0p2, ...)",
-    supported: cfg!(target_os = "linux"),
-    macos: &[],
+    dimensions: "name (device: sda, mmcblk0, mmcblk0p2, ...; disk0, ... on macOS)",
+    supported: cfg!(any(target_os = "linux", target_os = "macos")),
+    macos: &[
+        "reads",
+        "writes",
+        "read_bytes",
+        "write_bytes",
+        "read_time",
+        "write_time",
+    ],
     new: |c| {
         Box::new(DiskIo {
             config: c.clone(),
@@ -65,6 +73,43 @@ pub fn parse(text: &str) -> Vec<(String, Counters)> {
         .collect()
 }
 
+/// Whether the system tells requests in progress and time busy (Linux does, macOS does not).
+const QUEUE_KNOWN: bool = !cfg!(target_os = "macos");
+
+/// Every device's counters.
+#[cfg(not(target_os = "macos"))]
+fn devices(host: &Host) -> Option<Vec<(String, Counters)>> {
+    Some(parse(&host.read_proc("diskio", "diskstats")?))
+}
+
+/// Every whole disk's counters, times in milliseconds as on Linux.
+#[cfg(target_os = "macos")]
+fn devices(host: &Host) -> Option<Vec<(String, Counters)>> {
+    let Some(disks) = super::iokit::read() else {
+        host.warn_once("diskio", "iokit", "cannot read IOKit's disk statistics");
+        return None;
+    };
+    let ms = |ns: u64| ns / 1_000_000;
+    Some(
+        disks
+            .into_iter()
+            .map(|(name, s)| {
+                let c = [
+                    s.read_ops,
+                    s.read_bytes,
+                    ms(s.read_time_ns),
+                    s.write_ops,
+                    s.write_bytes,
+                    ms(s.write_time_ns),
+                    0,
+                    0,
+                ];
+                (name, c)
+            })
+            .collect(),
+    )
+}
+
 pub struct DiskIo {
     config: SectionConfig,
     previous: HashMap<String, Counters>,
@@ -72,7 +117,7 @@ pub struct DiskIo {
 
 impl Collector for DiskIo {
     fn collect(&mut self, host: &Host, out: &mut Vec<Series>) {
-        let Some(text) = host.read_proc("diskio", "diskstats") else {
+        let Some(devices) = devices(host) else {
             return;
         };
         let c = &self.config;
@@ -81,7 +126,7 @@ impl Collector for DiskIo {
             .as_ref()
             .is_none_or(|r| r.iter().any(|d| d == "*"));
         let mut seen = HashMap::new();
-        for (name, now) in parse(&text) {
+        for (name, now) in devices {
             if !all && !c.resources.as_ref().is_some_and(|r| r.contains(&name)) {
                 continue;
             }
@@ -94,8 +139,10 @@ impl Collector for DiskIo {
             s.put(c, "writes", d(3));
             s.put(c, "write_bytes", d(4));
             s.put(c, "write_time", d(5));
-            s.put(c, "iops_in_progress", now[6] as f64);
-            s.put(c, "io_time", d(7));
+            if QUEUE_KNOWN {
+                s.put(c, "iops_in_progress", now[6] as f64);
+                s.put(c, "io_time", d(7));
+            }
             out.push(s);
             seen.insert(name, now);
         }

@@ -1,5 +1,6 @@
-//! Disk I/O counters from Linux's `/proc/diskstats`, whole disks only (partitions would count
-//! the same I/O twice; loop and RAM devices are not storage).
+//! Disk I/O counters of whole disks for the original 13 metrics: from Linux's `/proc/diskstats`
+//! (partitions would count the same I/O twice; loop and RAM devices are not storage), or from
+//! IOKit's block storage drivers on macOS.
 
 use std::collections::HashMap;
 
@@ -13,9 +14,11 @@ pub struct DiskCounters {
 }
 
 /// /proc/diskstats always counts 512-byte sectors, whatever the device's own sector size.
+#[cfg_attr(target_os = "macos", allow(dead_code))]
 const SECTOR_BYTES: u64 = 512;
 
 /// Parses diskstats text, keeping devices for which `is_whole_disk` says yes.
+#[cfg_attr(target_os = "macos", allow(dead_code))]
 pub fn parse(text: &str, is_whole_disk: impl Fn(&str) -> bool) -> HashMap<String, DiskCounters> {
     let mut out = HashMap::new();
     for line in text.lines() {
@@ -43,7 +46,28 @@ pub fn parse(text: &str, is_whole_disk: impl Fn(&str) -> bool) -> HashMap<String
     out
 }
 
+/// Reads the machine's counters from IOKit; `None` where it cannot be asked.
+#[cfg(target_os = "macos")]
+pub fn read() -> Option<HashMap<String, DiskCounters>> {
+    let disks = super::iokit::read()?;
+    Some(
+        disks
+            .into_iter()
+            .map(|(name, s)| {
+                let c = DiskCounters {
+                    read_ops: s.read_ops,
+                    read_bytes: s.read_bytes,
+                    write_ops: s.write_ops,
+                    write_bytes: s.write_bytes,
+                };
+                (name, c)
+            })
+            .collect(),
+    )
+}
+
 /// Reads the machine's counters; `None` where there is no /proc/diskstats.
+#[cfg(not(target_os = "macos"))]
 pub fn read() -> Option<HashMap<String, DiskCounters>> {
     let text = std::fs::read_to_string("/proc/diskstats").ok()?;
     // A whole disk has a directory in /sys/block; a partition does not.

@@ -10,6 +10,9 @@ pub mod cpu;
 pub mod disk;
 pub mod diskio;
 mod diskstats;
+// Read on macOS; elsewhere only its tests use it.
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
+mod iokit;
 pub mod mem;
 pub mod net;
 pub mod netstat;
