@@ -82,6 +82,9 @@ struct Saved {
     /// Each `journald` entry's position, by its key.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     journald: BTreeMap<String, JournalState>,
+    /// Each unified log reader's place, by its key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    unified_log: BTreeMap<String, String>,
 }
 
 /// Where one journal reader is.
@@ -102,6 +105,7 @@ struct State {
     journal_start: Option<String>,
     following: BTreeSet<String>,
     journald: BTreeMap<String, JournalState>,
+    unified_log: BTreeMap<String, String>,
     /// Changes not yet on disk.
     dirty: bool,
     /// When forgotten files were last dropped.
@@ -164,6 +168,7 @@ impl Checkpoints {
                     state.journal_start = saved.journal_start;
                     state.following = saved.following;
                     state.journald = saved.journald;
+                    state.unified_log = saved.unified_log;
                 }
                 Ok(saved) => {
                     set_aside(&path, &format!("format version {}", saved.version));
@@ -219,6 +224,9 @@ impl Checkpoints {
                     },
                 );
             }
+            Position::UnifiedLog(key, mark) => {
+                state.unified_log.insert(key.to_string(), mark.clone());
+            }
             Position::JournalFrom(Some(key), cursor) => {
                 state.journald.insert(
                     key.to_string(),
@@ -246,6 +254,11 @@ impl Checkpoints {
             None => state.journal_cursor.clone(),
             Some(k) => state.journald.get(&**k).and_then(|j| j.cursor.clone()),
         }
+    }
+
+    /// Where the unified log reader `key` names is, as its mark wrote it.
+    pub fn unified_log_mark(&self, key: &str) -> Option<String> {
+        self.state().unified_log.get(key).cloned()
     }
 
     /// With no delivered journal entry: the one reading began at.
@@ -297,6 +310,7 @@ impl Checkpoints {
                 journal_start: state.journal_start.clone(),
                 following: state.following.clone(),
                 journald: state.journald.clone(),
+                unified_log: state.unified_log.clone(),
             }
         };
         let result = write_atomically(path, &serde_json::to_vec(&saved)?);

@@ -91,7 +91,13 @@ const LOGS_KEYS: &[&str] = &[
     "metrics_collected",
     "memory_budget_mib",
 ];
-const COLLECTED_KEYS: &[&str] = &["files", "journal", "journald", "windows_events"];
+const COLLECTED_KEYS: &[&str] = &[
+    "files",
+    "journal",
+    "journald",
+    "unified_log",
+    "windows_events",
+];
 const FILES_KEYS: &[&str] = &["collect_list"];
 const FILE_KEYS: &[&str] = &[
     "file_path",
@@ -496,6 +502,12 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
         journals.push(j);
         journal_paths.push(at);
     }
+    let mut unified_logs = Vec::new();
+    let mut unified_paths = Vec::new();
+    for (u, at) in super::unified_log::check_unified_log(c, &collected, default_stream.as_deref()) {
+        unified_logs.push(u);
+        unified_paths.push(at);
+    }
     let logs = Logs {
         log_group_name,
         log_stream_name: default_stream,
@@ -507,8 +519,9 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
         force_flush_interval,
         files,
         journals,
+        unified_logs,
     };
-    check_destinations(c, &logs, &file_paths, &journal_paths);
+    check_destinations(c, &logs, &file_paths, &journal_paths, &unified_paths);
     logs
 }
 
@@ -519,6 +532,7 @@ fn check_destinations(
     logs: &Logs,
     file_paths: &[String],
     journal_paths: &[String],
+    unified_paths: &[String],
 ) {
     // (group template, stream name or template, config path for messages)
     let mut seen: Vec<(String, String, String)> = Vec::new();
@@ -560,6 +574,14 @@ fn check_destinations(
             j.log_stream_name.clone(),
             at.to_owned(),
             j.retention_in_days.or(logs.retention_in_days),
+        ));
+    }
+    for (u, at) in logs.unified_logs.iter().zip(unified_paths) {
+        sources.push((
+            u.log_group_name.clone(),
+            u.log_stream_name.clone(),
+            at.to_owned(),
+            u.retention_in_days.or(logs.retention_in_days),
         ));
     }
     for (group, stream, at, days) in sources {

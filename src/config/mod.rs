@@ -6,6 +6,7 @@ mod journald;
 mod metrics;
 mod names;
 mod render;
+mod unified_log;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -203,6 +204,8 @@ pub struct Logs {
     pub files: Vec<FileSource>,
     /// `logs_collected.journal`, then each `logs_collected.journald` entry.
     pub journals: Vec<JournalSource>,
+    /// `logs_collected.unified_log`'s entries (macOS), read unless `collect` is false.
+    pub unified_logs: Vec<UnifiedLogSource>,
 }
 
 #[derive(Debug, Clone)]
@@ -243,6 +246,23 @@ pub struct JournalSource {
     pub priority: Option<String>,
     /// Each a set of journal FIELD=VALUE matches that must all hold; any set will do.
     pub matches: Vec<Vec<(String, String)>>,
+}
+
+/// One reader of macOS's unified log (`log stream`).
+#[derive(Debug, Clone)]
+pub struct UnifiedLogSource {
+    /// Its position's key in the state file: its log group and stream, as written.
+    pub key: std::sync::Arc<str>,
+    pub log_group_name: String,
+    pub log_stream_name: String,
+    pub retention_in_days: Option<u32>,
+    pub filters: Filters,
+    /// Passed to `log` as it is.
+    pub predicate: Option<String>,
+    /// `default`, `info` or `debug`.
+    pub level: String,
+    /// False: kept in the config (`"collect": false`), not read.
+    pub collect: bool,
 }
 
 /// Line filters: a line is kept when it matches every include pattern (or there are none) and

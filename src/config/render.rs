@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{Config, FileSource, Filters, JournalSource};
+use super::{Config, FileSource, Filters, JournalSource, UnifiedLogSource};
 use crate::secret::Secret;
 use crate::sources::host_metrics::ProcessSelector;
 
@@ -158,6 +158,15 @@ pub(super) fn effective(c: &Config) -> Value {
     if !journald.is_empty() {
         collected.insert("journald".into(), json!({ "collect_list": journald }));
     }
+    let unified: Vec<Value> = l.unified_logs.iter().map(unified_log).collect();
+    if !unified.is_empty() {
+        let mut m = Map::new();
+        if l.unified_logs.iter().all(|u| !u.collect) {
+            m.insert("collect".into(), json!(false));
+        }
+        m.insert("collect_list".into(), json!(unified));
+        collected.insert("unified_log".into(), Value::Object(m));
+    }
     logs.insert("logs_collected".into(), Value::Object(collected));
 
     json!({
@@ -305,6 +314,20 @@ fn file(f: &FileSource) -> Value {
     m.insert("from_beginning".into(), json!(f.from_beginning));
     if f.auto_removal {
         m.insert("auto_removal".into(), json!(true));
+    }
+    Value::Object(m)
+}
+
+fn unified_log(u: &UnifiedLogSource) -> Value {
+    let mut m = filter_list(&u.filters);
+    if let Some(p) = &u.predicate {
+        m.insert("predicate".into(), json!(p));
+    }
+    m.insert("level".into(), json!(u.level));
+    m.insert("log_group_name".into(), json!(u.log_group_name));
+    m.insert("log_stream_name".into(), json!(u.log_stream_name));
+    if let Some(days) = u.retention_in_days {
+        m.insert("retention_in_days".into(), json!(days));
     }
     Value::Object(m)
 }

@@ -1,5 +1,5 @@
-//! The log pipeline: sources (files, the journal) → filters → batches → PutLogEvents →
-//! checkpoint. Each source has a reader task and a sender task joined by a one-batch channel:
+//! The log pipeline: sources (files, the journal, the unified log) → filters → batches →
+//! PutLogEvents → checkpoint. Each source has a reader task and a sender task joined by a one-batch channel:
 //! when CloudWatch is slow or away the reader stops reading, and the file is the buffer.
 
 use std::borrow::Cow;
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::checkpoint::Checkpoints;
-use crate::config::{self, Config, FileSource, Filters, JournalSource};
+use crate::config::{self, Config, FileSource, Filters, JournalSource, UnifiedLogSource};
 use crate::service::{Health, Heartbeat};
 use crate::sinks::cloudwatch_logs::budget::{Budget, Held};
 use crate::sinks::cloudwatch_logs::{run_sender, Batch, BatchBuilder, Destination, LogsSink};
@@ -25,6 +25,7 @@ use crate::sources::files::{
     self, Claim, FilePosition, LineSink, Look, Registry, StartAt, Step, Tailer,
 };
 use crate::sources::journal::{Journal, Resume};
+use crate::sources::unified_log::{Mark, UnifiedLog};
 use crate::sources::Position;
 
 /// How often a file at its end is looked at again: soon after it last grew, then less often.
@@ -88,6 +89,15 @@ impl LogsPipeline {
         }
     }
 
+    fn unified_log_destination(&self, u: &UnifiedLogSource) -> Destination {
+        Destination {
+            group: self.resolve(&u.log_group_name),
+            stream: sanitize_stream(&self.resolve(&u.log_stream_name)),
+            retention_in_days: u.retention_in_days.or(self.config.logs.retention_in_days),
+            log_group_class: None,
+        }
+    }
+
     fn destination(&self, entry: &FileSource, file_name: &str) -> Destination {
         let logs = &self.config.logs;
         let group = self.resolve(
@@ -118,7 +128,9 @@ impl LogsPipeline {
     pub async fn start(self, tracker: &TaskTracker, shutdown: Shutdown) -> bool {
         let config = Arc::clone(&self.config);
         let logs = &config.logs;
-        if logs.files.is_empty() && logs.journals.is_empty() {
+        let unified_logs: Vec<&UnifiedLogSource> =
+            logs.unified_logs.iter().filter(|u| u.collect).collect();
+        if logs.files.is_empty() && logs.journals.is_empty() && unified_logs.is_empty() {
             return false;
         }
         let this = Arc::new(self);
@@ -132,6 +144,12 @@ impl LogsPipeline {
             }
             for j in &logs.journals {
                 let d = this.journal_destination(j);
+                if let Some(days) = d.retention_in_days {
+                    retention.insert(d.group, days);
+                }
+            }
+            for u in &unified_logs {
+                let d = this.unified_log_destination(u);
                 if let Some(days) = d.retention_in_days {
                     retention.insert(d.group, days);
                 }
@@ -171,6 +189,28 @@ impl LogsPipeline {
             };
             let resume = this.journal_resume(&journal).await;
             journals.push((journal, resume));
+        }
+        // Each unified log reader goes on from its mark; with none saved, from now, which is
+        // saved as its mark.
+        let mut unified = Vec::new();
+        for source in unified_logs {
+            let saved = this.checkpoints.unified_log_mark(&source.key);
+            let mark = match saved.as_deref().and_then(Mark::parse) {
+                Some(m) => m,
+                None => {
+                    let m = Mark::starting(crate::clock::wall_ms() * 1000);
+                    this.checkpoints
+                        .commit(&Position::UnifiedLog(source.key.clone(), m.encode()));
+                    m
+                }
+            };
+            let reader = UnifiedLog {
+                program: UnifiedLog::program(),
+                source: source.clone(),
+                once: this.once,
+                flush_interval: this.flush_interval(),
+            };
+            unified.push((reader, mark));
         }
         let saved = {
             let checkpoints = Arc::clone(&this.checkpoints);
@@ -214,6 +254,14 @@ impl LogsPipeline {
                 Some(k) => format!("journal reader {k}"),
             });
             tracker.spawn(journal.run(resume, tx, shutdown.stop.clone(), beat));
+        }
+        for (reader, mark) in unified {
+            let dest = Arc::new(this.unified_log_destination(&reader.source));
+            let tx = this.sender(dest, tracker, &shutdown);
+            let beat = this
+                .health
+                .register(format!("unified log reader {}", reader.source.key));
+            tracker.spawn(reader.run(mark, tx, shutdown.stop.clone(), beat));
         }
         true
     }

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -19,12 +19,17 @@ use crate::backoff::Backoff;
 use crate::config::JournalSource;
 use crate::service::{beating, Heartbeat, BEAT};
 use crate::sinks::cloudwatch_logs::{split_message, Batch, BatchBuilder, MAX_EVENT_BYTES};
+use crate::sources::child_lines::{CappedLines, Next};
 use crate::sources::Position;
 
 /// Names the `journalctl` to run instead of the one on `PATH` (tests use a stand-in).
 pub const PROGRAM_ENV: &str = "CLOUDWATCH_PUBLISHER_JOURNALCTL";
 /// A journal entry longer than this (as JSON) is skipped rather than held in memory.
 const MAX_ENTRY_BYTES: usize = 16 * 1024 * 1024;
+
+fn lines() -> CappedLines {
+    CappedLines::new(MAX_ENTRY_BYTES)
+}
 
 pub struct Journal {
     pub program: PathBuf,
@@ -77,55 +82,6 @@ impl Field {
             Field::Text(s) => s.clone(),
             Field::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
             Field::Many(v) => v.iter().map(Field::text).collect::<Vec<_>>().join("\n"),
-        }
-    }
-}
-
-/// journalctl's output, one line at a time, holding at most [`MAX_ENTRY_BYTES`] of a line (the
-/// rest of a longer one is skipped). All state is kept here, so a read interrupted by
-/// `select!` loses nothing.
-#[derive(Default)]
-struct CappedLines {
-    buf: Vec<u8>,
-    skipping: bool,
-}
-
-enum Next {
-    /// A whole line is in `buf`.
-    Line,
-    /// A line over the limit went by.
-    Skipped,
-    /// journalctl's output ended.
-    End,
-}
-
-impl CappedLines {
-    async fn next<R: AsyncBufRead + Unpin>(&mut self, reader: &mut R) -> std::io::Result<Next> {
-        loop {
-            let available = reader.fill_buf().await?;
-            if available.is_empty() {
-                return Ok(Next::End);
-            }
-            let (n, complete) = match memchr::memchr(b'\n', available) {
-                Some(i) => (i + 1, true),
-                None => (available.len(), false),
-            };
-            if !self.skipping {
-                if self.buf.len() + n > MAX_ENTRY_BYTES {
-                    self.skipping = true;
-                    self.buf = Vec::new();
-                } else {
-                    self.buf.extend_from_slice(&available[..n]);
-                }
-            }
-            reader.consume(n);
-            if complete {
-                return Ok(if std::mem::take(&mut self.skipping) {
-                    Next::Skipped
-                } else {
-                    Next::Line
-                });
-            }
         }
     }
 }
@@ -183,10 +139,10 @@ impl Journal {
             .spawn()
             .ok()?;
         let mut reader = BufReader::new(child.stdout.take()?);
-        let mut lines = CappedLines::default();
+        let mut lines = lines();
         let first = tokio::time::timeout(Duration::from_secs(30), lines.next(&mut reader));
         let cursor = match first.await {
-            Ok(Ok(Next::Line)) => serde_json::from_slice::<First>(&lines.buf).ok()?.cursor,
+            Ok(Ok(Next::Line)) => serde_json::from_slice::<First>(lines.line()).ok()?.cursor,
             _ => return None,
         };
         Some((boot, cursor))
@@ -293,7 +249,7 @@ impl Journal {
                 text
             });
             let mut reader = BufReader::with_capacity(64 * 1024, stdout);
-            let mut lines = CappedLines::default();
+            let mut lines = lines();
             let mut entries = 0u64;
             let mut stopped = false;
             loop {
@@ -315,8 +271,7 @@ impl Journal {
                         }
                         Ok(Next::Line) => {
                             entries += 1;
-                            let full = self.entry(&lines.buf, &mut builder, &mut last_ts, &mut cursor);
-                            lines.buf.clear();
+                            let full = self.entry(lines.line(), &mut builder, &mut last_ts, &mut cursor);
                             for b in full {
                                 if beating(&heartbeat, out.send(b)).await.is_err() { return; }
                             }

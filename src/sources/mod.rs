@@ -1,8 +1,11 @@
-//! Where data comes from: the host's own counters, log files and the journal.
+//! Where data comes from: the host's own counters, log files, the journal and macOS's unified
+//! log.
 
+mod child_lines;
 pub mod files;
 pub mod host_metrics;
 pub mod journal;
+pub mod unified_log;
 
 /// Which journal reader a position belongs to: `None` for `logs_collected.journal`, else the
 /// `journald` entry's key (its log group and stream).
@@ -20,4 +23,7 @@ pub enum Position {
     /// Where reading the journal begins, nothing of it delivered yet: the entry with this
     /// cursor and everything after it (across boots) is still to be read.
     JournalFrom(JournalKey, String),
+    /// A unified log reader's place (by its key), as [`unified_log::Mark`] writes it: entries
+    /// before that time, and those at it that it names, are delivered.
+    UnifiedLog(std::sync::Arc<str>, String),
 }
