@@ -1045,6 +1045,61 @@ mod tests {
     }
 
     #[test]
+    fn unified_log_readers_as_the_journald_form_has_them() {
+        let c = ok(
+            r#"{"logs": {"log_stream_name": "{hostname}", "logs_collected": {"unified_log": {"collect_list": [
+            {"log_group_name": "g", "predicate": "subsystem == 'a'", "level": "debug",
+             "filters": [{"type": "exclude", "expression": "x"}], "retention_in_days": 7},
+            {"log_group_name": "g", "log_stream_name": "errors"}]}}}}"#,
+        );
+        let u = &c.logs.unified_logs;
+        assert_eq!(u.len(), 2);
+        assert_eq!(&*u[0].key, "g/{hostname}");
+        assert_eq!(u[0].predicate.as_deref(), Some("subsystem == 'a'"));
+        assert_eq!(
+            (u[0].level.as_str(), u[0].retention_in_days),
+            ("debug", Some(7))
+        );
+        assert!(!u[0].filters.keeps("x marks"));
+        assert_eq!(
+            (u[1].level.as_str(), u[1].log_stream_name.as_str()),
+            ("default", "errors")
+        );
+        assert!(u.iter().all(|u| u.collect));
+        let off = ok(
+            r#"{"logs": {"logs_collected": {"unified_log": {"collect": false, "collect_list": [{"log_group_name": "g"}]}}}}"#,
+        );
+        assert!(!off.logs.unified_logs[0].collect);
+
+        let p = problems(
+            r#"{"logs": {"logs_collected": {"unified_log": {"collect_list": [
+                {"predicate": "x"},
+                {"log_group_name": "g", "level": "verbose"},
+                {"log_group_name": "g", "predicate": " "},
+                {"log_group_name": "g", "log_stream_name": "s", "since": 1}]}}}}"#,
+        );
+        let want = [
+            "unified_log.collect_list[0].log_group_name: is required",
+            "unified_log.collect_list[1].level: \"verbose\" is not a level of the unified log; use one of default, info, debug",
+            "unified_log.collect_list[2].predicate: must be a predicate",
+            "unified_log.collect_list[3].since: unknown key",
+        ];
+        for w in want {
+            assert!(p.iter().any(|p| p.contains(w)), "{w} not in {p:?}");
+        }
+        assert!(
+            problems(r#"{"logs": {"logs_collected": {"unified_log": {}}}}"#)[0]
+                .contains("unified_log.collect_list: is required")
+        );
+        // Two readers to one stream, as for any two sources.
+        let p = problems(
+            r#"{"logs": {"logs_collected": {"unified_log": {"collect_list": [
+                {"log_group_name": "g", "log_stream_name": "s"}, {"log_group_name": "g", "log_stream_name": "s"}]}}}}"#,
+        );
+        assert!(p[0].contains("writes to log stream"), "{p:?}");
+    }
+
+    #[test]
     fn metrics_collected_that_measures_nothing_here_is_refused() {
         // Found by the config fuzz target: an empty procstat list was accepted, and the
         // effective config then showed an empty `metrics_collected`, which is refused.
