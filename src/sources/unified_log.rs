@@ -308,10 +308,6 @@ impl UnifiedLog {
             if read.stopped {
                 break;
             }
-            if !gap_ok {
-                tracing::warn!(program = %self.program.display(), error = %gap_errors.trim(),
-                    "log show failed; the entries since the last one delivered are read again when it works.");
-            }
             let Some(mut stream) = stream.take() else {
                 // --once: the gap is all there is.
                 break;
@@ -336,7 +332,7 @@ impl UnifiedLog {
                 })
             };
             let Some(read) = read else { return };
-            let (_, errors) = finish(stream).await;
+            let (_, stream_errors) = finish(stream).await;
             if read.stopped {
                 break;
             }
@@ -346,8 +342,13 @@ impl UnifiedLog {
             let delay = backoff.next_delay();
             if !warned || backoff.failures().is_multiple_of(10) {
                 warned = true;
-                tracing::warn!(program = %self.program.display(), error = %errors.trim(),
-                    retry_in_s = delay.as_secs(), "log stream ended; starting it again after the last entry read.");
+                if gap_ok {
+                    tracing::warn!(program = %self.program.display(), error = %stream_errors.trim(),
+                        retry_in_s = delay.as_secs(), "log stream ended; starting it again after the last entry read.");
+                } else {
+                    tracing::warn!(program = %self.program.display(), error = %gap_errors.trim(),
+                        retry_in_s = delay.as_secs(), "log show failed, so the unified log is not read; trying again from the last entry delivered.");
+                }
             }
             tokio::select! {
                 _ = beating(&heartbeat, tokio::time::sleep(delay)) => {}

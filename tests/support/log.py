@@ -25,6 +25,8 @@ Environment:
   LOG_FIXTURE_ARGS_LOG   append each invocation's arguments (argv[1:]) as one JSON line
   LOG_FIXTURE_DIE_AFTER  `log stream` exits with status 1 after printing this many entries,
                          the first time only (LOG_FIXTURE + ".died" remembers it did)
+  LOG_FIXTURE_REFUSE     refuse as macOS does for a user who is not an administrator
+                         ("log: Must be admin to run 'stream' command", exit 64)
   LOG_FIXTURE_SHOW_DELAY `log show` waits this many seconds before it reads the store, so
                          that entries logged meanwhile are both streamed and shown
 """
@@ -124,6 +126,8 @@ def main():
     if args_log:
         with open(args_log, "a") as f:
             f.write(json.dumps(sys.argv[1:]) + "\n")
+    if os.environ.get("LOG_FIXTURE_REFUSE"):
+        fail(f"Must be admin to run '{command}' command")
     fixture = os.environ.get("LOG_FIXTURE")
     if not fixture or not os.path.exists(fixture):
         fail("Could not open the log store", 1)
