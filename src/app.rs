@@ -21,6 +21,7 @@ use crate::service::{Health, Notifier, Status};
 use crate::sinks::cloudwatch_logs::{CloudWatchLogs, LogsSink, Stats};
 use crate::sinks::cloudwatch_metrics::{MetricsSink, Spool};
 use crate::sources::host_metrics::{Host, HostMetrics};
+use crate::status::{LogStatus, MetricsStatus, StatusFile};
 
 /// One line for the service manager: what is published, and what is failing if anything.
 fn status_line(
@@ -58,6 +59,55 @@ fn status_line(
     let mut line: String = line.replace('\n', " ").chars().take(400).collect();
     line.truncate(line.trim_end().len());
     line
+}
+
+/// The metrics part of the status file.
+fn metrics_status(namespace: &str, status: &Status, spool_dir: &Path) -> MetricsStatus {
+    let ok = status
+        .metrics_ok_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let (mut requests, mut bytes) = (0, 0);
+    for entry in std::fs::read_dir(spool_dir).into_iter().flatten().flatten() {
+        if let Ok(meta) = entry.metadata() {
+            if meta.is_file() {
+                requests += 1;
+                bytes += meta.len();
+            }
+        }
+    }
+    MetricsStatus {
+        namespace: namespace.to_owned(),
+        last_accepted_ms: (ok > 0).then_some(ok as i64),
+        error: Status::get(&status.metrics_error),
+        spooled_requests: requests,
+        spooled_bytes: bytes,
+    }
+}
+
+/// Each log stream's part of the status file; a file's distance from its end is read now.
+fn logs_status(stats: &Stats, checkpoints: &Checkpoints) -> Vec<LogStatus> {
+    let streams = stats
+        .streams
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    streams
+        .into_values()
+        .map(|s| LogStatus {
+            behind_bytes: s.file.as_deref().and_then(|f| {
+                let len = std::fs::metadata(f).ok()?.len();
+                Some(len.saturating_sub(checkpoints.file_offset(f).unwrap_or(0)))
+            }),
+            source: s.source,
+            group: s.group,
+            stream: s.stream,
+            events: s.events,
+            newest_event_ms: s.newest_event_ms,
+            delivered_ms: s.delivered_ms,
+            error: s.error,
+            error_ms: s.error_ms,
+        })
+        .collect()
 }
 
 /// A config holding a password should be readable by its owner only, as ssh insists for keys.
@@ -147,10 +197,12 @@ pub async fn daemon(
         warn_if_others_can_read(path);
     }
 
-    let (sink, logs_sink) = if dry_run {
+    let (sink, logs_sink, region, credentials) = if dry_run {
         (
             MetricsSink::Stdout,
             LogsSink::Stdout(Arc::new(Stats::default())),
+            String::new(),
+            String::new(),
         )
     } else {
         let sdk = crate::aws::sdk_config(
@@ -221,6 +273,8 @@ pub async fn daemon(
                     .concurrency
                     .unwrap_or(crate::sinks::cloudwatch_logs::REQUESTS_IN_FLIGHT),
             ))),
+            region.to_string(),
+            how.to_owned(),
         )
     };
     let checkpoints = if dry_run {
@@ -345,6 +399,31 @@ pub async fn daemon(
             );
         });
     }
+    let status_writer = (!once && !dry_run).then(|| {
+        let place = crate::status::place(&config.agent.state_dir);
+        let snapshot = {
+            let started_ms = crate::clock::wall_ms();
+            let (id, namespace) = (id.to_string(), config.metrics.namespace.clone());
+            let (status, logs_sink, checkpoints) = (
+                Arc::clone(&status),
+                logs_sink.clone(),
+                Arc::clone(&checkpoints),
+            );
+            let spool_dir = config.agent.state_dir.join("metrics-spool");
+            let summary = summary.clone();
+            move || StatusFile {
+                started_ms,
+                instance_id: id.clone(),
+                region: region.clone(),
+                credentials: credentials.clone(),
+                line: summary(),
+                metrics: metrics_status(&namespace, &status, &spool_dir),
+                logs: logs_status(logs_sink.stats(), &checkpoints),
+                ..StatusFile::new()
+            }
+        };
+        tokio::spawn(crate::status::run_writer(place, snapshot, shutdown.clone()))
+    });
     let supervisor =
         tokio::spawn(notifier.supervise(Arc::clone(&health), summary, shutdown.clone()));
     tokio::spawn({
@@ -370,6 +449,9 @@ pub async fn daemon(
     tracker.wait().await;
     let _ = signals.await;
     let _ = supervisor.await;
+    if let Some(writer) = status_writer {
+        let _ = writer.await;
+    }
     let stats = logs_sink.stats();
     let undelivered = Stats::get(&stats.undelivered);
     tracing::info!(

@@ -256,6 +256,15 @@ impl Checkpoints {
         }
     }
 
+    /// How far delivery has come in the file now at `path` (by its device and inode); `None`
+    /// when nothing is saved for it.
+    pub fn file_offset(&self, path: &Path) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        let key = (meta.dev(), meta.ino());
+        self.state().files.get(&key).map(|f| f.offset)
+    }
+
     /// Where the unified log reader `key` names is, as its mark wrote it.
     pub fn unified_log_mark(&self, key: &str) -> Option<String> {
         self.state().unified_log.get(key).cloned()

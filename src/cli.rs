@@ -64,6 +64,21 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         answers: Option<PathBuf>,
     },
+    /// Show what the running publisher is doing: whether it runs, its instance id, region and
+    /// credentials, when metrics were last accepted, the spool, and each log source's stream,
+    /// how far it is behind, its newest delivered event and last error. Reads the status file
+    /// in the state directory (the config's, when it can be read; --state-dir otherwise).
+    /// Exits 0 when running, 3 when not, 4 when there is no status to read.
+    Status {
+        #[arg(value_name = "CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// The state directory, instead of the config's.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Print the status as one JSON object, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a Cognito user for each device in systems.txt that has none, and write each new
     /// device's config and debconf answers. Run it where you deploy the backend, with AWS
     /// credentials allowed to manage the user pool; it never deletes a user. (Built in by

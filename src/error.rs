@@ -34,6 +34,12 @@ pub enum AppError {
     HostMetrics(#[from] crate::sources::host_metrics::HostMetricsError),
     #[error("not everything was accepted by CloudWatch; what was not is kept in the spool")]
     NotAccepted,
+    /// `status`: the publisher is not running (LSB's status code 3).
+    #[error("the publisher is not running")]
+    NotRunning,
+    /// `status`: no status can be read (LSB's status code 4).
+    #[error("{0}")]
+    StatusUnknown(#[from] crate::status::ReadError),
     #[cfg(feature = "provision")]
     #[error("{0}")]
     Provision(#[from] crate::commands::provision::ProvisionError),
@@ -46,6 +52,8 @@ impl AppError {
             AppError::Spool(_) | AppError::State(_) | AppError::Io(_) => EX_CANTCREAT,
             AppError::HostMetrics(_) => EX_SOFTWARE,
             AppError::NotAccepted => EX_TEMPFAIL,
+            AppError::NotRunning => 3,
+            AppError::StatusUnknown(_) => 4,
             #[cfg(feature = "provision")]
             AppError::Provision(e) => e.exit_code(),
         }

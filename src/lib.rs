@@ -5,9 +5,10 @@
 //! [`pipelines`] (metrics: sample, label, deliver; logs: read, batch, deliver) → [`sinks`]
 //! (PutMetricData and PutLogEvents, or standard output for `--dry-run`, with a disk spool for
 //! metrics) → [`checkpoint`] (where each log source is). Around it: [`config`], [`instance`]
-//! (who this machine is), [`clock`] (whether its time can be believed yet), [`aws`] (credentials, including Cognito), [`logging`], [`signal`];
-//! [`app`] runs the daemon, and the commands beside it (`validate`, `configure`, `provision`)
-//! use what they need.
+//! (who this machine is), [`clock`] (whether its time can be believed yet), [`aws`]
+//! (credentials, including Cognito), [`logging`], [`signal`], [`status`] (the file the daemon
+//! keeps for `status`); [`app`] runs the daemon, and the commands beside it (`validate`,
+//! `configure`, `provision`, `status`) use what they need.
 
 pub mod app;
 pub mod aws;
@@ -32,5 +33,6 @@ pub mod service;
 pub mod signal;
 pub mod sinks;
 pub mod sources;
+pub mod status;
 
 pub use commands::run;

@@ -248,19 +248,19 @@ impl LogsPipeline {
         }
         for (journal, resume) in journals {
             let dest = Arc::new(this.journal_destination(&journal.source));
-            let tx = this.sender(dest, tracker, &shutdown);
-            let beat = this.health.register(match &journal.source.key {
-                None => "journal reader".to_owned(),
-                Some(k) => format!("journal reader {k}"),
-            });
+            let source = match &journal.source.key {
+                None => "journal".to_owned(),
+                Some(k) => format!("journald {k}"),
+            };
+            let tx = this.sender(dest, &source, None, tracker, &shutdown);
+            let beat = this.health.register(format!("{source} reader"));
             tracker.spawn(journal.run(resume, tx, shutdown.stop.clone(), beat));
         }
         for (reader, mark) in unified {
             let dest = Arc::new(this.unified_log_destination(&reader.source));
-            let tx = this.sender(dest, tracker, &shutdown);
-            let beat = this
-                .health
-                .register(format!("unified log reader {}", reader.source.key));
+            let source = format!("unified log {}", reader.source.key);
+            let tx = this.sender(dest, &source, None, tracker, &shutdown);
+            let beat = this.health.register(format!("{source} reader"));
             tracker.spawn(reader.run(mark, tx, shutdown.stop.clone(), beat));
         }
         true
@@ -341,12 +341,17 @@ impl LogsPipeline {
     }
 
     /// Starts the task that delivers one source's batches to `dest`; returns its channel.
+    /// A sender task for `dest`, fed by `source` (reading `file`, for a file), and its
+    /// channel.
     fn sender(
         &self,
         dest: Arc<Destination>,
+        source: &str,
+        file: Option<&Path>,
         tracker: &TaskTracker,
         shutdown: &Shutdown,
     ) -> mpsc::Sender<Batch> {
+        self.sink.stats().register(&dest, source, file);
         let (tx, rx) = mpsc::channel(1);
         let beat = self
             .health
@@ -481,7 +486,13 @@ impl LogsPipeline {
             .unwrap_or_default();
         let dest = Arc::new(self.destination(entry, &file_name));
         tracing::info!(file = %path.display(), group = %dest.group, stream = %dest.stream, "Shipping log file.");
-        let tx = self.sender(dest, tracker, shutdown);
+        let tx = self.sender(
+            dest,
+            &path.display().to_string(),
+            Some(path),
+            tracker,
+            shutdown,
+        );
         let reader = FileReader {
             heartbeat: self.health.register(format!("reader {}", path.display())),
             tailer,

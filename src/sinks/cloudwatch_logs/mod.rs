@@ -66,11 +66,70 @@ pub struct Stats {
     pub undelivered: AtomicU64,
     /// Why delivery is failing right now, for the status line.
     pub failing: std::sync::Mutex<Option<String>>,
+    /// Each stream's delivery so far, by "group/stream" (for `status`).
+    pub streams: std::sync::Mutex<std::collections::BTreeMap<String, StreamStats>>,
+}
+
+/// One stream's delivery, for `status`.
+#[derive(Debug, Clone, Default)]
+pub struct StreamStats {
+    pub group: String,
+    pub stream: String,
+    /// What feeds it: a file's path, `journal`, a reader's name.
+    pub source: String,
+    /// The file it reads, for how far delivery is behind its end.
+    pub file: Option<std::path::PathBuf>,
+    pub events: u64,
+    /// The newest event time delivered, and when that was.
+    pub newest_event_ms: Option<i64>,
+    pub delivered_ms: Option<i64>,
+    /// The last delivery error, and when it was; cleared by a delivery.
+    pub error: Option<String>,
+    pub error_ms: Option<i64>,
 }
 
 impl Stats {
     pub fn get(n: &AtomicU64) -> u64 {
         n.load(Ordering::Relaxed)
+    }
+
+    fn stream(&self, dest: &Destination, f: impl FnOnce(&mut StreamStats)) {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let s = streams
+            .entry(format!("{}/{}", dest.group, dest.stream))
+            .or_insert_with(|| StreamStats {
+                group: dest.group.clone(),
+                stream: dest.stream.clone(),
+                ..StreamStats::default()
+            });
+        f(s);
+    }
+
+    /// A stream fed by `source` (reading `file`, if a file).
+    pub fn register(&self, dest: &Destination, source: &str, file: Option<&std::path::Path>) {
+        self.stream(dest, |s| {
+            s.source = source.to_owned();
+            s.file = file.map(std::path::Path::to_owned);
+        });
+    }
+
+    fn note_delivery(&self, dest: &Destination, batch: &Batch, events: u64) {
+        let now = crate::clock::wall_ms();
+        let newest = batch.events().map(|(ts, _)| ts).max();
+        self.stream(dest, |s| {
+            s.events += events;
+            s.newest_event_ms = s.newest_event_ms.max(newest);
+            s.delivered_ms = Some(now);
+            s.error = None;
+        });
+    }
+
+    fn note_failure(&self, dest: &Destination, error: &str) {
+        let now = crate::clock::wall_ms();
+        self.stream(dest, |s| {
+            s.error = Some(error.to_owned());
+            s.error_ms = Some(now);
+        });
     }
 }
 
@@ -260,6 +319,7 @@ impl CloudWatchLogs {
         let delay = backoff.next_delay();
         let n = backoff.failures();
         *self.stats.failing.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_owned());
+        self.stats.note_failure(dest, error);
         if n == 1 || n.is_multiple_of(10) {
             tracing::warn!(group = %dest.group, stream = %dest.stream, attempts = n, error,
                 retry_in_ms = delay.as_millis() as u64,
@@ -304,9 +364,9 @@ impl CloudWatchLogs {
         self.stats.too_old.fetch_add(old, Ordering::Relaxed);
         self.stats.too_new.fetch_add(new, Ordering::Relaxed);
         self.stats.expired.fetch_add(expired, Ordering::Relaxed);
-        self.stats
-            .delivered
-            .fetch_add(n.saturating_sub(old.max(expired) + new), Ordering::Relaxed);
+        let stored = n.saturating_sub(old.max(expired) + new);
+        self.stats.delivered.fetch_add(stored, Ordering::Relaxed);
+        self.stats.note_delivery(dest, batch, stored);
     }
 
     /// Creates the stream, and the group (with its retention) if that is missing too.

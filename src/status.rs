@@ -1,0 +1,272 @@
+//! The status file: what the running daemon is doing, rewritten (atomically, at most every
+//! [`EVERY`], and only when something changed) for `amazon-cloudwatch-publisher status` to read.
+//! No socket and no server: a file the service user and the `adm` group can read.
+//!
+//! It lives in `state_dir` as `status.json`. Under systemd, which gives the service a runtime
+//! directory in memory (`RuntimeDirectory=`, `$RUNTIME_DIRECTORY`), the file is written there
+//! and `state_dir/status.json` is a link to it, so that its rewrites never wear an SD card.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How often the daemon looks whether the status changed.
+pub const EVERY: Duration = Duration::from_secs(5);
+pub const FILE: &str = "status.json";
+const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusFile {
+    pub version: u32,
+    /// `running`, or `stopped` (written as the daemon exits).
+    pub state: String,
+    pub pid: u32,
+    pub started_ms: i64,
+    /// When this was written.
+    pub written_ms: i64,
+    pub instance_id: String,
+    pub region: String,
+    /// Where the credentials come from: a Cognito user, or the default AWS credential chain.
+    pub credentials: String,
+    /// The service manager's status line, as last sent.
+    pub line: String,
+    pub metrics: MetricsStatus,
+    pub logs: Vec<LogStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsStatus {
+    pub namespace: String,
+    /// When CloudWatch last accepted metrics.
+    pub last_accepted_ms: Option<i64>,
+    /// Why the last request was not accepted, while that is so.
+    pub error: Option<String>,
+    /// Requests waiting in the spool, and their size.
+    pub spooled_requests: u64,
+    pub spooled_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogStatus {
+    /// A file's path, `journal`, `journald <key>` or `unified log <key>`.
+    pub source: String,
+    pub group: String,
+    pub stream: String,
+    /// For a file: bytes between the last delivered line and the file's end.
+    pub behind_bytes: Option<u64>,
+    pub events: u64,
+    /// The time of the newest event delivered, and when that was.
+    pub newest_event_ms: Option<i64>,
+    pub delivered_ms: Option<i64>,
+    /// The last delivery error, and when (kept until a delivery succeeds).
+    pub error: Option<String>,
+    pub error_ms: Option<i64>,
+}
+
+/// Where `status` finds the file for a config's `state_dir`.
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join(FILE)
+}
+
+/// Where the daemon writes it: in the runtime directory systemd gives the service, else in
+/// `state_dir`. With a runtime directory, `state_dir/status.json` is made a link to it.
+pub fn place(state_dir: &Path) -> PathBuf {
+    let runtime = std::env::var_os("RUNTIME_DIRECTORY")
+        .map(PathBuf::from)
+        // Several directories are separated by colons; the first is this service's.
+        .and_then(|p| p.to_string_lossy().split(':').next().map(PathBuf::from))
+        .filter(|p| p.is_absolute() && p.is_dir());
+    match runtime {
+        Some(dir) => {
+            let target = dir.join(FILE);
+            let link = path(state_dir);
+            if std::fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
+                let _ = std::fs::remove_file(&link);
+                if let Err(e) = std::os::unix::fs::symlink(&target, &link) {
+                    tracing::warn!(link = %link.display(), error = %e, "Cannot link the status file into the state directory; status will not find it.");
+                }
+            }
+            target
+        }
+        None => path(state_dir),
+    }
+}
+
+/// Writes `status` to `path` whole: beside it, then renamed over it. Not synced: it is only
+/// ever as current as the daemon, and a crash leaves the last whole one.
+pub fn write(path: &Path, status: &StatusFile) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        // Readable by the service's group (adm may read the state directory) and others: it
+        // holds no secret.
+        .mode(0o644)
+        .open(&tmp)?;
+    // The service's umask (0077) would leave it to the service user alone.
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    f.write_all(&serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?)?;
+    f.write_all(b"\n")?;
+    drop(f);
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path}: no status file: the publisher has not run with this state directory (or cannot write it)", path = .0.display())]
+    Missing(PathBuf),
+    #[error("{path}: {source}", path = .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a status file this version can read: {message}", path = .path.display())]
+    Foreign { path: PathBuf, message: String },
+}
+
+pub fn read(path: &Path) -> Result<StatusFile, ReadError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ReadError::Missing(path.to_owned()))
+        }
+        Err(source) => {
+            return Err(ReadError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    let status: StatusFile = serde_json::from_slice(&bytes).map_err(|e| ReadError::Foreign {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    if status.version != VERSION {
+        return Err(ReadError::Foreign {
+            path: path.to_owned(),
+            message: format!("version {}", status.version),
+        });
+    }
+    Ok(status)
+}
+
+impl StatusFile {
+    pub fn new() -> StatusFile {
+        StatusFile {
+            version: VERSION,
+            state: "running".into(),
+            pid: std::process::id(),
+            ..StatusFile::default()
+        }
+    }
+
+    /// The same status but for when it was written, to tell whether a rewrite is due.
+    fn same_as(&self, other: &StatusFile) -> bool {
+        let mut a = self.clone();
+        a.written_ms = other.written_ms;
+        a == *other
+    }
+}
+
+/// Whether the process that wrote `status` still runs (a process of that id that is this
+/// program; on Linux its name is checked, against a reused id).
+pub fn is_running(status: &StatusFile) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(status.pid) else {
+        return false;
+    };
+    if pid <= 0 || status.state != "running" {
+        return false;
+    }
+    // SAFETY: signal 0 only asks whether the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    if !alive {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        // The kernel keeps 15 bytes of the name.
+        Ok(comm) => "amazon-cloudwatch-publisher".starts_with(&comm.trim_end().replace('_', "-")),
+        Err(_) => true,
+    }
+}
+
+/// Rewrites the status file from `snapshot` every [`EVERY`] when it changed, until `stop`;
+/// then writes it once more as stopped.
+pub async fn run_writer(
+    path: PathBuf,
+    snapshot: impl Fn() -> StatusFile,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut last: Option<StatusFile> = None;
+    let mut warned = false;
+    let mut save = |mut status: StatusFile, last: &mut Option<StatusFile>| {
+        if last.as_ref().is_some_and(|l| status.same_as(l)) {
+            return;
+        }
+        status.written_ms = crate::clock::wall_ms();
+        match write(&path, &status) {
+            Ok(()) => *last = Some(status),
+            Err(e) => {
+                if !warned {
+                    warned = true;
+                    tracing::warn!(file = %path.display(), error = %e, "Cannot write the status file; status cannot show this run.");
+                }
+            }
+        }
+    };
+    loop {
+        save(snapshot(), &mut last);
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = stop.cancelled() => break,
+        }
+    }
+    let mut stopped = snapshot();
+    stopped.state = "stopped".into();
+    save(stopped, &mut last);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_whole_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(dir.path());
+        assert!(matches!(read(&p), Err(ReadError::Missing(_))));
+        let mut s = StatusFile::new();
+        s.instance_id = "rpi-1".into();
+        s.logs.push(LogStatus {
+            source: "/var/log/syslog".into(),
+            behind_bytes: Some(10),
+            ..LogStatus::default()
+        });
+        write(&p, &s).unwrap();
+        assert_eq!(read(&p).unwrap(), s);
+        assert!(!dir.path().join("status.json.tmp").exists());
+        assert!(is_running(&s), "this process");
+        s.state = "stopped".into();
+        assert!(!is_running(&s));
+        std::fs::write(&p, "{\"version\": 9}").unwrap();
+        assert!(matches!(read(&p), Err(ReadError::Foreign { .. })));
+    }
+
+    #[test]
+    fn a_dead_process_is_not_running() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let s = StatusFile {
+            pid,
+            ..StatusFile::new()
+        };
+        assert!(!is_running(&s));
+    }
+}
