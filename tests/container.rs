@@ -458,6 +458,38 @@ fn a_configured_install_runs_sandboxed_as_its_user_ships_logs_and_the_watchdog_r
     );
     assert!(!journal.contains("Cannot tell whether"), "{journal}");
 
+    // `status`, run by an operator in the adm group (no root, no access to the config): the
+    // status file is in the runtime directory, in memory, and says what the service manager
+    // was told.
+    c.ok("useradd --no-create-home --groups adm watcher");
+    let link = c.ok("readlink /opt/aws/amazon-cloudwatch-publisher/state/status.json");
+    assert_eq!(link.trim(), "/run/amazon-cloudwatch-publisher/status.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, out) = c.run(
+            "runuser -u watcher -- /opt/aws/amazon-cloudwatch-publisher/bin/amazon-cloudwatch-publisher status --json",
+        );
+        let json = out.lines().find(|l| l.starts_with('{')).unwrap_or("{}");
+        let v: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {out}"));
+        let shown = c.prop("StatusText");
+        if ok
+            && v["running"] == true
+            && v["instance_id"] == "pi-00000000c0ffee01"
+            && v["line"].as_str() == Some(shown.trim())
+            && v["logs"].as_array().is_some_and(|l| l.len() == 2)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status as a member of adm: {out}\nStatusText={shown}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let (ok, out) =
+        c.run("runuser -u watcher -- /opt/aws/amazon-cloudwatch-publisher/bin/amazon-cloudwatch-publisher status");
+    assert!(ok && out.contains("running (pid"), "{out}");
+
     // A frozen process stops sending WATCHDOG=1: systemd kills it and starts it again.
     let before = c.prop("MainPID");
     c.ok(&format!("kill -STOP {before}"));
