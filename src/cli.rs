@@ -134,6 +134,24 @@ pub struct ProvisionArgs {
     /// Say what would be created, and create and write nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Devices handled at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+
+    /// Most calls a second of each kind (user creations, password settings), to stay within
+    /// Cognito's request-rate quotas for the account, which other programs share.
+    #[arg(long, value_name = "PER_SECOND", default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub rate: u16,
+
+    /// Give these devices (instance ids, listed in systems.txt) new passwords, and write their
+    /// new files; their old passwords stop working.
+    #[arg(long, value_name = "ID", num_args = 1.., conflicts_with = "rotate_all")]
+    pub rotate: Vec<String>,
+
+    /// Give every device in systems.txt that has a user a new password.
+    #[arg(long)]
+    pub rotate_all: bool,
 }
 
 #[cfg(test)]

@@ -87,6 +87,47 @@ impl Fleet {
     fn users(&self) -> Vec<(String, String)> {
         self.moto.cognito_users(self.pool()).into_iter().collect()
     }
+
+    /// Which of these (id, password) sign in, as a device does (USER_PASSWORD_AUTH).
+    fn signs_in(&self, who: &[(&str, &str)]) -> Vec<bool> {
+        let script = r#"
+import json, sys, boto3
+url, client, who = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+idp = boto3.client("cognito-idp", endpoint_url=url, region_name="us-east-1",
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+out = []
+for user, password in who:
+    try:
+        idp.initiate_auth(AuthFlow="USER_PASSWORD_AUTH", ClientId=client,
+                          AuthParameters={"USERNAME": user, "PASSWORD": password})
+        out.append(True)
+    except idp.exceptions.NotAuthorizedException:
+        out.append(False)
+print(json.dumps(out))
+"#;
+        let out = Command::new(python())
+            .args(["-c", script, &self.moto.url()])
+            .arg(self.ids["appClientId"].as_str().unwrap())
+            .arg(serde_json::to_string(who).unwrap())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The password in a device's config file.
+    fn file_password(&self, id: &str) -> String {
+        let config: Value =
+            serde_json::from_str(&read(&self.out_dir().join(format!("{id}.json")))).unwrap();
+        config["agent"]["authentication"]["password"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
 }
 
 fn mode(path: &Path) -> u32 {
@@ -349,4 +390,173 @@ fn every_page_of_users_is_read_before_deciding_who_is_new() {
     assert!(calls.get("ListUsers") >= Some(&2), "{calls:?}");
     assert_eq!(calls.get("AdminCreateUser"), Some(&1), "{calls:?}");
     assert_eq!(fleet.users().len(), 76);
+}
+
+/// A fleet of a thousand: created concurrently, paced, with throttled calls retried, each
+/// device once, and progress shown as lines when not on a terminal.
+#[test]
+fn a_thousand_devices_are_created_concurrently_each_once_through_throttling() {
+    let fleet = Fleet::new(&[], &[]);
+    let ids: Vec<String> = (0..1000).map(|n| format!("rpi-{n:016x}")).collect();
+    let systems = fleet.systems(&(ids.join("\n") + "\n"));
+    // As Cognito answers: some tens of milliseconds a call, and throttling now and then.
+    fleet.moto.delay("AdminCreateUser", 0.02);
+    fleet.moto.delay("AdminSetUserPassword", 0.02);
+    fleet
+        .moto
+        .fail_next("AdminCreateUser", 20, 400, "TooManyRequestsException");
+    fleet
+        .moto
+        .fail_next("AdminSetUserPassword", 20, 400, "TooManyRequestsException");
+    let started = std::time::Instant::now();
+    let out = fleet.provision(&systems, &["--concurrency", "16", "--rate", "100"]);
+    let took = started.elapsed();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    eprintln!("1,000 devices at --concurrency 16 --rate 100 took {took:?}");
+    let printed = table(&stdout);
+    assert_eq!(printed.len(), 1000);
+    let printed_ids: Vec<&str> = printed.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(printed_ids, ids, "in the order of systems.txt");
+    let passwords: std::collections::HashSet<&str> =
+        printed.iter().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(passwords.len(), 1000);
+    let users = fleet.users();
+    assert_eq!(users.len(), 1000);
+    assert!(users.iter().all(|(_, status)| status == "CONFIRMED"));
+    let calls = fleet.calls();
+    assert_eq!(calls.get("AdminCreateUser.failed"), Some(&20), "{calls:?}");
+    assert_eq!(calls.get("AdminCreateUser"), Some(&1020), "{calls:?}");
+    assert_eq!(calls.get("AdminSetUserPassword"), Some(&1020), "{calls:?}");
+    // Not a terminal: a line at every tenth.
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.ends_with("devices provisioned"))
+        .collect();
+    assert_eq!(lines.len(), 10, "{stderr}");
+    assert_eq!(lines[9], "1000/1000 devices provisioned");
+    // At 100 calls a second of each kind, a thousand take ten seconds at least.
+    assert!(took >= Duration::from_secs(9), "{took:?}");
+    let sample: Vec<(&str, &str)> = printed
+        .iter()
+        .step_by(250)
+        .map(|(id, p)| (id.as_str(), p.as_str()))
+        .collect();
+    assert!(fleet.signs_in(&sample).iter().all(|ok| *ok));
+}
+
+/// Killed in the middle, run again: every device ends with one user whose password is the one
+/// in its files, none made twice.
+#[test]
+fn an_interrupted_run_is_finished_by_the_next_without_losing_a_password() {
+    let fleet = Fleet::new(&[], &[]);
+    let ids: Vec<String> = (0..60).map(|n| format!("rpi-{n:016x}")).collect();
+    let systems = fleet.systems(&(ids.join("\n") + "\n"));
+    fleet.moto.delay("AdminSetUserPassword", 0.1);
+    let mut cmd = publisher(Some(&fleet.moto.url()));
+    cmd.arg("provision")
+        .args(["--user-pool-id", fleet.pool()])
+        .args([
+            "--identity-pool-id",
+            fleet.ids["identityPoolId"].as_str().unwrap(),
+        ])
+        .args([
+            "--app-client-id",
+            fleet.ids["appClientId"].as_str().unwrap(),
+        ])
+        .args(["--account-id", fleet.ids["accountId"].as_str().unwrap()])
+        .arg("--systems")
+        .arg(&systems)
+        .arg("--out-dir")
+        .arg(fleet.out_dir())
+        .args(["--rate", "10", "--concurrency", "4"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    wait_until("some users to be created", Duration::from_secs(30), || {
+        fleet.users().len() >= 10
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = fleet.users();
+    assert!(
+        before.len() < 60,
+        "stopped before the end: {}",
+        before.len()
+    );
+    fleet.moto.delay("AdminSetUserPassword", 0.0);
+
+    let out = fleet.provision(&systems, &["--rate", "200"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let users = fleet.users();
+    assert_eq!(users.len(), 60);
+    assert!(users.iter().all(|(_, s)| s == "CONFIRMED"), "{users:?}");
+    let creates = fleet.calls().get("AdminCreateUser").copied().unwrap_or(0);
+    assert_eq!(creates, 60, "each user created once");
+    // Each device's files hold the password it signs in with.
+    let who: Vec<(String, String)> = ids
+        .iter()
+        .map(|id| (id.clone(), fleet.file_password(id)))
+        .collect();
+    let who: Vec<(&str, &str)> = who.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert!(fleet.signs_in(&who).iter().all(|ok| *ok));
+}
+
+#[test]
+fn rotation_gives_new_passwords_and_the_old_ones_stop_working() {
+    let fleet = Fleet::new(&[], &[]);
+    let systems = fleet.systems("rpi-aaaa\nrpi-bbbb\nrpi-cccc\n");
+    let out = fleet.provision(&systems, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let first: Vec<(String, String)> = table(&text(&out).0);
+
+    let out = fleet.provision(&systems, &["--rotate", "rpi-bbbb"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let rotated = table(&stdout);
+    assert_eq!(rotated.len(), 1);
+    assert_eq!(rotated[0].0, "rpi-bbbb");
+    assert_ne!(rotated[0].1, first[1].1);
+    assert_eq!(fleet.file_password("rpi-bbbb"), rotated[0].1);
+    assert!(
+        stderr.contains("their old passwords no longer work") && stderr.contains(": rpi-bbbb."),
+        "{stderr}"
+    );
+    assert_eq!(
+        fleet.signs_in(&[
+            ("rpi-bbbb", &first[1].1),
+            ("rpi-bbbb", &rotated[0].1),
+            ("rpi-aaaa", &first[0].1)
+        ]),
+        [false, true, true]
+    );
+
+    let out = fleet.provision(&systems, &["--rotate-all"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let all = table(&stdout);
+    assert_eq!(all.len(), 3);
+    assert_eq!(
+        fleet.signs_in(&[("rpi-aaaa", &first[0].1), ("rpi-aaaa", &all[0].1)]),
+        [false, true]
+    );
+    assert_eq!(fleet.users().len(), 3);
+
+    // A device not in systems.txt, or without a user: named, nothing done.
+    let out = fleet.provision(&systems, &["--rotate", "rpi-zzzz"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    assert!(
+        stderr.contains("--rotate rpi-zzzz: not a device in"),
+        "{stderr}"
+    );
+    let more = fleet.systems("rpi-aaaa\nrpi-bbbb\nrpi-cccc\nrpi-dddd\n");
+    let out = fleet.provision(&more, &["--rotate", "rpi-dddd"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    assert!(
+        stderr.contains("it has no user with a password yet"),
+        "{stderr}"
+    );
 }

@@ -1,15 +1,19 @@
 //! `provision`: one Cognito user per device listed in systems.txt.
 //!
 //! Reads the device list, lists the pool's users (every page), and creates only the missing
-//! ones, each with a random password made permanent; a user left half made by an interrupted
-//! run (still waiting for a first password change) gets a new password. Nobody is deleted.
-//! For each device it handled it writes a ready config and the Debian package's answers, mode
-//! 0600, and prints the ids and passwords once.
+//! ones, several at a time (`--concurrency`) and paced (`--rate` calls a second of each kind),
+//! each with a random password made permanent only once the device's files are written: a run
+//! stopped anywhere leaves at worst a user still waiting for its password, which the next run
+//! gives a new one. Nobody is deleted. For each device it handled it writes a ready config and
+//! the Debian package's answers, mode 0600, and prints the ids and passwords once. With
+//! `--rotate ID…` or `--rotate-all` it gives existing devices new passwords instead.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -320,35 +324,41 @@ async fn min_password_length(client: &idp::Client, pool: &str) -> Result<usize, 
     Ok(PASSWORD_CHARS.max(usize::try_from(min).unwrap_or(0)))
 }
 
-/// Creates the user with `password`, permanent; an existing user awaiting its first password
-/// gets it set.
+/// Creates the user with `password` as its temporary password (no message sent). A user made
+/// meanwhile by someone else is taken as made: the password set next takes over.
 async fn create_user(
     client: &idp::Client,
     pool: &str,
     id: &str,
     password: &str,
-    exists: bool,
 ) -> Result<(), ProvisionError> {
-    if !exists {
-        let created = client
-            .admin_create_user()
-            .user_pool_id(pool)
-            .username(id)
-            .temporary_password(password)
-            .message_action(MessageActionType::Suppress)
-            .send()
-            .await;
-        match created {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_username_exists_exception()) =>
-            {
-                // Made meanwhile by someone else; the password below takes over.
-            }
-            Err(e) => return Err(cognito_error(&format!("creating user {id}"), &e)),
+    let created = client
+        .admin_create_user()
+        .user_pool_id(pool)
+        .username(id)
+        .temporary_password(password)
+        .message_action(MessageActionType::Suppress)
+        .send()
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_username_exists_exception()) =>
+        {
+            Ok(())
         }
+        Err(e) => Err(cognito_error(&format!("creating user {id}"), &e)),
     }
+}
+
+/// Makes `password` the user's permanent password.
+async fn set_password(
+    client: &idp::Client,
+    pool: &str,
+    id: &str,
+    password: &str,
+) -> Result<(), ProvisionError> {
     client
         .admin_set_user_password()
         .user_pool_id(pool)
@@ -422,21 +432,26 @@ pub async fn run(args: &ProvisionArgs) -> Result<(), ProvisionError> {
     let users = list_users(&client, &pool).await?;
     let listed: HashSet<String> = devices.iter().map(|d| d.id.to_lowercase()).collect();
     let others = users.keys().filter(|u| !listed.contains(*u)).count();
-    let todo: Vec<(&Device, bool)> = devices
-        .iter()
-        .filter_map(|d| match users.get(&d.id.to_lowercase()) {
-            None => Some((d, false)),
-            Some(true) => Some((d, true)),
-            Some(false) => None,
-        })
-        .collect();
-    let have = devices.len() - todo.len();
     if others > 0 {
         eprintln!(
             "{others} user(s) in {pool} are not in {systems_name}; they are left as they are."
         );
     }
-    if todo.is_empty() {
+    let rotating = args.rotate_all || !args.rotate.is_empty();
+    let jobs = if rotating {
+        rotations(args, &devices, &users, &systems_name)?
+    } else {
+        devices
+            .iter()
+            .filter_map(|d| match users.get(&d.id.to_lowercase()) {
+                None => Some(Job::Create(d.clone())),
+                Some(true) => Some(Job::Finish(d.clone())),
+                Some(false) => None,
+            })
+            .collect()
+    };
+    let have = devices.len() - jobs.len();
+    if jobs.is_empty() {
         eprintln!(
             "All {} device(s) in {systems_name} already have users in {pool}; nothing to do.",
             devices.len()
@@ -444,19 +459,18 @@ pub async fn run(args: &ProvisionArgs) -> Result<(), ProvisionError> {
         return Ok(());
     }
     if args.dry_run {
-        for (d, unfinished) in &todo {
-            if *unfinished {
-                println!(
-                    "would set a new password for {} (its user never got one; {systems_name}:{})",
-                    d.id, d.line
-                );
-            } else {
-                println!("would create {} ({systems_name}:{})", d.id, d.line);
-            }
+        for job in &jobs {
+            let d = job.device();
+            let (what, why) = match job {
+                Job::Create(_) => ("would create", ""),
+                Job::Finish(_) => ("would set a new password for", "its user never got one; "),
+                Job::Rotate(_) => ("would give a new password to", ""),
+            };
+            println!("{what} {} ({why}{systems_name}:{})", d.id, d.line);
         }
         eprintln!(
-            "Dry run: {} of {} device(s) would get a user; {have} have one. Nothing was created or written.",
-            todo.len(),
+            "Dry run: {} of {} device(s) would be handled. Nothing was created or written.",
+            jobs.len(),
             devices.len()
         );
         return Ok(());
@@ -471,55 +485,299 @@ pub async fn run(args: &ProvisionArgs) -> Result<(), ProvisionError> {
             path: args.out_dir.clone(),
             source,
         })?;
-    let mut done: Vec<(String, String)> = vec![];
-    let mut failure = None;
-    for (device, unfinished) in &todo {
-        let password = generate_password(length);
-        let result = async {
-            create_user(&client, &pool, &device.id, &password, *unfinished).await?;
-            let base = args.out_dir.join(&device.id);
-            write_private(
-                &base.with_extension("json"),
-                &device_config(&backend, &device.id, &password),
-            )?;
-            write_private(
-                &base.with_extension("preseed"),
-                &device_preseed(&backend, &device.id, &password),
-            )
-        }
-        .await;
-        match result {
-            Ok(()) => done.push((device.id.clone(), password)),
-            Err(e) => {
-                failure = Some(e);
-                break;
+    let work = Arc::new(Work {
+        client,
+        pool,
+        backend,
+        out_dir: args.out_dir.clone(),
+        length,
+        creating: Pace::new(args.rate),
+        setting: Pace::new(args.rate),
+        failed: AtomicBool::new(false),
+    });
+    let progress = Progress::new(jobs.len(), rotating);
+    let permits = Arc::new(tokio::sync::Semaphore::new(usize::from(args.concurrency)));
+    let mut running = tokio::task::JoinSet::new();
+    for job in jobs {
+        let (work, permits, progress) = (Arc::clone(&work), Arc::clone(&permits), progress.clone());
+        running.spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("never closed");
+            // After a failure, what has not started is left for the next run.
+            if work.failed.load(Ordering::Relaxed) {
+                return None;
             }
+            let result = work.run(&job).await;
+            if result.is_err() {
+                work.failed.store(true, Ordering::Relaxed);
+            }
+            progress.tick();
+            Some((job, result))
+        });
+    }
+    let mut done: Vec<(Device, String, bool)> = vec![];
+    let mut failures = vec![];
+    while let Some(joined) = running.join_next().await {
+        match joined.expect("a provisioning task does not panic") {
+            Some((job, Ok(password))) => done.push((job.device().clone(), password, true)),
+            Some((job, Err(Failure::FilesNotWritten(password, e)))) => {
+                // The password is set: it must be shown, or it is lost.
+                done.push((job.device().clone(), password, false));
+                failures.push(e);
+            }
+            Some((_, Err(Failure::Before(e)))) => failures.push(e),
+            None => {}
         }
     }
+    progress.finish();
+    done.sort_by_key(|(d, _, _)| d.line);
     // The passwords are shown this once (and are in the files written).
     if !done.is_empty() {
         let width = done
             .iter()
-            .map(|(id, _)| id.len())
+            .map(|(d, _, _)| d.id.len())
             .max()
             .unwrap_or(0)
             .max(11);
         println!("{:width$}  password", "instance id");
-        for (id, password) in &done {
-            println!("{id:width$}  {password}");
+        for (d, password, written) in &done {
+            let note = if *written {
+                ""
+            } else {
+                "  (its files were not written)"
+            };
+            println!("{:width$}  {password}{note}", d.id);
         }
-        eprintln!(
-            "Created {} user(s); {have} device(s) had one already. For each new device, {} holds \
-             <id>.json (its config, for /opt/aws/amazon-cloudwatch-publisher/etc/) and \
-             <id>.preseed (answers for the Debian package: debconf-set-selections). They hold \
-             the passwords: copy each to its device only, then delete them.",
-            done.len(),
-            args.out_dir.display()
-        );
+        if rotating {
+            eprintln!(
+                "New passwords for {} device(s); their old passwords no longer work. Each of them \
+                 must receive its new {}/<id>.json (or run configure --answers <id>.preseed) \
+                 and restart the publisher; until then it cannot sign in: {}.",
+                done.len(),
+                args.out_dir.display(),
+                done.iter()
+                    .map(|(d, _, _)| d.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        } else {
+            eprintln!(
+                "Created {} user(s); {have} device(s) had one already. For each new device, {} holds \
+                 <id>.json (its config, for /opt/aws/amazon-cloudwatch-publisher/etc/) and \
+                 <id>.preseed (answers for the Debian package: debconf-set-selections). They hold \
+                 the passwords: copy each to its device only, then delete them.",
+                done.len(),
+                args.out_dir.display()
+            );
+        }
     }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.remove(0)),
+        n => {
+            eprintln!("{n} devices failed; the first error follows. Run provision again to finish: it picks up where this run stopped.");
+            Err(failures.remove(0))
+        }
+    }
+}
+
+/// The devices `--rotate` or `--rotate-all` names, each with a user that has a password.
+fn rotations(
+    args: &ProvisionArgs,
+    devices: &[Device],
+    users: &HashMap<String, bool>,
+    systems_name: &str,
+) -> Result<Vec<Job>, ProvisionError> {
+    let mut problems = vec![];
+    let mut jobs = vec![];
+    let named: Vec<&Device> = if args.rotate_all {
+        devices.iter().collect()
+    } else {
+        let mut named = vec![];
+        for id in &args.rotate {
+            match devices.iter().find(|d| d.id.eq_ignore_ascii_case(id)) {
+                Some(d) => named.push(d),
+                None => problems.push(format!("--rotate {id}: not a device in {systems_name}")),
+            }
+        }
+        named
+    };
+    for d in named {
+        match users.get(&d.id.to_lowercase()) {
+            Some(false) => jobs.push(Job::Rotate(d.clone())),
+            // --rotate-all passes over devices without a finished user.
+            _ if args.rotate_all => {}
+            _ => problems.push(format!(
+                "--rotate {}: it has no user with a password yet; run provision without --rotate first",
+                d.id
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(jobs)
+    } else {
+        Err(ProvisionError::Input(problems))
+    }
+}
+
+/// What to do for one device.
+enum Job {
+    /// Create its user.
+    Create(Device),
+    /// Its user was created by a run that stopped before the password was made permanent.
+    Finish(Device),
+    /// Give it a new password.
+    Rotate(Device),
+}
+
+impl Job {
+    fn device(&self) -> &Device {
+        match self {
+            Job::Create(d) | Job::Finish(d) | Job::Rotate(d) => d,
+        }
+    }
+}
+
+enum Failure {
+    /// Nothing lasting was done (or the user waits for a password, which the next run sets).
+    Before(ProvisionError),
+    /// The password is set, but its files could not be written.
+    FilesNotWritten(String, ProvisionError),
+}
+
+/// What every device's task shares.
+struct Work {
+    client: idp::Client,
+    pool: String,
+    backend: Backend,
+    out_dir: PathBuf,
+    length: usize,
+    creating: Pace,
+    setting: Pace,
+    failed: AtomicBool,
+}
+
+impl Work {
+    /// Does one job; returns the device's password.
+    ///
+    /// A new user is created with its password as a temporary one, the device's files are
+    /// written, and only then is the password made permanent: a run stopped in between leaves
+    /// a user waiting for a password, which the next run gives a new one (and new files), so
+    /// no password is ever lost. A rotation sets the password first, then writes the files.
+    async fn run(&self, job: &Job) -> Result<String, Failure> {
+        let password = generate_password(self.length);
+        let id = &job.device().id;
+        match job {
+            Job::Create(_) | Job::Finish(_) => {
+                if let Job::Create(_) = job {
+                    self.creating.wait().await;
+                    create_user(&self.client, &self.pool, id, &password)
+                        .await
+                        .map_err(Failure::Before)?;
+                }
+                self.write_files(id, &password).map_err(Failure::Before)?;
+                self.setting.wait().await;
+                set_password(&self.client, &self.pool, id, &password)
+                    .await
+                    .map_err(Failure::Before)?;
+            }
+            Job::Rotate(_) => {
+                self.setting.wait().await;
+                set_password(&self.client, &self.pool, id, &password)
+                    .await
+                    .map_err(Failure::Before)?;
+                self.write_files(id, &password)
+                    .map_err(|e| Failure::FilesNotWritten(password.clone(), e))?;
+            }
+        }
+        Ok(password)
+    }
+
+    fn write_files(&self, id: &str, password: &str) -> Result<(), ProvisionError> {
+        let base = self.out_dir.join(id);
+        write_private(
+            &base.with_extension("json"),
+            &device_config(&self.backend, id, password),
+        )?;
+        write_private(
+            &base.with_extension("preseed"),
+            &device_preseed(&self.backend, id, password),
+        )
+    }
+}
+
+/// At most `rate` calls a second, spaced evenly, for all tasks together.
+struct Pace {
+    every: Duration,
+    next: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pace {
+    fn new(rate: u16) -> Pace {
+        Pace {
+            every: Duration::from_secs(1) / u32::from(rate.max(1)),
+            next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    async fn wait(&self) {
+        let slot = {
+            let mut next = self.next.lock().await;
+            let slot = (*next).max(tokio::time::Instant::now());
+            *next = slot + self.every;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+/// How far a run is: a bar on a terminal, else a line at every tenth and at the end.
+#[derive(Clone)]
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    done: Arc<AtomicUsize>,
+    total: usize,
+    what: &'static str,
+}
+
+impl Progress {
+    fn new(total: usize, rotating: bool) -> Progress {
+        use std::io::IsTerminal;
+        let what = if rotating { "rotated" } else { "provisioned" };
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} devices {msg} ({per_sec}, {eta} left)",
+            ) {
+                bar.set_style(style);
+            }
+            bar.set_message(what);
+            bar
+        });
+        Progress {
+            bar,
+            done: Arc::new(AtomicUsize::new(0)),
+            total,
+            what,
+        }
+    }
+
+    fn tick(&self) {
+        let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        match &self.bar {
+            Some(bar) => bar.inc(1),
+            None => {
+                let step = self.total.div_ceil(10).max(1);
+                if n.is_multiple_of(step) || n == self.total {
+                    eprintln!("{n}/{} devices {}", self.total, self.what);
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
     }
 }
 
