@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::config::DEFAULT_STATE_DIR;
 use crate::error::AppError;
-use crate::sources::files::timestamp::civil_from_days;
+use crate::sources::files::timestamp::utc_text;
 use crate::status::{self, StatusFile};
 
 pub fn run(config: &Path, state_dir: Option<&Path>, as_json: bool) -> Result<(), AppError> {
@@ -49,16 +49,7 @@ fn state_dir_of(config: &Path) -> PathBuf {
 
 /// "2026-12-01 00:40:03 UTC (12 s ago)".
 fn when(ms: i64, now: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC ({})",
-        t / 3600,
-        t / 60 % 60,
-        t % 60,
-        ago(now - ms)
-    )
+    format!("{} UTC ({})", utc_text(ms.div_euclid(1000)), ago(now - ms))
 }
 
 fn ago(ms: i64) -> String {

@@ -24,7 +24,7 @@ pub(super) const PRIORITIES: &[&str] = &[
 ];
 /// The agent reads entries of this priority and more urgent unless an entry says otherwise.
 const DEFAULT_PRIORITY: &str = "info";
-/// An entry's stream when neither it nor `logs.log_stream_name` names one.
+/// A reader's stream when neither it nor `logs.log_stream_name` names one.
 const DEFAULT_STREAM: &str = "{instance_id}";
 
 /// A priority name or number, checked.
@@ -44,48 +44,95 @@ pub(super) fn priority(c: &mut Checker, s: &Section) -> Option<String> {
     }
 }
 
+/// One entry of a reader section's `collect_list` (`journald`, `unified_log`): the entry, its
+/// path, and its log group and stream.
+pub(super) struct Reader<'v> {
+    pub(super) entry: Section<'v>,
+    pub(super) at: String,
+    pub(super) group: String,
+    pub(super) stream: String,
+}
+
+/// A reader section in the agent's form: an object (keys `keys`) with a required
+/// `collect_list` of objects (keys `entry_keys`), each with a required `log_group_name` and a
+/// `log_stream_name` (default `default_stream`, else `{instance_id}`). Returns the section and
+/// its entries; None when it is absent or not an object. `what` names the readers in messages.
+pub(super) fn readers<'v>(
+    c: &mut Checker,
+    parent: &Section<'v>,
+    key: &str,
+    keys: &[&str],
+    entry_keys: &[&str],
+    what: &str,
+    default_stream: Option<&str>,
+) -> Option<(Section<'v>, Vec<Reader<'v>>)> {
+    let v = parent.get(key)?;
+    let path = parent.at(key);
+    let map = c.object(&path, v, keys)?;
+    let s = Section::new(&path, map);
+    let mut out = Vec::new();
+    let Some(list) = s.get("collect_list") else {
+        c.problem(
+            &s.at("collect_list"),
+            format!("is required: a list of {what}"),
+        );
+        return Some((s, out));
+    };
+    let list_path = s.at("collect_list");
+    let Some(items) = list.as_array() else {
+        c.wrong_type(&list_path, "an array of objects", list);
+        return Some((s, out));
+    };
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{list_path}[{i}]");
+        let Some(map) = c.object(&at, item, entry_keys) else {
+            continue;
+        };
+        let entry = Section::new(&at, map);
+        let Some(group) = c.group_template(&entry, "log_group_name") else {
+            if entry.get("log_group_name").is_none() {
+                c.problem(&entry.at("log_group_name"), "is required");
+            }
+            continue;
+        };
+        let stream = c
+            .stream_template(&entry, "log_stream_name")
+            .unwrap_or_else(|| default_stream.unwrap_or(DEFAULT_STREAM).to_owned());
+        out.push(Reader {
+            entry,
+            at,
+            group,
+            stream,
+        });
+    }
+    Some((s, out))
+}
+
 /// Checks `journald` (at `parent`'s key `journald`); `default_stream` is `logs.log_stream_name`.
 pub(super) fn check_journald(
     c: &mut Checker,
     parent: &Section,
     default_stream: Option<&str>,
 ) -> Vec<(JournalSource, String)> {
-    let Some(v) = parent.get("journald") else {
-        return Vec::new();
-    };
-    let path = parent.at("journald");
-    let Some(map) = c.object(&path, v, JOURNALD_KEYS) else {
-        return Vec::new();
-    };
-    let s = Section::new(&path, map);
-    let Some(list) = s.get("collect_list") else {
-        c.problem(
-            &s.at("collect_list"),
-            "is required: a list of journal readers",
-        );
-        return Vec::new();
-    };
-    let list_path = s.at("collect_list");
-    let Some(items) = list.as_array() else {
-        c.wrong_type(&list_path, "an array of objects", list);
+    let Some((_, readers)) = readers(
+        c,
+        parent,
+        "journald",
+        JOURNALD_KEYS,
+        ENTRY_KEYS,
+        "journal readers",
+        default_stream,
+    ) else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let at = format!("{list_path}[{i}]");
-        let Some(map) = c.object(&at, item, ENTRY_KEYS) else {
-            continue;
-        };
-        let e = Section::new(&at, map);
-        let Some(group) = c.group_template(&e, "log_group_name") else {
-            if e.get("log_group_name").is_none() {
-                c.problem(&e.at("log_group_name"), "is required");
-            }
-            continue;
-        };
-        let stream = c
-            .stream_template(&e, "log_stream_name")
-            .unwrap_or_else(|| default_stream.unwrap_or(DEFAULT_STREAM).to_owned());
+    for Reader {
+        entry: e,
+        at,
+        group,
+        stream,
+    } in readers
+    {
         let matches = matches(c, &e);
         out.push((
             JournalSource {

@@ -4,6 +4,7 @@
 //! `"collect": false` keeps the list in the file without reading it.
 
 use super::check::{filters, Checker, Section};
+use super::journald::{readers, Reader};
 use super::UnifiedLogSource;
 
 const UNIFIED_LOG_KEYS: &[&str] = &["collect", "collect_list"];
@@ -17,8 +18,6 @@ const ENTRY_KEYS: &[&str] = &[
 ];
 /// `log stream --level`: what is read besides errors and faults.
 pub(super) const LEVELS: &[&str] = &["default", "info", "debug"];
-/// An entry's stream when neither it nor `logs.log_stream_name` names one.
-const DEFAULT_STREAM: &str = "{instance_id}";
 /// A predicate longer than this is surely not one (the command line has its limits too).
 const MAX_PREDICATE: usize = 4096;
 
@@ -30,43 +29,26 @@ pub(super) fn check_unified_log(
     parent: &Section,
     default_stream: Option<&str>,
 ) -> Vec<(UnifiedLogSource, String)> {
-    let Some(v) = parent.get("unified_log") else {
+    let Some((s, readers)) = readers(
+        c,
+        parent,
+        "unified_log",
+        UNIFIED_LOG_KEYS,
+        ENTRY_KEYS,
+        "unified log readers",
+        default_stream,
+    ) else {
         return Vec::new();
     };
-    let path = parent.at("unified_log");
-    let Some(map) = c.object(&path, v, UNIFIED_LOG_KEYS) else {
-        return Vec::new();
-    };
-    let s = Section::new(&path, map);
     let collect = c.bool(&s, "collect").unwrap_or(true);
-    let Some(list) = s.get("collect_list") else {
-        c.problem(
-            &s.at("collect_list"),
-            "is required: a list of unified log readers",
-        );
-        return Vec::new();
-    };
-    let list_path = s.at("collect_list");
-    let Some(items) = list.as_array() else {
-        c.wrong_type(&list_path, "an array of objects", list);
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let at = format!("{list_path}[{i}]");
-        let Some(map) = c.object(&at, item, ENTRY_KEYS) else {
-            continue;
-        };
-        let e = Section::new(&at, map);
-        let Some(group) = c.group_template(&e, "log_group_name") else {
-            if e.get("log_group_name").is_none() {
-                c.problem(&e.at("log_group_name"), "is required");
-            }
-            continue;
-        };
-        let stream = c
-            .stream_template(&e, "log_stream_name")
-            .unwrap_or_else(|| default_stream.unwrap_or(DEFAULT_STREAM).to_owned());
+    for Reader {
+        entry: e,
+        at,
+        group,
+        stream,
+    } in readers
+    {
         let predicate = c.string(&e, "predicate");
         if let Some(p) = &predicate {
             if p.trim().is_empty() || p.len() > MAX_PREDICATE || p.contains('\0') {

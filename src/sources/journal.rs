@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::JournalSource;
 use crate::service::{beating, Heartbeat, BEAT};
-use crate::sinks::cloudwatch_logs::{split_message, Batch, BatchBuilder, MAX_EVENT_BYTES};
+use crate::sinks::cloudwatch_logs::{Batch, BatchBuilder};
 use crate::sources::child_lines::{CappedLines, Next};
 use crate::sources::Position;
 
@@ -345,12 +345,11 @@ impl Journal {
         last_ts: &mut i64,
         cursor: &mut Option<String>,
     ) -> Vec<Batch> {
-        let mut full = Vec::new();
         let entry: Entry = match serde_json::from_slice(line) {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(error = %e, bytes = line.len(), "Skipping a journal entry that is not valid JSON (or too large).");
-                return full;
+                return Vec::new();
             }
         };
         let clock = crate::clock::get().read();
@@ -378,21 +377,9 @@ impl Journal {
         let text = text.trim_end_matches(['\n', '\r']);
         if text.is_empty() || !self.source.filters.keeps(text) {
             builder.advance(position);
-            return full;
+            return Vec::new();
         }
-        if text.len() <= MAX_EVENT_BYTES {
-            full.extend(builder.push(ts, text, position));
-        } else {
-            let mut pieces = split_message(text).peekable();
-            while let Some(piece) = pieces.next() {
-                if pieces.peek().is_some() {
-                    full.extend(builder.push_piece(ts, piece));
-                } else {
-                    full.extend(builder.push(ts, piece, position.clone()));
-                }
-            }
-        }
-        full
+        builder.push_message(ts, text, position)
     }
 }
 

@@ -21,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::UnifiedLogSource;
 use crate::service::{beating, Heartbeat, BEAT};
-use crate::sinks::cloudwatch_logs::{split_message, Batch, BatchBuilder, MAX_EVENT_BYTES};
+use crate::sinks::cloudwatch_logs::{Batch, BatchBuilder};
 use crate::sources::child_lines::{CappedLines, Next};
-use crate::sources::files::timestamp::{civil_from_days, days_from_civil};
+use crate::sources::files::timestamp::{days_from_civil, utc_text};
 use crate::sources::Position;
 
 /// Names the `log` to run instead of /usr/bin/log (tests use a stand-in).
@@ -178,15 +178,7 @@ pub fn parse_time(text: &str) -> Option<i64> {
 /// `log show --start`'s form of a time, in UTC: "YYYY-MM-DD HH:MM:SS+0000" (whole seconds,
 /// rounded down; the entries of that second before the mark are skipped by it).
 fn start_arg(at_us: i64) -> String {
-    let secs = at_us.div_euclid(1_000_000);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}+0000",
-        t / 3600,
-        t / 60 % 60,
-        t % 60
-    )
+    format!("{}+0000", utc_text(at_us.div_euclid(1_000_000)))
 }
 
 pub struct UnifiedLog {
@@ -446,25 +438,12 @@ impl UnifiedLog {
         position: Position,
         builder: &mut BatchBuilder,
     ) -> Vec<Batch> {
-        let mut full = Vec::new();
         let text = text.trim_end_matches(['\n', '\r']);
         if text.is_empty() || !self.source.filters.keeps(text) {
             builder.advance(position);
-            return full;
+            return Vec::new();
         }
-        if text.len() <= MAX_EVENT_BYTES {
-            full.extend(builder.push(ts, text, position));
-        } else {
-            let mut pieces = split_message(text).peekable();
-            while let Some(piece) = pieces.next() {
-                if pieces.peek().is_some() {
-                    full.extend(builder.push_piece(ts, piece));
-                } else {
-                    full.extend(builder.push(ts, piece, position.clone()));
-                }
-            }
-        }
-        full
+        builder.push_message(ts, text, position)
     }
 }
 

@@ -183,6 +183,26 @@ impl BatchBuilder {
         done
     }
 
+    /// Adds a message of any length (not empty): one event, or, when longer than an event
+    /// may be, its pieces, the position moving only with the last. Returns the batches that
+    /// became full.
+    pub fn push_message(&mut self, ts: i64, message: &str, position: Position) -> Vec<Batch> {
+        let mut full = Vec::new();
+        if message.len() <= MAX_EVENT_BYTES {
+            full.extend(self.push(ts, message, position));
+            return full;
+        }
+        let mut pieces = split_message(message).peekable();
+        while let Some(piece) = pieces.next() {
+            if pieces.peek().is_some() {
+                full.extend(self.push_piece(ts, piece));
+            } else {
+                full.extend(self.push(ts, piece, position.clone()));
+            }
+        }
+        full
+    }
+
     /// Says which clock the next events' times come from: `Some(offset)` while the system
     /// clock is not synchronized (the wall clock's offset from the monotonic clock), `None`
     /// once it is, or for times that are not the clock's (taken from the lines themselves).

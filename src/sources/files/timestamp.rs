@@ -291,6 +291,18 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// Seconds since the epoch as "YYYY-MM-DD HH:MM:SS", in UTC.
+pub fn utc_text(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let t = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    )
+}
+
 /// The local time zone's offset from UTC, asked of the C library (which knows the zone's rules
 /// and TZ) once per local hour and kept: an offset changes at most at an hour's start.
 #[derive(Debug, Default)]
