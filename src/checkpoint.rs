@@ -41,6 +41,11 @@ const SAVE_GAP: Duration = Duration::from_secs(1);
 const JOURNAL_ENTRY_BYTES: u64 = 1024;
 /// How often entries for files long gone are dropped while running.
 const PRUNE_EVERY_MS: i64 = 3600 * 1000;
+/// How often, at a save, entries of files that are gone (rotated and deleted) are dropped: the
+/// state file stays the size of what exists, not of every file generation in a week.
+const GONE_EVERY_MS: i64 = 60 * 1000;
+/// An entry moved this recently is kept even if its file is not found (a rename under way).
+const GONE_GRACE_MS: i64 = 60 * 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct FileEntry {
@@ -110,6 +115,8 @@ struct State {
     dirty: bool,
     /// When forgotten files were last dropped.
     pruned_ms: i64,
+    /// When entries of files that are gone were last dropped.
+    gone_ms: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -308,6 +315,10 @@ impl Checkpoints {
                 state.pruned_ms = now;
                 state.files.retain(|_, f| keep(f, now));
             }
+            if now.saturating_sub(state.gone_ms) > GONE_EVERY_MS {
+                state.gone_ms = now;
+                drop_gone(&mut state.files, now);
+            }
             let mut files: Vec<FileEntry> = state.files.values().cloned().collect();
             // By device too: one path on two devices (a remounted disk) would otherwise come
             // out in the map's order, and each save of the same state differ.
@@ -415,6 +426,33 @@ fn keep(f: &FileEntry, now: i64) -> bool {
     use std::os::unix::fs::MetadataExt;
     now.saturating_sub(f.updated_ms) < FORGET_AFTER_MS
         || std::fs::metadata(&f.path).is_ok_and(|m| m.dev() == f.dev && m.ino() == f.ino)
+}
+
+/// Drops the entries of files no longer in their folder (looked up by inode, so a file renamed
+/// in its folder by rotation is still there). A folder that cannot be read keeps its entries,
+/// and so does an entry moved in the last [`GONE_GRACE_MS`].
+fn drop_gone(files: &mut HashMap<(u64, u64), FileEntry>, now: i64) {
+    use std::os::unix::fs::{DirEntryExt, MetadataExt};
+    let mut folders: HashMap<PathBuf, Option<(u64, std::collections::HashSet<u64>)>> =
+        HashMap::new();
+    files.retain(|_, f| {
+        if now.saturating_sub(f.updated_ms) < GONE_GRACE_MS {
+            return true;
+        }
+        let Some(dir) = f.path.parent() else {
+            return true;
+        };
+        let inodes = folders.entry(dir.to_owned()).or_insert_with(|| {
+            let dev = std::fs::metadata(dir).ok()?.dev();
+            let entries = std::fs::read_dir(dir).ok()?;
+            Some((dev, entries.flatten().map(|e| e.ino()).collect()))
+        });
+        match inodes {
+            // On another device than the entry's (remounted?): not for us to judge.
+            Some((dev, inodes)) if *dev == f.dev => inodes.contains(&f.ino),
+            _ => true,
+        }
+    });
 }
 
 fn set_aside(path: &Path, why: &str) {
@@ -562,6 +600,59 @@ mod tests {
         c.record_start(&key("/srv/app.log", 3), 9);
         c.save().unwrap();
         assert!(!path.exists(), "no change, no write");
+    }
+
+    #[test]
+    fn entries_of_deleted_files_go_and_renamed_ones_stay() {
+        use std::os::unix::fs::MetadataExt;
+        let logs = tempfile::tempdir().unwrap();
+        let real = |name: &str| {
+            let path = logs.path().join(name);
+            std::fs::write(&path, "x\n").unwrap();
+            let m = std::fs::metadata(&path).unwrap();
+            FileEntry {
+                path,
+                dev: m.dev(),
+                ino: m.ino(),
+                fingerprint: Fingerprint { len: 2, hash: 1 },
+                offset: 2,
+                updated_ms: 0,
+            }
+        };
+        let (kept, renamed, deleted, recent) = (
+            real("app.log"),
+            real("app.log.1"),
+            real("app.log.2"),
+            real("new.log"),
+        );
+        std::fs::rename(logs.path().join("app.log.1"), logs.path().join("app.log.3")).unwrap();
+        std::fs::remove_file(&deleted.path).unwrap();
+        std::fs::remove_file(&recent.path).unwrap();
+        let now = 10 * GONE_GRACE_MS;
+        let recent = FileEntry {
+            updated_ms: now - 1,
+            ..recent
+        };
+        let unreadable = FileEntry {
+            path: PathBuf::from("/nonexistent-folder/x.log"),
+            ..kept.clone()
+        };
+        let mut files: HashMap<(u64, u64), FileEntry> = [&kept, &renamed, &deleted, &recent]
+            .into_iter()
+            .map(|f| ((f.dev, f.ino), f.clone()))
+            .collect();
+        files.insert((unreadable.dev, u64::MAX), unreadable);
+        drop_gone(&mut files, now);
+        let mut left: Vec<&Path> = files.values().map(|f| f.path.as_path()).collect();
+        left.sort();
+        let mut want = vec![
+            kept.path.as_path(),
+            renamed.path.as_path(),
+            recent.path.as_path(),
+            Path::new("/nonexistent-folder/x.log"),
+        ];
+        want.sort();
+        assert_eq!(left, want);
     }
 
     #[test]

@@ -96,9 +96,18 @@ pub fn place(state_dir: &Path) -> PathBuf {
 /// Writes `status` to `path` whole: beside it, then renamed over it. Not synced: it is only
 /// ever as current as the daemon, and a crash leaves the last whole one.
 pub fn write(path: &Path, status: &StatusFile) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    // A partial file (a full disk) is not left behind.
+    let written = write_new(&tmp, status).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn write_new(tmp: &Path, status: &StatusFile) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("json.tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -106,15 +115,11 @@ pub fn write(path: &Path, status: &StatusFile) -> std::io::Result<()> {
         // Readable by the service's group (adm may read the state directory) and others: it
         // holds no secret.
         .mode(0o644)
-        .open(&tmp)?;
+        .open(tmp)?;
     // The service's umask (0077) would leave it to the service user alone.
     f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     f.write_all(&serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?)?;
-    f.write_all(b"\n")?;
-    drop(f);
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    f.write_all(b"\n")
 }
 
 #[derive(Debug, thiserror::Error)]
