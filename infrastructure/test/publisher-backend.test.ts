@@ -144,11 +144,21 @@ test("metrics only to the configured namespaces, logs only to the configured gro
 });
 
 test("the stack outputs what provisioning and the devices need", () => {
-  const t = synth();
+  const t = synth({ dashboard: false, alarms: false });
   const outputs = t.findOutputs("*");
   assert.deepEqual(Object.keys(outputs).sort(), [
     "AccountId",
     "AppClientId",
+    "IdentityPoolId",
+    "Region",
+    "UserPoolId",
+  ]);
+  // With the fleet's dashboard and alarms (the default), their topic and dashboard too.
+  assert.deepEqual(Object.keys(synth().findOutputs("*")).sort(), [
+    "AccountId",
+    "AlarmTopicArn",
+    "AppClientId",
+    "DashboardName",
     "IdentityPoolId",
     "Region",
     "UserPoolId",
