@@ -7,6 +7,7 @@
 //! and `state_dir/status.json` is a link to it, so that its rewrites never wear an SD card.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -201,40 +202,67 @@ pub fn is_running(status: &StatusFile) -> bool {
     }
 }
 
-/// Rewrites the status file from `snapshot` every [`EVERY`] when it changed, until `stop`;
-/// then writes it once more as stopped.
-pub async fn run_writer(
+/// What the writer remembers between rounds.
+struct Writer {
     path: PathBuf,
-    snapshot: impl Fn() -> StatusFile,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    let mut last: Option<StatusFile> = None;
-    let mut warned = false;
-    let mut save = |mut status: StatusFile, last: &mut Option<StatusFile>| {
-        if last.as_ref().is_some_and(|l| status.same_as(l)) {
+    last: Option<StatusFile>,
+    warned: bool,
+}
+
+impl Writer {
+    /// Writes `status` unless it is what was written last. Blocking.
+    fn save(&mut self, mut status: StatusFile) {
+        if self.last.as_ref().is_some_and(|l| status.same_as(l)) {
             return;
         }
         status.written_ms = crate::clock::wall_ms();
-        match write(&path, &status) {
-            Ok(()) => *last = Some(status),
+        match write(&self.path, &status) {
+            Ok(()) => self.last = Some(status),
             Err(e) => {
-                if !warned {
-                    warned = true;
-                    tracing::warn!(file = %path.display(), error = %e, "Cannot write the status file; status cannot show this run.");
+                if !self.warned {
+                    self.warned = true;
+                    tracing::warn!(file = %self.path.display(), error = %e, "Cannot write the status file; status cannot show this run.");
                 }
             }
         }
+    }
+}
+
+/// Rewrites the status file from `snapshot` every [`EVERY`] when it changed, until `stop`;
+/// then writes it once more as stopped. The snapshot (which looks at files) and the write run
+/// on the blocking pool.
+pub async fn run_writer(
+    path: PathBuf,
+    snapshot: impl Fn() -> StatusFile + Send + Sync + 'static,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let writer = Arc::new(Mutex::new(Writer {
+        path,
+        last: None,
+        warned: false,
+    }));
+    let snapshot = Arc::new(snapshot);
+    let round = |stopped: bool| {
+        let (writer, snapshot) = (Arc::clone(&writer), Arc::clone(&snapshot));
+        tokio::task::spawn_blocking(move || {
+            let mut status = snapshot();
+            if stopped {
+                status.state = "stopped".into();
+            }
+            writer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .save(status);
+        })
     };
     loop {
-        save(snapshot(), &mut last);
+        let _ = round(false).await;
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
             _ = stop.cancelled() => break,
         }
     }
-    let mut stopped = snapshot();
-    stopped.state = "stopped".into();
-    save(stopped, &mut last);
+    let _ = round(true).await;
 }
 
 #[cfg(test)]
