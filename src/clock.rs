@@ -216,11 +216,13 @@ impl Clock {
 /// "forward by 2 h 5 min 3 s", "back by 1.5 s".
 fn describe_step(ms: i64) -> String {
     let way = if ms > 0 { "forward" } else { "back" };
-    let ms = ms.unsigned_abs();
-    let s = ms / 1000;
-    let amount = if s < 60 {
-        format!("{}.{} s", s, ms % 1000 / 100)
+    // Rounded: the two clocks are read a moment apart, so a step of exactly an hour
+    // measures a millisecond either side of it.
+    let tenths = (ms.unsigned_abs() + 50) / 100;
+    let amount = if tenths < 600 {
+        format!("{}.{} s", tenths / 10, tenths % 10)
     } else {
+        let s = (tenths + 5) / 10;
         let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
         let parts = [(d, "d"), (h, "h"), (m, "min"), (s, "s")];
         let shown: Vec<String> = parts
@@ -380,6 +382,9 @@ mod tests {
     fn steps_are_described_in_words() {
         assert_eq!(describe_step(1500), "forward by 1.5 s");
         assert_eq!(describe_step(-3_600_000), "back by 1 h");
+        assert_eq!(describe_step(-3_599_999), "back by 1 h");
+        assert_eq!(describe_step(3_600_001), "forward by 1 h");
+        assert_eq!(describe_step(1_449), "forward by 1.4 s");
         assert_eq!(
             describe_step(56 * 365 * 86_400_000 + 7_261_000),
             "forward by 20440 d 2 h 1 min 1 s"
