@@ -115,13 +115,48 @@ impl Unit {
     }
 }
 
-/// One named value of a sample.
+/// One named value of a sample: a single value, or many summarized (StatsD's rounds).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
     pub name: String,
     pub unit: Unit,
+    /// The value; with a summary, the sum of what it summarizes.
     pub value: f64,
+    /// Many values, sent as a statistic set or as values and their counts instead of `value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
 }
+
+impl Measurement {
+    /// A single value.
+    pub fn single(name: impl Into<String>, unit: Unit, value: f64) -> Measurement {
+        Measurement {
+            name: name.into(),
+            unit,
+            value,
+            summary: None,
+        }
+    }
+}
+
+/// Values summarized before they are sent, as PutMetricData takes them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Summary {
+    /// `StatisticValues`: how many, their sum, least and greatest.
+    Statistics {
+        count: f64,
+        sum: f64,
+        min: f64,
+        max: f64,
+    },
+    /// `Values` and `Counts`: each distinct value with how often it came, so CloudWatch can
+    /// compute percentiles. At most [`MAX_DISTINCT_VALUES`] of them.
+    Distribution { values: Vec<f64>, counts: Vec<f64> },
+}
+
+/// PutMetricData takes at most 150 distinct values in one datum's `Values`.
+pub const MAX_DISTINCT_VALUES: usize = 150;
 
 /// What the host-metrics source produces: values taken at one moment.
 #[derive(Debug, Clone, PartialEq)]

@@ -340,9 +340,20 @@ pub struct Datum {
     pub namespace: String,
     pub name: String,
     pub value: f64,
+    /// A statistic set's numbers (`value` is then their sum).
+    #[serde(default)]
+    pub statistics: Option<Statistics>,
     pub unit: Option<String>,
     pub dimensions: HashMap<String, String>,
     pub timestamp_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Statistics {
+    pub sample_count: f64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
 }
 
 /// Percent-encodes a query value.

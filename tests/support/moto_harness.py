@@ -7,14 +7,16 @@
     enforce them) and forwarded to moto as the JSON 1.0 protocol it understands; answers are
     encoded back to CBOR;
   * counts the operations it sees (GET /_harness/calls);
-  * lists the metric datums moto stored, with their own timestamps (GET /_harness/metrics);
+  * lists the metric datums moto stored, with their own timestamps, statistic sets with their
+    numbers (GET /_harness/metrics);
   * reports a shorter id token lifetime from InitiateAuth on request
     (GET /_harness/token-lifetime?seconds=125), so token renewal can be tested in minutes;
   * checks PutLogEvents against CloudWatch Logs' limits (moto does not enforce them: event
     count, batch and event size, empty messages, chronological order, 24 h span) and answers
     InvalidParameterException without reaching moto; lists what it rejected
-    (GET /_harness/violations) and summaries of what it passed on (GET /_harness/put-log-events,
-    ?summary=1 adds the largest event count and batch size seen);
+    (GET /_harness/violations) and summaries of what it passed on, with the
+    `x-amzn-logs-format` header when one was sent (GET /_harness/put-log-events, ?summary=1 adds
+    the largest event count and batch size seen);
   * lists the log events moto stored, per group and stream, in the order received
     (GET /_harness/log-events, ?group= and ?stream= to limit), and the groups with their
     retention, streams and the class asked for at creation (GET /_harness/log-groups);
@@ -376,6 +378,10 @@ class Harness:
         env["CONTENT_LENGTH"] = str(len(raw))
         status, headers, out = call_app(self.moto, env)
         record = {"group": group, "stream": stream, **summary, "status": int(status[:3])}
+        # Embedded metric format documents are sent with this header (moto ignores it).
+        logs_format = environ.get("HTTP_X_AMZN_LOGS_FORMAT")
+        if logs_format:
+            record["logs_format"] = logs_format
         try:
             answer = json.loads(out) if out.strip() else {}
         except ValueError:
@@ -504,13 +510,18 @@ class Harness:
 
 
 def stored_metrics():
-    from moto.cloudwatch.models import MetricDatum, cloudwatch_backends
+    """Every datum moto stored: single values (moto stores `Values` with `Counts` as that many
+    single values), and statistic sets with their four numbers (`value` is their sum)."""
+    from moto.cloudwatch.models import MetricAggregatedDatum, MetricDatum, cloudwatch_backends
 
     out = []
     for account in list(cloudwatch_backends.keys()):
         for region, backend in cloudwatch_backends[account].items():
             for d in list(backend.metric_data):
-                if not isinstance(d, MetricDatum):
+                statistics = None
+                if isinstance(d, MetricAggregatedDatum):
+                    statistics = {"sample_count": d.sample_count, "sum": d.sum, "min": d.min, "max": d.max}
+                elif not isinstance(d, MetricDatum):
                     continue
                 ts = d.timestamp
                 if isinstance(ts, (int, float)):
@@ -525,7 +536,8 @@ def stored_metrics():
                         "region": region,
                         "namespace": d.namespace,
                         "name": d.name,
-                        "value": d.value,
+                        "value": d.sum if statistics else d.value,
+                        "statistics": statistics,
                         "unit": d.unit,
                         "dimensions": {dim.name: dim.value for dim in d.dimensions},
                         "timestamp_ms": ms,

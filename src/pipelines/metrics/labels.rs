@@ -119,11 +119,7 @@ impl AgentLabels {
                 .filter(|(_, v)| keep_unknown || v.is_finite())
                 .filter_map(|(field, value)| {
                     let m = config.measurements.iter().find(|m| m.field == *field)?;
-                    Some(Measurement {
-                        name: m.name.clone(),
-                        unit: m.unit,
-                        value: *value,
-                    })
+                    Some(Measurement::single(m.name.clone(), m.unit, *value))
                 })
                 .collect();
             if values.is_empty() {

@@ -1,10 +1,10 @@
 //! Turns metric records into PutMetricData requests within CloudWatch's limits.
 
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
 use aws_smithy_types::DateTime;
 use serde_json::{json, Value};
 
-use crate::metric::MetricRecord;
+use crate::metric::{MetricRecord, Summary};
 
 /// PutMetricData takes at most 1,000 datums per request.
 pub const MAX_DATUMS_PER_REQUEST: usize = 1_000;
@@ -35,16 +35,32 @@ impl Batch {
                     .map(|(n, v)| json!({"Name": n, "Value": v}))
                     .collect();
                 r.values.iter().map(move |m| {
-                    json!({
+                    let mut d = json!({
                         "MetricName": m.name,
                         "Dimensions": dims,
                         "Timestamp": DateTime::from_millis(r.timestamp_ms)
                             .fmt(aws_smithy_types::date_time::Format::DateTime)
                             .unwrap_or_default(),
-                        "Value": m.value,
                         "Unit": m.unit.as_str(),
                         "StorageResolution": r.storage_resolution,
-                    })
+                    });
+                    match &m.summary {
+                        None => d["Value"] = json!(m.value),
+                        Some(Summary::Statistics {
+                            count,
+                            sum,
+                            min,
+                            max,
+                        }) => {
+                            d["StatisticValues"] = json!({"SampleCount": count, "Sum": sum,
+                                "Minimum": min, "Maximum": max});
+                        }
+                        Some(Summary::Distribution { values, counts }) => {
+                            d["Values"] = json!(values);
+                            d["Counts"] = json!(counts);
+                        }
+                    }
+                    d
                 })
             })
             .collect();
@@ -61,14 +77,32 @@ impl Batch {
                     .map(|(n, v)| Dimension::builder().name(n).value(v).build())
                     .collect();
                 r.values.iter().map(move |m| {
-                    MetricDatum::builder()
+                    let datum = MetricDatum::builder()
                         .metric_name(&m.name)
                         .set_dimensions(Some(dims.clone()))
                         .timestamp(DateTime::from_millis(r.timestamp_ms))
-                        .value(m.value)
                         .unit(StandardUnit::from(m.unit.as_str()))
-                        .storage_resolution(r.storage_resolution)
-                        .build()
+                        .storage_resolution(r.storage_resolution);
+                    match &m.summary {
+                        None => datum.value(m.value),
+                        Some(Summary::Statistics {
+                            count,
+                            sum,
+                            min,
+                            max,
+                        }) => datum.statistic_values(
+                            StatisticSet::builder()
+                                .sample_count(*count)
+                                .sum(*sum)
+                                .minimum(*min)
+                                .maximum(*max)
+                                .build(),
+                        ),
+                        Some(Summary::Distribution { values, counts }) => datum
+                            .set_values(Some(values.clone()))
+                            .set_counts(Some(counts.clone())),
+                    }
+                    .build()
                 })
             })
             .collect()
@@ -82,7 +116,16 @@ fn estimated_bytes(r: &MetricRecord) -> usize {
         .iter()
         .map(|(n, v)| n.len() + v.len() + 16)
         .sum();
-    r.values.iter().map(|m| m.name.len() + dims + 64).sum()
+    r.values
+        .iter()
+        .map(|m| {
+            let values = match &m.summary {
+                Some(Summary::Distribution { values, .. }) => values.len() * 48,
+                _ => 0,
+            };
+            m.name.len() + dims + 64 + values
+        })
+        .sum()
 }
 
 /// Groups records into requests: same namespace only, in order, at most 1,000 datums and about
@@ -127,11 +170,7 @@ mod tests {
             timestamp_ms: ts,
             storage_resolution: 60,
             values: (0..n)
-                .map(|i| Measurement {
-                    name: format!("M{i}"),
-                    unit: Unit::Count,
-                    value: i as f64,
-                })
+                .map(|i| Measurement::single(format!("M{i}"), Unit::Count, i as f64))
                 .collect(),
             unsynced: None,
         }
@@ -178,5 +217,47 @@ mod tests {
             json!({"Name": "InstanceId", "Value": "rpi-1"})
         );
         assert_eq!(b.to_datums().len(), 1);
+    }
+
+    #[test]
+    fn summaries_go_as_statistic_values_or_values_and_counts() {
+        let mut r = record("Own", 1_700_000_000_000, 0);
+        r.values = vec![
+            Measurement {
+                summary: Some(Summary::Statistics {
+                    count: 3.0,
+                    sum: 6.0,
+                    min: 1.0,
+                    max: 3.0,
+                }),
+                ..Measurement::single("hits", Unit::Count, 6.0)
+            },
+            Measurement {
+                summary: Some(Summary::Distribution {
+                    values: vec![1.5, 20.0],
+                    counts: vec![3.0, 1.0],
+                }),
+                ..Measurement::single("latency", Unit::Milliseconds, 24.5)
+            },
+        ];
+        let b = &batches([r])[0];
+        let j = b.to_json();
+        let (set, dist) = (&j["MetricData"][0], &j["MetricData"][1]);
+        assert_eq!(
+            set["StatisticValues"],
+            json!({"SampleCount": 3.0, "Sum": 6.0, "Minimum": 1.0, "Maximum": 3.0})
+        );
+        assert!(set.get("Value").is_none());
+        assert_eq!(dist["Values"], json!([1.5, 20.0]));
+        assert_eq!(dist["Counts"], json!([3.0, 1.0]));
+        assert!(dist.get("Value").is_none());
+        let datums = b.to_datums();
+        let stats = datums[0].statistic_values().expect("a statistic set");
+        assert_eq!((stats.sample_count(), stats.sum()), (Some(3.0), Some(6.0)));
+        assert_eq!(datums[0].value(), None);
+        assert_eq!(
+            (datums[1].values(), datums[1].counts()),
+            (&[1.5, 20.0][..], &[3.0, 1.0][..])
+        );
     }
 }

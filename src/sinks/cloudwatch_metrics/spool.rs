@@ -289,11 +289,7 @@ mod tests {
             timestamp_ms: ts,
             storage_resolution: 60,
             values: (0..13)
-                .map(|i| Measurement {
-                    name: format!("M{i}"),
-                    unit: Unit::BytesPerSecond,
-                    value: 1.5,
-                })
+                .map(|i| Measurement::single(format!("M{i}"), Unit::BytesPerSecond, 1.5))
                 .collect(),
             unsynced: None,
         }

@@ -83,11 +83,7 @@ impl HostMetrics {
         let mut values = Vec::with_capacity(METRIC_NAMES.len());
         let mut push = |name: &str, unit: Unit, value: f64| {
             if value.is_finite() {
-                values.push(Measurement {
-                    name: name.to_owned(),
-                    unit,
-                    value,
-                });
+                values.push(Measurement::single(name, unit, value));
             }
         };
         push(
