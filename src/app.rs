@@ -21,6 +21,7 @@ use crate::service::{Health, Notifier, Status};
 use crate::sinks::cloudwatch_logs::{CloudWatchLogs, LogsSink, Stats};
 use crate::sinks::cloudwatch_metrics::{MetricsSink, Spool};
 use crate::sources::host_metrics::{Host, HostMetrics};
+use crate::sources::statsd::{self, StatsdSource};
 use crate::status::{LogStatus, MetricsStatus, StatusFile};
 
 /// One line for the service manager: what is published, and what is failing if anything.
@@ -169,6 +170,59 @@ fn make_sampler(config: &Config, id: &str, host_name: String) -> Result<Sampler,
     ))
 }
 
+/// Binds the StatsD socket (a port in use is an error at start, not a silent loss).
+fn start_statsd(
+    config: &Config,
+    st: &crate::config::Statsd,
+    id: &str,
+    host_name: &str,
+) -> Result<(StatsdSource, statsd::Bound), AppError> {
+    let socket = statsd::Bound::bind(st.listen, st.allowed_pending_messages).map_err(|e| {
+        AppError::Listen {
+            what: "StatsD",
+            listen: st.listen.to_string(),
+            source: e,
+        }
+    })?;
+    let collected = config.metrics.collected.as_ref();
+    let mut dimensions: Vec<(String, String)> = collected
+        .map(|c| {
+            c.append_dimensions
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.replace(crate::config::INSTANCE_ID_PLACEHOLDER, id),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    dimensions.sort();
+    if collected.is_some_and(|c| c.host_dimension) {
+        dimensions.insert(0, ("host".into(), host_name.to_owned()));
+    }
+    let point = st.aggregation_interval.unwrap_or(st.collection_interval);
+    tracing::info!(
+        listen = %st.listen,
+        receive_buffer = socket.receive_buffer().unwrap_or_default(),
+        collection_s = st.collection_interval.as_secs(),
+        aggregation_s = st.aggregation_interval.map_or(0, |a| a.as_secs()),
+        "Receiving StatsD metrics."
+    );
+    Ok((
+        StatsdSource {
+            config: st.clone(),
+            publish: statsd::Publish {
+                namespace: config.metrics.namespace.clone(),
+                dimensions,
+                storage_resolution: storage_resolution(point),
+            },
+        },
+        socket,
+    ))
+}
+
 /// Runs the publisher until SIGTERM (or, with `once`, for one round).
 pub async fn daemon(
     path: &Path,
@@ -311,7 +365,28 @@ pub async fn daemon(
     };
     let health = Arc::new(Health::default());
     let status = Arc::new(Status::default());
+    let statsd = match config
+        .metrics
+        .collected
+        .as_ref()
+        .and_then(|c| c.statsd.as_ref())
+    {
+        Some(st) if !once => Some(start_statsd(&config, st, &id.to_string(), &hostname())?),
+        Some(_) => {
+            tracing::info!("StatsD is not received with --once.");
+            None
+        }
+        None => None,
+    };
+    let (statsd_tx, statsd_rx) = match statsd.is_some() {
+        true => {
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            (Some(tx), Some(rx))
+        }
+        false => (None, None),
+    };
     let pipeline = MetricsPipeline {
+        inbound: statsd_rx,
         heartbeat: health.register("metrics"),
         status: Arc::clone(&status),
         sampler: Arc::new(Mutex::new(sampler)),
@@ -363,6 +438,9 @@ pub async fn daemon(
     let saver_stop = CancellationToken::new();
     let saver = tracker.spawn(Arc::clone(&checkpoints).run_saver(saver_stop.clone()));
 
+    if let (Some((source, socket)), Some(tx)) = (statsd, statsd_tx) {
+        tracker.spawn(source.run(socket, tx, shutdown.child_token()));
+    }
     let metrics = tracker.spawn(pipeline.run(shutdown.child_token()));
     tracker.close();
 

@@ -8,6 +8,7 @@ use crate::instance::InstanceError;
 use crate::sinks::cloudwatch_metrics::SpoolError;
 
 /// sysexits.h codes, so a service manager can tell a bad config (don't restart) from trouble.
+pub const EX_UNAVAILABLE: u8 = 69;
 pub const EX_SOFTWARE: u8 = 70;
 pub const EX_CANTCREAT: u8 = 73;
 pub const EX_TEMPFAIL: u8 = 75;
@@ -30,6 +31,12 @@ pub enum AppError {
     State(#[from] CheckpointError),
     #[error("{0}")]
     Io(std::io::Error),
+    #[error("cannot receive {what} on {listen}: {source}")]
+    Listen {
+        what: &'static str,
+        listen: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     HostMetrics(#[from] crate::sources::host_metrics::HostMetricsError),
     #[error("not everything was accepted by CloudWatch; what was not is kept in the spool")]
@@ -50,6 +57,7 @@ impl AppError {
         match self {
             AppError::Config(_) | AppError::Instance { .. } | AppError::Setting { .. } => EX_CONFIG,
             AppError::Spool(_) | AppError::State(_) | AppError::Io(_) => EX_CANTCREAT,
+            AppError::Listen { .. } => EX_UNAVAILABLE,
             AppError::HostMetrics(_) => EX_SOFTWARE,
             AppError::NotAccepted => EX_TEMPFAIL,
             AppError::NotRunning => 3,

@@ -44,7 +44,6 @@ const LEFT_OUT: &[(&str, &str)] = &[
 ];
 /// Sections that receive data from elsewhere: ignoring them would lose it, so they are refused.
 const NOT_SUPPORTED: &[(&str, &str)] = &[
-    ("statsd", "StatsD metrics sent to the agent's port"),
     ("collectd", "collectd metrics sent to the agent's port"),
     ("jmx", "Java (JMX) metrics"),
     ("otlp", "OpenTelemetry metrics sent to the agent"),
@@ -126,9 +125,10 @@ pub(super) fn check_metrics(
     }
     let collected = collected_given.then(|| {
         let interval = agent_interval.unwrap_or(AGENT_INTERVAL);
-        let sections = collected_sections(c, s, interval);
+        let (sections, statsd) = collected_sections(c, s, interval);
         Collected {
             sections,
+            statsd,
             // As the agent: with EC2 dimensions appended, no `host` dimension.
             host_dimension: !omit_hostname && s.get("append_dimensions").is_none(),
             append_dimensions,
@@ -144,15 +144,21 @@ pub(super) fn check_metrics(
     }
 }
 
-fn collected_sections(c: &mut Checker, s: &Section, interval: Duration) -> Vec<SectionConfig> {
+/// The host's sections, and the StatsD listener.
+fn collected_sections(
+    c: &mut Checker,
+    s: &Section,
+    interval: Duration,
+) -> (Vec<SectionConfig>, Option<super::Statsd>) {
     let path = s.at("metrics_collected");
     let Some(value) = s.get("metrics_collected") else {
-        return Vec::new();
+        return (Vec::new(), None);
     };
     let Some(map) = value.as_object() else {
         c.wrong_type(&path, "an object", value);
-        return Vec::new();
+        return (Vec::new(), None);
     };
+    let mut statsd = None;
     if map.is_empty() {
         c.problem(
             &path,
@@ -163,6 +169,10 @@ fn collected_sections(c: &mut Checker, s: &Section, interval: Duration) -> Vec<S
     let mut out = Vec::new();
     for (key, v) in map {
         let at = format!("{path}.{key}");
+        if key == "statsd" {
+            statsd = super::statsd::check_statsd(c, &at, v);
+            continue;
+        }
         if let Some((_, what)) = LEFT_OUT.iter().find(|(k, _)| k == key) {
             c.warning(
                 &at,
@@ -215,13 +225,14 @@ fn collected_sections(c: &mut Checker, s: &Section, interval: Duration) -> Vec<S
     }
     // Sections all left out (or an empty procstat list) would leave nothing to measure, and an
     // effective config that `validate` could only print as an empty `metrics_collected`.
-    if out.is_empty() && !map.is_empty() && c.problem_count() == problems_before {
+    if out.is_empty() && statsd.is_none() && !map.is_empty() && c.problem_count() == problems_before
+    {
         c.problem(
             &path,
             "measures nothing here: name at least one section measured on this system, such as \"cpu\" or \"mem\" (or one process under \"procstat\")",
         );
     }
-    out
+    (out, statsd)
 }
 
 fn one_section(

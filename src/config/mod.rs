@@ -3,9 +3,11 @@
 
 mod check;
 mod journald;
+mod listen;
 mod metrics;
 mod names;
 mod render;
+mod statsd;
 mod unified_log;
 
 use std::fmt;
@@ -17,6 +19,7 @@ use regex::Regex;
 use crate::secret::Secret;
 use crate::sources::host_metrics::SectionConfig;
 
+pub use listen::{Listen, Transport};
 pub use metrics::INSTANCE_ID_PLACEHOLDER;
 pub use names::{
     check_instance_id, check_log_group, check_log_stream, check_region, LOG_STREAM_MAX_CHARS,
@@ -183,6 +186,23 @@ pub struct Collected {
     pub append_dimensions: Vec<(String, String)>,
     /// Each set: the metrics are sent again with only these dimensions.
     pub aggregation_dimensions: Vec<Vec<String>>,
+    /// `statsd`: metrics received from the machine's own programs.
+    pub statsd: Option<Statsd>,
+}
+
+/// `metrics_collected.statsd`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statsd {
+    pub listen: Listen,
+    /// How often what was received is summed up into one value per metric.
+    pub collection_interval: Duration,
+    /// How long one data point covers (the collections in it become one statistic set);
+    /// `None` (the agent's 0): each collection is a data point.
+    pub aggregation_interval: Option<Duration>,
+    /// Sizes the UDP receive buffer (see the README).
+    pub allowed_pending_messages: usize,
+    /// What the dots of a metric's name become (the agent's `_` unless set).
+    pub metric_separator: String,
 }
 
 #[derive(Debug, Clone)]

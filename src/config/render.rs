@@ -256,6 +256,18 @@ fn metrics(c: &Config) -> Value {
             sections.insert(s.section.into(), Value::Object(v));
         }
     }
+    if let Some(st) = &collected.statsd {
+        sections.insert(
+            "statsd".into(),
+            json!({
+                "service_address": st.listen.to_string(),
+                "metrics_collection_interval": st.collection_interval.as_secs(),
+                "metrics_aggregation_interval": st.aggregation_interval.map_or(0, |a| a.as_secs()),
+                "allowed_pending_messages": st.allowed_pending_messages,
+                "metric_separator": st.metric_separator,
+            }),
+        );
+    }
     out.insert("metrics_collected".into(), Value::Object(sections));
     if !collected.append_dimensions.is_empty() {
         out.insert(

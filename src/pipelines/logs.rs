@@ -86,6 +86,7 @@ impl LogsPipeline {
             stream: sanitize_stream(&self.resolve(&j.log_stream_name)),
             retention_in_days: j.retention_in_days.or(logs.retention_in_days),
             log_group_class: None,
+            emf: false,
         }
     }
 
@@ -95,6 +96,7 @@ impl LogsPipeline {
             stream: sanitize_stream(&self.resolve(&u.log_stream_name)),
             retention_in_days: u.retention_in_days.or(self.config.logs.retention_in_days),
             log_group_class: None,
+            emf: false,
         }
     }
 
@@ -120,6 +122,7 @@ impl LogsPipeline {
             stream: sanitize_stream(&stream),
             retention_in_days: entry.retention_in_days.or(logs.retention_in_days),
             log_group_class: entry.log_group_class.clone(),
+            emf: false,
         }
     }
 

@@ -5,6 +5,7 @@ mod child_lines;
 pub mod files;
 pub mod host_metrics;
 pub mod journal;
+pub mod statsd;
 pub mod unified_log;
 
 /// Which journal reader a position belongs to: `None` for `logs_collected.journal`, else the

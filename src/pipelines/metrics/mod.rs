@@ -13,6 +13,7 @@ mod sampler;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +49,34 @@ pub struct MetricsPipeline {
     pub spool_failing: bool,
     /// The spool dropped old records at the last append (said once until it stops).
     pub spool_dropping: bool,
+    /// Records from receivers (StatsD), published as samples are; at a stop they are read
+    /// until the channel closes.
+    pub inbound: Option<mpsc::Receiver<Vec<MetricRecord>>>,
+}
+
+/// How long a stop waits for receivers to hand over what they hold.
+const INBOUND_GRACE: Duration = Duration::from_secs(2);
+
+/// The next records from `inbound`; never, without one or once it is closed.
+async fn next_inbound(
+    inbound: &mut Option<mpsc::Receiver<Vec<MetricRecord>>>,
+) -> Vec<MetricRecord> {
+    if let Some(rx) = inbound {
+        if let Some(records) = rx.recv().await {
+            return records;
+        }
+        *inbound = None;
+    }
+    std::future::pending().await
+}
+
+/// Marks records stamped while the clock is not synchronized.
+fn mark_unsynced(records: &mut [MetricRecord]) {
+    if let Some(mark) = Unsynced::at(&clock::get().read()) {
+        for r in records {
+            r.unsynced = Some(mark.clone());
+        }
+    }
 }
 
 /// How a run ended, for `--once`'s exit code.
@@ -89,6 +118,11 @@ impl MetricsPipeline {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
+                mut records = next_inbound(&mut self.inbound) => {
+                    mark_unsynced(&mut records);
+                    pending.extend(records);
+                    pending_since.get_or_insert(Instant::now());
+                }
                 _ = tokio::time::sleep_until(due.min(flush_at)) => {}
                 _ = tokio::time::sleep(crate::service::BEAT) => continue,
             }
@@ -114,11 +148,7 @@ impl MetricsPipeline {
                 };
                 report.rounds += 1;
                 let mut records = records;
-                if let Some(mark) = Unsynced::at(&clock::get().read()) {
-                    for r in &mut records {
-                        r.unsynced = Some(mark.clone());
-                    }
-                }
+                mark_unsynced(&mut records);
                 if !records.is_empty() {
                     pending.extend(records);
                     pending_since.get_or_insert(now);
@@ -158,6 +188,13 @@ impl MetricsPipeline {
             }
             if self.once || cancel.is_cancelled() {
                 break;
+            }
+        }
+        // Receivers hand over what they hold at a stop.
+        if let Some(mut rx) = self.inbound.take() {
+            while let Ok(Some(mut records)) = tokio::time::timeout(INBOUND_GRACE, rx.recv()).await {
+                mark_unsynced(&mut records);
+                pending.extend(records);
             }
         }
         // What waited for the flush is sent now, or spooled; what waits for the clock is

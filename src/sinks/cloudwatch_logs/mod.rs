@@ -52,7 +52,13 @@ pub struct Destination {
     pub retention_in_days: Option<u32>,
     /// The class a group is created with (`INFREQUENT_ACCESS`); `None`: standard.
     pub log_group_class: Option<String>,
+    /// The events are embedded metric format documents: sent with the `x-amzn-logs-format:
+    /// json/emf` header, so CloudWatch extracts their metrics.
+    pub emf: bool,
 }
+
+/// The header that makes CloudWatch Logs extract embedded metric format documents' metrics.
+pub const EMF_HEADER: (&str, &str) = ("x-amzn-logs-format", "json/emf");
 
 /// Counts over the run, for the log and the exit code of `--once`.
 #[derive(Debug, Default)]
@@ -230,8 +236,19 @@ impl CloudWatchLogs {
                         .put_log_events()
                         .log_group_name(&dest.group)
                         .log_stream_name(&dest.stream)
-                        .set_log_events(Some(events))
-                        .send();
+                        .set_log_events(Some(events));
+                    let put = async {
+                        if dest.emf {
+                            put.customize()
+                                .mutate_request(|req| {
+                                    req.headers_mut().insert(EMF_HEADER.0, EMF_HEADER.1);
+                                })
+                                .send()
+                                .await
+                        } else {
+                            put.send().await
+                        }
+                    };
                     tokio::select! {
                         r = put => r,
                         _ = abort.cancelled() => return false,

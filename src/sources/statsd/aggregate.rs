@@ -1,0 +1,597 @@
+//! What StatsD lines add up to: per metric (its name, type and tags), each collection interval
+//! one value, and each aggregation interval one data point.
+//!
+//! As the CloudWatch Agent does, within a collection interval a counter is the sum of its
+//! increments (each scaled up by its sample rate), a gauge its last value, a set the number of
+//! distinct members, and timers, histograms and distributions every value received. An
+//! aggregation interval's collections become one data point: a statistic set (how many
+//! collections, their sum, least and greatest) for counters, gauges and sets, and for timings
+//! the values with their counts, so CloudWatch computes percentiles over all of them.
+//!
+//! Memory is bounded: at most [`MAX_SERIES`] metrics per aggregation interval (more are
+//! dropped and counted), and at most [`MAX_DISTINCT`] distinct values kept exactly per timing
+//! (beyond that, values are kept to three significant digits).
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+
+use super::parse::{Kind, Metric, Value};
+use crate::metric::{Measurement, MetricRecord, Summary, Unit, MAX_DISTINCT_VALUES};
+
+/// Metrics (name, type and tags) kept per aggregation interval.
+pub const MAX_SERIES: usize = 10_000;
+/// Distinct values of one timing kept exactly per aggregation interval.
+pub const MAX_DISTINCT: usize = 10_000;
+/// CloudWatch's limits.
+const MAX_DIMENSIONS: usize = 30;
+const MAX_NAME: usize = 255;
+const MAX_DIMENSION_VALUE: usize = 1024;
+
+/// What every record is published under.
+#[derive(Debug, Clone)]
+pub struct Publish {
+    pub namespace: String,
+    /// Dimensions of every metric (`host`, `metrics.append_dimensions`).
+    pub dimensions: Vec<(String, String)>,
+    /// 1 below a 60 s data point, else 60.
+    pub storage_resolution: i32,
+}
+
+/// Why a line that parsed was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Too many metrics in this aggregation interval.
+    TooManySeries,
+    /// Not something CloudWatch takes: the reason.
+    Invalid(String),
+}
+
+#[derive(Debug)]
+struct Series {
+    name: String,
+    kind: Kind,
+    tags: Vec<(String, String)>,
+    /// This collection's value.
+    now: Now,
+    /// The collections so far in this aggregation interval.
+    window: Window,
+}
+
+#[derive(Debug)]
+enum Now {
+    Nothing,
+    Number(f64),
+    Members(HashSet<u64>),
+}
+
+#[derive(Debug)]
+enum Window {
+    Nothing,
+    Stats {
+        count: f64,
+        sum: f64,
+        min: f64,
+        max: f64,
+    },
+    /// Value (its bits) → how often it came.
+    Values {
+        counts: HashMap<u64, f64>,
+        rounded: bool,
+    },
+}
+
+/// The metrics received in this aggregation interval.
+#[derive(Debug, Default)]
+pub struct Aggregator {
+    series: HashMap<u64, Vec<Series>>,
+    len: usize,
+    /// Gauges' last values, kept across intervals so that `+N`/`-N` apply to them.
+    gauges: HashMap<u64, f64>,
+}
+
+fn key(name: &str, kind: Kind, tags: &[(&str, &str)]) -> u64 {
+    let mut h = DefaultHasher::new();
+    name.hash(&mut h);
+    // Timers and histograms are one kind of series, as are counters only with counters.
+    kind_family(kind).hash(&mut h);
+    for t in tags {
+        t.hash(&mut h);
+    }
+    h.finish()
+}
+
+fn kind_family(kind: Kind) -> u8 {
+    match kind {
+        Kind::Counter => 0,
+        Kind::Gauge => 1,
+        Kind::Timer => 2,
+        Kind::Histogram => 3,
+        Kind::Distribution => 4,
+        Kind::Set => 5,
+    }
+}
+
+fn same(s: &Series, name: &str, kind: Kind, tags: &[(&str, &str)]) -> bool {
+    s.name == name
+        && kind_family(s.kind) == kind_family(kind)
+        && s.tags.len() == tags.len()
+        && s.tags
+            .iter()
+            .zip(tags)
+            .all(|(a, b)| a.0 == b.0 && a.1 == b.1)
+}
+
+/// The value a tag without one gets: CloudWatch takes no empty dimension value, and this is
+/// the agent's.
+pub const TAG_WITHOUT_VALUE: &str = "<empty>";
+
+impl Aggregator {
+    pub fn new() -> Aggregator {
+        Aggregator::default()
+    }
+
+    /// Metrics in this aggregation interval.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Takes one parsed metric into this collection; `separator` replaces the dots of a new
+    /// metric's name (the agent's `metric_separator`, `_` unless set).
+    pub fn add(&mut self, m: &Metric, separator: Option<&str>) -> Result<(), Refused> {
+        // By name; of a name given twice, the last value (as the agent).
+        let mut tags: Vec<(&str, &str)> = m
+            .tags
+            .iter()
+            .rev()
+            .map(|&(k, v)| (k, if v.is_empty() { TAG_WITHOUT_VALUE } else { v }))
+            .collect();
+        tags.sort_by(|a, b| a.0.cmp(b.0));
+        tags.dedup_by(|later, first| later.0 == first.0);
+        let k = key(m.name, m.kind, &tags);
+        let bucket = self.series.entry(k).or_default();
+        let index = match bucket.iter().position(|s| same(s, m.name, m.kind, &tags)) {
+            Some(i) => i,
+            None => {
+                if self.len >= MAX_SERIES {
+                    return Err(Refused::TooManySeries);
+                }
+                check_names(m.name, &tags)?;
+                bucket.push(Series {
+                    name: match separator {
+                        Some(sep) => m.name.replace('.', sep),
+                        None => m.name.to_owned(),
+                    },
+                    kind: m.kind,
+                    tags: tags
+                        .iter()
+                        .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect(),
+                    now: Now::Nothing,
+                    window: Window::Nothing,
+                });
+                self.len += 1;
+                bucket.len() - 1
+            }
+        };
+        let s = &mut bucket[index];
+        match (m.kind, m.value) {
+            (Kind::Counter, Value::Number(n)) => {
+                let add = n / m.sample_rate;
+                s.now = Now::Number(match s.now {
+                    Now::Number(x) => x + add,
+                    _ => add,
+                });
+            }
+            (Kind::Gauge, Value::Number(n)) => {
+                self.gauges.insert(k, n);
+                s.now = Now::Number(n);
+            }
+            (Kind::Gauge, Value::Delta(d)) => {
+                let g = self.gauges.entry(k).or_insert(0.0);
+                *g += d;
+                s.now = Now::Number(*g);
+            }
+            (Kind::Set, v) => {
+                let mut h = DefaultHasher::new();
+                match v {
+                    Value::Member(text) => text.hash(&mut h),
+                    Value::Number(n) | Value::Delta(n) => n.to_bits().hash(&mut h),
+                }
+                match &mut s.now {
+                    Now::Members(m) => {
+                        m.insert(h.finish());
+                    }
+                    now => *now = Now::Members(HashSet::from([h.finish()])),
+                }
+            }
+            (Kind::Timer | Kind::Histogram | Kind::Distribution, Value::Number(n)) => {
+                let times = 1.0 / m.sample_rate;
+                if let Window::Nothing = s.window {
+                    s.window = Window::Values {
+                        counts: HashMap::new(),
+                        rounded: false,
+                    };
+                }
+                if let Window::Values { counts, rounded } = &mut s.window {
+                    if !*rounded && counts.len() >= MAX_DISTINCT {
+                        let exact = std::mem::take(counts);
+                        for (bits, c) in exact {
+                            *counts
+                                .entry(round3(f64::from_bits(bits)).to_bits())
+                                .or_default() += c;
+                        }
+                        *rounded = true;
+                    }
+                    let v = if *rounded { round3(n) } else { n };
+                    // -0.0 and 0.0 are one value.
+                    *counts.entry((v + 0.0).to_bits()).or_default() += times;
+                }
+            }
+            (kind, v) => {
+                return Err(Refused::Invalid(format!(
+                    "a {} takes no value {v:?}",
+                    kind_name(kind)
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a collection interval: each metric's value joins its aggregation interval.
+    pub fn collect(&mut self) {
+        for s in self.series.values_mut().flatten() {
+            let value = match std::mem::replace(&mut s.now, Now::Nothing) {
+                Now::Nothing => continue,
+                Now::Number(n) => n,
+                Now::Members(m) => m.len() as f64,
+            };
+            s.window = match s.window {
+                Window::Stats {
+                    count,
+                    sum,
+                    min,
+                    max,
+                } => Window::Stats {
+                    count: count + 1.0,
+                    sum: sum + value,
+                    min: min.min(value),
+                    max: max.max(value),
+                },
+                _ => Window::Stats {
+                    count: 1.0,
+                    sum: value,
+                    min: value,
+                    max: value,
+                },
+            };
+        }
+    }
+
+    /// Ends an aggregation interval that began at `timestamp_ms`: one record per metric that
+    /// received something, and an empty aggregator. `single`: each collection is its own data
+    /// point (no aggregation), so a lone value goes as a value, not a statistic set.
+    pub fn take(&mut self, p: &Publish, timestamp_ms: i64, single: bool) -> Vec<MetricRecord> {
+        self.collect();
+        let mut out = Vec::with_capacity(self.len);
+        for s in std::mem::take(&mut self.series).into_values().flatten() {
+            let (unit, metric_type) = describe(s.kind);
+            let values = match s.window {
+                Window::Nothing => continue,
+                Window::Stats { count, sum, .. } if single && count == 1.0 => {
+                    vec![Measurement::single(s.name.clone(), unit, sum)]
+                }
+                Window::Stats {
+                    count,
+                    sum,
+                    min,
+                    max,
+                } => vec![Measurement {
+                    summary: Some(Summary::Statistics {
+                        count,
+                        sum,
+                        min,
+                        max,
+                    }),
+                    ..Measurement::single(s.name.clone(), unit, sum)
+                }],
+                Window::Values { counts, .. } => distribution(&s.name, unit, counts),
+            };
+            let mut dimensions = p.dimensions.clone();
+            for (k, v) in s
+                .tags
+                .into_iter()
+                .chain([("metric_type".into(), metric_type.into())])
+            {
+                if !dimensions.iter().any(|d| d.0 == k) {
+                    dimensions.push((k, v));
+                }
+            }
+            dimensions.truncate(MAX_DIMENSIONS);
+            out.push(MetricRecord {
+                namespace: p.namespace.clone(),
+                dimensions,
+                timestamp_ms,
+                storage_resolution: p.storage_resolution,
+                values,
+                unsynced: None,
+            });
+        }
+        self.len = 0;
+        // Records in a stable order: by name, then dimensions.
+        out.sort_by(|a, b| {
+            (&a.values[0].name, &a.dimensions).cmp(&(&b.values[0].name, &b.dimensions))
+        });
+        out
+    }
+}
+
+/// A timing's values and counts, in datums of at most 150 distinct values each.
+fn distribution(name: &str, unit: Unit, counts: HashMap<u64, f64>) -> Vec<Measurement> {
+    let mut pairs: Vec<(f64, f64)> = counts
+        .into_iter()
+        .map(|(bits, c)| (f64::from_bits(bits), c))
+        .collect();
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    pairs
+        .chunks(MAX_DISTINCT_VALUES)
+        .map(|chunk| {
+            let sum = chunk.iter().map(|(v, c)| v * c).sum();
+            Measurement {
+                summary: Some(Summary::Distribution {
+                    values: chunk.iter().map(|p| p.0).collect(),
+                    counts: chunk.iter().map(|p| p.1).collect(),
+                }),
+                ..Measurement::single(name, unit, sum)
+            }
+        })
+        .collect()
+}
+
+/// The unit and `metric_type` dimension of a kind of metric.
+fn describe(kind: Kind) -> (Unit, &'static str) {
+    match kind {
+        Kind::Counter => (Unit::Count, "counter"),
+        Kind::Gauge => (Unit::None, "gauge"),
+        Kind::Timer => (Unit::Milliseconds, "timing"),
+        Kind::Histogram => (Unit::None, "histogram"),
+        Kind::Distribution => (Unit::None, "distribution"),
+        Kind::Set => (Unit::Count, "set"),
+    }
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    describe(kind).1
+}
+
+/// CloudWatch's rules for a metric name and dimensions.
+fn check_names(name: &str, tags: &[(&str, &str)]) -> Result<(), Refused> {
+    if name.len() > MAX_NAME {
+        return Err(Refused::Invalid(format!(
+            "the name is {} bytes long; CloudWatch takes at most {MAX_NAME}",
+            name.len()
+        )));
+    }
+    if let Some((k, _)) = tags
+        .iter()
+        .find(|(k, v)| k.len() > MAX_NAME || v.len() > MAX_DIMENSION_VALUE)
+    {
+        return Err(Refused::Invalid(format!(
+            "tag {k:?} is longer than CloudWatch takes (names {MAX_NAME} bytes, values {MAX_DIMENSION_VALUE})"
+        )));
+    }
+    Ok(())
+}
+
+/// `v` to three significant digits.
+fn round3(v: f64) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let scale = 10f64.powi(2 - v.abs().log10().floor() as i32);
+    (v * scale).round() / scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse::parse_line;
+    use super::*;
+
+    fn publish() -> Publish {
+        Publish {
+            namespace: "Own".into(),
+            dimensions: vec![("host".into(), "pi".into())],
+            storage_resolution: 60,
+        }
+    }
+
+    fn feed(a: &mut Aggregator, lines: &[&str]) {
+        for line in lines {
+            let mut out = Vec::new();
+            parse_line(line, &mut out).unwrap();
+            for m in &out {
+                a.add(m, None).unwrap();
+            }
+        }
+    }
+
+    fn find<'r>(records: &'r [MetricRecord], name: &str) -> &'r MetricRecord {
+        records
+            .iter()
+            .find(|r| r.values[0].name == name)
+            .unwrap_or_else(|| panic!("no {name} in {records:?}"))
+    }
+
+    #[test]
+    fn counters_sum_scaled_by_sample_rate_and_collections_become_a_statistic_set() {
+        let mut a = Aggregator::new();
+        feed(&mut a, &["hits:1|c", "hits:2|c|@0.5", "hits:1|c:1|c"]);
+        a.collect();
+        feed(&mut a, &["hits:10|c"]);
+        let r = a.take(&publish(), 60_000, false);
+        let hits = find(&r, "hits");
+        assert_eq!(
+            hits.values[0].summary,
+            Some(Summary::Statistics {
+                count: 2.0,
+                sum: 17.0,
+                min: 7.0,
+                max: 10.0
+            })
+        );
+        assert_eq!(hits.values[0].unit, Unit::Count);
+        assert_eq!(
+            hits.dimensions,
+            [
+                ("host".into(), "pi".into()),
+                ("metric_type".into(), "counter".into())
+            ]
+        );
+        assert_eq!(hits.timestamp_ms, 60_000);
+        assert!(a.is_empty());
+        assert!(a.take(&publish(), 120_000, false).is_empty());
+    }
+
+    #[test]
+    fn gauges_keep_their_value_for_deltas_and_a_lone_collection_is_a_value() {
+        let mut a = Aggregator::new();
+        feed(&mut a, &["temp:20|g", "temp:+3|g", "temp:-1|g"]);
+        let r = a.take(&publish(), 0, true);
+        assert_eq!(
+            find(&r, "temp").values,
+            [Measurement::single("temp", Unit::None, 22.0)]
+        );
+        feed(&mut a, &["temp:+1|g"]);
+        let r = a.take(&publish(), 0, true);
+        assert_eq!(find(&r, "temp").values[0].value, 23.0);
+    }
+
+    #[test]
+    fn timings_are_values_with_counts_and_tags_are_dimensions() {
+        let mut a = Aggregator::new();
+        feed(
+            &mut a,
+            &[
+                "db.query:12|ms|#table:users,primary",
+                "db.query:12|ms|@0.25|#primary,table:users",
+                "db.query:40|ms|#table:users,primary",
+                "db.query:5|ms|#table:orders",
+            ],
+        );
+        let r = a.take(&publish(), 0, false);
+        assert_eq!(r.len(), 2);
+        let users = r
+            .iter()
+            .find(|r| r.dimensions.iter().any(|d| d.1 == "users"))
+            .unwrap();
+        assert_eq!(
+            users.values[0].summary,
+            Some(Summary::Distribution {
+                values: vec![12.0, 40.0],
+                counts: vec![5.0, 1.0]
+            })
+        );
+        assert_eq!(users.values[0].unit, Unit::Milliseconds);
+        assert_eq!(
+            users.dimensions,
+            [
+                ("host".into(), "pi".into()),
+                ("primary".into(), "<empty>".into()),
+                ("table".into(), "users".into()),
+                ("metric_type".into(), "timing".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn many_distinct_timings_go_in_datums_of_150_and_are_rounded_past_the_cap() {
+        let mut a = Aggregator::new();
+        for i in 0..400 {
+            feed(&mut a, &[&format!("t:{i}|h")]);
+        }
+        let r = a.take(&publish(), 0, false);
+        let t = find(&r, "t");
+        assert_eq!(t.values.len(), 3);
+        let total: f64 = t
+            .values
+            .iter()
+            .map(|m| match &m.summary {
+                Some(Summary::Distribution { values, counts }) => {
+                    assert!(values.len() <= 150);
+                    counts.iter().sum::<f64>()
+                }
+                _ => panic!("not a distribution"),
+            })
+            .sum();
+        assert_eq!(total, 400.0);
+
+        for i in 0..(MAX_DISTINCT + 5000) {
+            feed(&mut a, &[&format!("t:{}|ms", 1.0 + i as f64 * 1e-4)]);
+        }
+        let r = a.take(&publish(), 0, false);
+        let t = find(&r, "t");
+        let distinct: usize = t
+            .values
+            .iter()
+            .map(|m| match &m.summary {
+                Some(Summary::Distribution { values, .. }) => values.len(),
+                _ => 0,
+            })
+            .sum();
+        assert!(distinct <= MAX_DISTINCT, "{distinct}");
+    }
+
+    #[test]
+    fn dots_become_the_separator_and_a_tag_given_twice_keeps_its_last_value() {
+        let mut a = Aggregator::new();
+        let mut out = Vec::new();
+        parse_line("app.requests.ok:1|c|#route:a,route:b", &mut out).unwrap();
+        a.add(&out[0], Some("_")).unwrap();
+        let r = a.take(&publish(), 0, true);
+        assert_eq!(r[0].values[0].name, "app_requests_ok");
+        assert!(r[0].dimensions.contains(&("route".into(), "b".into())));
+    }
+
+    #[test]
+    fn sets_count_distinct_members() {
+        let mut a = Aggregator::new();
+        feed(&mut a, &["users:alice|s", "users:bob|s", "users:alice|s"]);
+        let r = a.take(&publish(), 0, true);
+        assert_eq!(find(&r, "users").values[0].value, 2.0);
+    }
+
+    #[test]
+    fn too_many_metrics_are_refused_and_names_cloudwatch_refuses_too() {
+        let mut a = Aggregator::new();
+        for i in 0..MAX_SERIES {
+            feed(&mut a, &[&format!("m{i}:1|c")]);
+        }
+        let mut out = Vec::new();
+        parse_line("one.more:1|c", &mut out).unwrap();
+        assert_eq!(a.add(&out[0], None), Err(Refused::TooManySeries));
+        // A known metric still counts.
+        out.clear();
+        parse_line("m0:1|c", &mut out).unwrap();
+        assert_eq!(a.add(&out[0], None), Ok(()));
+
+        let long = format!("{}:1|c", "x".repeat(300));
+        out.clear();
+        parse_line(&long, &mut out).unwrap();
+        assert!(matches!(
+            Aggregator::new().add(&out[0], None),
+            Err(Refused::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn three_significant_digits() {
+        assert_eq!(round3(123_456.0), 123_000.0);
+        assert_eq!(round3(0.012_345), 0.0123);
+        assert_eq!(round3(-9.876), -9.88);
+        assert_eq!(round3(0.0), 0.0);
+    }
+}

@@ -1,0 +1,465 @@
+//! StatsD: metrics the machine's own programs send to a local port, over UDP (or TCP where the
+//! config asks), in the Etsy format with DogStatsD's tags.
+//!
+//! One task receives and aggregates (see [`aggregate`]); at the end of each aggregation
+//! interval the records go to the metrics pipeline, which publishes them or keeps them in its
+//! spool. At a stop the interval so far is handed over too, so nothing received is lost to a
+//! restart. Lines that are not StatsD are counted and logged at most once a minute, with an
+//! example; they never stop the listener.
+
+pub mod aggregate;
+pub mod parse;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Listen, Statsd, Transport};
+use crate::metric::MetricRecord;
+pub use aggregate::{Aggregator, Publish, Refused};
+
+/// How often the malformed lines are told of, at most.
+const COMPLAINT_EVERY: Duration = Duration::from_secs(60);
+/// A datagram is at most this long (UDP's limit).
+const MAX_DATAGRAM: usize = 65_536;
+/// A TCP line longer than this is not StatsD.
+const MAX_TCP_LINE: usize = 65_536;
+/// TCP connections served at once.
+const MAX_CONNECTIONS: usize = 64;
+/// Bytes of receive buffer asked for per allowed pending message.
+const BYTES_PER_MESSAGE: usize = 512;
+
+/// A StatsD socket, bound at start so that a port in use is an error before the service
+/// reports ready.
+pub enum Bound {
+    Udp(UdpSocket),
+    Tcp(TcpListener),
+}
+
+impl Bound {
+    /// Binds `listen`; for UDP the receive buffer is sized for `pending` messages, as far as
+    /// the kernel allows (`net.core.rmem_max`).
+    pub fn bind(listen: Listen, pending: usize) -> io::Result<Bound> {
+        match listen.transport {
+            Transport::Udp => {
+                let socket = std::net::UdpSocket::bind(listen.address)?;
+                socket.set_nonblocking(true)?;
+                set_receive_buffer(&socket, pending.saturating_mul(BYTES_PER_MESSAGE));
+                Ok(Bound::Udp(UdpSocket::from_std(socket)?))
+            }
+            Transport::Tcp => {
+                let socket = std::net::TcpListener::bind(listen.address)?;
+                socket.set_nonblocking(true)?;
+                Ok(Bound::Tcp(TcpListener::from_std(socket)?))
+            }
+        }
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Bound::Udp(s) => s.local_addr(),
+            Bound::Tcp(s) => s.local_addr(),
+        }
+    }
+
+    /// The UDP receive buffer the kernel gave, in bytes.
+    pub fn receive_buffer(&self) -> Option<usize> {
+        match self {
+            Bound::Udp(s) => receive_buffer(s),
+            Bound::Tcp(_) => None,
+        }
+    }
+}
+
+fn set_receive_buffer(socket: &impl std::os::fd::AsRawFd, bytes: usize) {
+    let size = bytes.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: setsockopt reads an int of the given size from a valid pointer.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+fn receive_buffer(socket: &impl std::os::fd::AsRawFd) -> Option<usize> {
+    let mut size: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes to a valid int.
+    let r = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut size as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(size as usize)
+}
+
+/// Datagrams the kernel dropped on the UDP socket bound to `port` because its receive buffer
+/// was full (Linux's `/proc/net/udp`); `None` elsewhere.
+pub fn kernel_drops(port: u16) -> Option<u64> {
+    let mut found = None;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) {
+                let drops = fields.last().and_then(|d| d.parse::<u64>().ok())?;
+                *found.get_or_insert(0) += drops;
+            }
+        }
+    }
+    found
+}
+
+/// What was not taken, told of at most once a minute.
+#[derive(Debug, Default)]
+struct Complaints {
+    malformed: u64,
+    example: Option<(String, String)>,
+    too_many: u64,
+    told: Option<Instant>,
+}
+
+impl Complaints {
+    fn malformed(&mut self, line: &str, reason: String) {
+        self.malformed += 1;
+        if self.example.is_none() {
+            let line: String = line.chars().take(200).collect();
+            self.example = Some((line, reason));
+        }
+    }
+
+    /// Logs what was refused since the last time, if a minute has passed.
+    fn tell(&mut self, force: bool) {
+        if self.malformed == 0 && self.too_many == 0 {
+            return;
+        }
+        if !force && self.told.is_some_and(|t| t.elapsed() < COMPLAINT_EVERY) {
+            return;
+        }
+        self.told = Some(Instant::now());
+        if self.malformed > 0 {
+            let (line, reason) = self.example.take().unwrap_or_default();
+            tracing::warn!(
+                lines = self.malformed,
+                example = %line,
+                reason = %reason,
+                "Ignored StatsD lines that are not metrics (counted since the last such message)."
+            );
+        }
+        if self.too_many > 0 {
+            tracing::warn!(
+                metrics = self.too_many,
+                most = aggregate::MAX_SERIES,
+                "Dropped StatsD values of new metrics past the most kept per aggregation interval; are tags carrying ids?"
+            );
+        }
+        self.malformed = 0;
+        self.too_many = 0;
+    }
+}
+
+struct Shared {
+    aggregator: Aggregator,
+    complaints: Complaints,
+    /// What replaces the dots in names; `None` keeps them.
+    separator: Option<String>,
+}
+
+impl Shared {
+    /// Takes every line of `text`.
+    fn take_lines(&mut self, text: &[u8]) {
+        let mut metrics = Vec::new();
+        for line in text.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let Ok(line) = std::str::from_utf8(line) else {
+                let text = String::from_utf8_lossy(line).into_owned();
+                self.complaints.malformed(&text, "not UTF-8 text".into());
+                continue;
+            };
+            metrics.clear();
+            if let Err(e) = parse::parse_line(line, &mut metrics) {
+                self.complaints.malformed(line, e.0);
+                continue;
+            }
+            for m in &metrics {
+                match self.aggregator.add(m, self.separator.as_deref()) {
+                    Ok(()) => {}
+                    Err(Refused::TooManySeries) => self.complaints.too_many += 1,
+                    Err(Refused::Invalid(reason)) => self.complaints.malformed(line, reason),
+                }
+            }
+        }
+    }
+}
+
+/// The StatsD listener.
+pub struct StatsdSource {
+    pub config: Statsd,
+    pub publish: Publish,
+}
+
+impl StatsdSource {
+    /// Receives on `socket` until `stop`; each aggregation interval's records go to `out`, the
+    /// last (partial) one at the stop.
+    pub async fn run(
+        self,
+        socket: Bound,
+        out: mpsc::Sender<Vec<MetricRecord>>,
+        stop: CancellationToken,
+    ) {
+        let shared = Arc::new(Mutex::new(Shared {
+            aggregator: Aggregator::new(),
+            complaints: Complaints::default(),
+            separator: (self.config.metric_separator != ".")
+                .then(|| self.config.metric_separator.clone()),
+        }));
+        let receiving = CancellationToken::new();
+        let receiver = tokio::spawn(receive(socket, Arc::clone(&shared), receiving.clone()));
+        let collection = self.config.collection_interval;
+        let aggregation = self.config.aggregation_interval;
+        let window = aggregation.unwrap_or(collection);
+        let mut window_start = aligned(crate::clock::wall_ms(), window);
+        let mut next = next_boundary(collection);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = stop.cancelled() => break,
+            }
+            next = next_boundary(collection);
+            let now_ms = crate::clock::wall_ms();
+            let records = {
+                let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+                s.complaints.tell(false);
+                if aligned(now_ms, window) > window_start {
+                    Some(
+                        s.aggregator
+                            .take(&self.publish, window_start, aggregation.is_none()),
+                    )
+                } else {
+                    s.aggregator.collect();
+                    None
+                }
+            };
+            if let Some(records) = records {
+                window_start = aligned(now_ms, window);
+                if !records.is_empty() && out.send(records).await.is_err() {
+                    break;
+                }
+            }
+        }
+        receiving.cancel();
+        let _ = receiver.await;
+        let records = {
+            let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+            s.complaints.tell(true);
+            s.aggregator
+                .take(&self.publish, window_start, aggregation.is_none())
+        };
+        if !records.is_empty() {
+            tracing::info!(
+                metrics = records.len(),
+                "Handing over the StatsD metrics of the interval so far."
+            );
+            let _ = out.send(records).await;
+        }
+    }
+}
+
+/// The start of the interval of length `every` that holds `ms`.
+fn aligned(ms: i64, every: Duration) -> i64 {
+    let every = every.as_millis().max(1) as i64;
+    ms - ms.rem_euclid(every)
+}
+
+/// When the next collection interval (aligned to the wall clock) begins.
+fn next_boundary(every: Duration) -> Instant {
+    let now = crate::clock::wall_ms();
+    let every_ms = every.as_millis().max(1) as i64;
+    let wait = every_ms - now.rem_euclid(every_ms);
+    Instant::now() + Duration::from_millis(wait as u64)
+}
+
+async fn receive(socket: Bound, shared: Arc<Mutex<Shared>>, stop: CancellationToken) {
+    match socket {
+        Bound::Udp(socket) => receive_udp(socket, shared, stop).await,
+        Bound::Tcp(listener) => accept_tcp(listener, shared, stop).await,
+    }
+}
+
+async fn receive_udp(socket: UdpSocket, shared: Arc<Mutex<Shared>>, stop: CancellationToken) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        tokio::select! {
+            r = socket.readable() => {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "Cannot receive StatsD datagrams.");
+                    return;
+                }
+            }
+            _ = stop.cancelled() => break,
+        }
+        // Everything queued, then wait again.
+        loop {
+            match socket.try_recv(&mut buf) {
+                Ok(n) => shared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take_lines(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "A StatsD datagram could not be received.");
+                    break;
+                }
+            }
+        }
+    }
+    // What is queued at the stop is still taken.
+    while let Ok(n) = socket.try_recv(&mut buf) {
+        shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take_lines(&buf[..n]);
+    }
+}
+
+async fn accept_tcp(listener: TcpListener, shared: Arc<Mutex<Shared>>, stop: CancellationToken) {
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let tracker = tokio_util::task::TaskTracker::new();
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&connections).acquire_owned() => p.expect("never closed"),
+            _ = stop.cancelled() => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::debug!(error = %e, "A StatsD connection could not be accepted.");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        let (shared, stop) = (Arc::clone(&shared), stop.clone());
+        tracker.spawn(async move {
+            read_tcp(stream, shared, stop).await;
+            drop(permit);
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// One connection's lines; a line longer than [`MAX_TCP_LINE`] is skipped, counted.
+async fn read_tcp(
+    stream: tokio::net::TcpStream,
+    shared: Arc<Mutex<Shared>>,
+    stop: CancellationToken,
+) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let mut limited = (&mut reader).take(MAX_TCP_LINE as u64 + 1);
+        let read = if stop.is_cancelled() {
+            None
+        } else {
+            tokio::select! {
+                r = limited.read_until(b'\n', &mut line) => Some(r),
+                _ = stop.cancelled() => None,
+            }
+        };
+        let read = match read {
+            Some(r) => r,
+            // At a stop, what has arrived is still read (what was read of a line stays in
+            // `line`); then the connection is closed.
+            None => match tokio::time::timeout(
+                Duration::from_millis(100),
+                limited.read_until(b'\n', &mut line),
+            )
+            .await
+            {
+                Ok(r) => r.map(|_| line.len()),
+                Err(_) => return,
+            },
+        };
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(_) if line.len() > MAX_TCP_LINE && !line.ends_with(b"\n") => {
+                shared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .complaints
+                    .malformed(
+                        &String::from_utf8_lossy(&line[..80]),
+                        format!("a line longer than {MAX_TCP_LINE} bytes"),
+                    );
+                // Skip to the end of that line.
+                let mut rest = Vec::new();
+                if reader.read_until(b'\n', &mut rest).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => shared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take_lines(&line),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_are_aligned_to_the_wall_clock() {
+        assert_eq!(aligned(125_000, Duration::from_secs(60)), 120_000);
+        assert_eq!(aligned(120_000, Duration::from_secs(60)), 120_000);
+        assert_eq!(aligned(9_999, Duration::from_secs(10)), 0);
+    }
+
+    #[test]
+    fn malformed_lines_are_counted_with_one_example() {
+        let mut s = Shared {
+            aggregator: Aggregator::new(),
+            complaints: Complaints::default(),
+            separator: None,
+        };
+        s.take_lines(b"good:1|c\nbad line\nworse:x|c\n\n\xff\xfe:1|c\r\nok:2|g\r\n");
+        assert_eq!(s.complaints.malformed, 3);
+        assert_eq!(s.complaints.example.as_ref().unwrap().0, "bad line");
+        assert_eq!(s.aggregator.len(), 2);
+        s.complaints.tell(false);
+        assert_eq!(s.complaints.malformed, 0);
+        s.take_lines(b"bad again");
+        s.complaints.tell(false);
+        // Within the minute: kept for later.
+        assert_eq!(s.complaints.malformed, 1);
+    }
+}
