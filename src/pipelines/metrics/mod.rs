@@ -54,6 +54,10 @@ pub struct MetricsPipeline {
     pub inbound: Option<mpsc::Receiver<Vec<MetricRecord>>>,
 }
 
+/// How often the spool is tried when no new records come to publish (StatsD alone, quiet):
+/// what a restart found there goes out without waiting for new data.
+const SPOOL_RETRY: Duration = Duration::from_secs(30);
+
 /// How long a stop waits for receivers to hand over what they hold.
 const INBOUND_GRACE: Duration = Duration::from_secs(2);
 
@@ -100,6 +104,7 @@ impl MetricsPipeline {
         // The first round goes at once, whatever the flush interval: a new device shows data
         // within seconds of its start.
         let mut first = true;
+        let mut spool_retry = Instant::now() + WARMUP;
         loop {
             self.heartbeat.beat();
             let due = Instant::from_std(
@@ -124,6 +129,14 @@ impl MetricsPipeline {
                     pending_since.get_or_insert(Instant::now());
                 }
                 _ = tokio::time::sleep_until(due.min(flush_at)) => {}
+                _ = tokio::time::sleep_until(spool_retry),
+                    if pending.is_empty() && !holding && self.spool.as_ref().is_some_and(|s| !s.is_empty()) =>
+                {
+                    spool_retry = Instant::now() + SPOOL_RETRY;
+                    let hb = self.heartbeat.clone();
+                    crate::service::beating(&hb, self.drain(&cancel, &mut report)).await;
+                    continue;
+                }
                 _ = tokio::time::sleep(crate::service::BEAT) => continue,
             }
             let now = Instant::now();

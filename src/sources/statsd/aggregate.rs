@@ -88,6 +88,7 @@ pub struct Aggregator {
     len: usize,
     /// Gauges' last values, kept across intervals so that `+N`/`-N` apply to them.
     gauges: HashMap<u64, f64>,
+    separator: Option<String>,
 }
 
 fn key(name: &str, kind: Kind, tags: &[(&str, &str)]) -> u64 {
@@ -127,8 +128,13 @@ fn same(s: &Series, name: &str, kind: Kind, tags: &[(&str, &str)]) -> bool {
 pub const TAG_WITHOUT_VALUE: &str = "<empty>";
 
 impl Aggregator {
-    pub fn new() -> Aggregator {
-        Aggregator::default()
+    /// `separator` replaces the dots of names (the agent's `metric_separator`); `None` keeps
+    /// them.
+    pub fn new(separator: Option<String>) -> Aggregator {
+        Aggregator {
+            separator,
+            ..Aggregator::default()
+        }
     }
 
     /// Metrics in this aggregation interval.
@@ -140,9 +146,8 @@ impl Aggregator {
         self.len == 0
     }
 
-    /// Takes one parsed metric into this collection; `separator` replaces the dots of a new
-    /// metric's name (the agent's `metric_separator`, `_` unless set).
-    pub fn add(&mut self, m: &Metric, separator: Option<&str>) -> Result<(), Refused> {
+    /// Takes one parsed metric into this collection.
+    pub fn add(&mut self, m: &Metric) -> Result<(), Refused> {
         // By name; of a name given twice, the last value (as the agent).
         let mut tags: Vec<(&str, &str)> = m
             .tags
@@ -162,10 +167,7 @@ impl Aggregator {
                 }
                 check_names(m.name, &tags)?;
                 bucket.push(Series {
-                    name: match separator {
-                        Some(sep) => m.name.replace('.', sep),
-                        None => m.name.to_owned(),
-                    },
+                    name: m.name.to_owned(),
                     kind: m.kind,
                     tags: tags
                         .iter()
@@ -280,10 +282,14 @@ impl Aggregator {
         let mut out = Vec::with_capacity(self.len);
         for s in std::mem::take(&mut self.series).into_values().flatten() {
             let (unit, metric_type) = describe(s.kind);
+            let name = match &self.separator {
+                Some(sep) => s.name.replace('.', sep),
+                None => s.name,
+            };
             let values = match s.window {
                 Window::Nothing => continue,
                 Window::Stats { count, sum, .. } if single && count == 1.0 => {
-                    vec![Measurement::single(s.name.clone(), unit, sum)]
+                    vec![Measurement::single(name.clone(), unit, sum)]
                 }
                 Window::Stats {
                     count,
@@ -297,9 +303,9 @@ impl Aggregator {
                         min,
                         max,
                     }),
-                    ..Measurement::single(s.name.clone(), unit, sum)
+                    ..Measurement::single(name.clone(), unit, sum)
                 }],
-                Window::Values { counts, .. } => distribution(&s.name, unit, counts),
+                Window::Values { counts, .. } => distribution(&name, unit, counts),
             };
             let mut dimensions = p.dimensions.clone();
             for (k, v) in s
@@ -414,7 +420,7 @@ mod tests {
             let mut out = Vec::new();
             parse_line(line, &mut out).unwrap();
             for m in &out {
-                a.add(m, None).unwrap();
+                a.add(m).unwrap();
             }
         }
     }
@@ -428,7 +434,7 @@ mod tests {
 
     #[test]
     fn counters_sum_scaled_by_sample_rate_and_collections_become_a_statistic_set() {
-        let mut a = Aggregator::new();
+        let mut a = Aggregator::new(None);
         feed(&mut a, &["hits:1|c", "hits:2|c|@0.5", "hits:1|c:1|c"]);
         a.collect();
         feed(&mut a, &["hits:10|c"]);
@@ -458,7 +464,7 @@ mod tests {
 
     #[test]
     fn gauges_keep_their_value_for_deltas_and_a_lone_collection_is_a_value() {
-        let mut a = Aggregator::new();
+        let mut a = Aggregator::new(None);
         feed(&mut a, &["temp:20|g", "temp:+3|g", "temp:-1|g"]);
         let r = a.take(&publish(), 0, true);
         assert_eq!(
@@ -472,7 +478,7 @@ mod tests {
 
     #[test]
     fn timings_are_values_with_counts_and_tags_are_dimensions() {
-        let mut a = Aggregator::new();
+        let mut a = Aggregator::new(None);
         feed(
             &mut a,
             &[
@@ -509,7 +515,7 @@ mod tests {
 
     #[test]
     fn many_distinct_timings_go_in_datums_of_150_and_are_rounded_past_the_cap() {
-        let mut a = Aggregator::new();
+        let mut a = Aggregator::new(None);
         for i in 0..400 {
             feed(&mut a, &[&format!("t:{i}|h")]);
         }
@@ -547,18 +553,27 @@ mod tests {
 
     #[test]
     fn dots_become_the_separator_and_a_tag_given_twice_keeps_its_last_value() {
-        let mut a = Aggregator::new();
-        let mut out = Vec::new();
-        parse_line("app.requests.ok:1|c|#route:a,route:b", &mut out).unwrap();
-        a.add(&out[0], Some("_")).unwrap();
+        let mut a = Aggregator::new(Some("_".into()));
+        feed(
+            &mut a,
+            &[
+                "app.requests.ok:1|c|#route:a,route:b",
+                "app.requests.ok:2|c",
+            ],
+        );
         let r = a.take(&publish(), 0, true);
-        assert_eq!(r[0].values[0].name, "app_requests_ok");
-        assert!(r[0].dimensions.contains(&("route".into(), "b".into())));
+        assert_eq!(r.len(), 2);
+        assert!(r.iter().all(|r| r.values[0].name == "app_requests_ok"));
+        assert!(
+            r.iter()
+                .any(|r| r.dimensions.contains(&("route".into(), "b".into()))),
+            "{r:?}"
+        );
     }
 
     #[test]
     fn sets_count_distinct_members() {
-        let mut a = Aggregator::new();
+        let mut a = Aggregator::new(None);
         feed(&mut a, &["users:alice|s", "users:bob|s", "users:alice|s"]);
         let r = a.take(&publish(), 0, true);
         assert_eq!(find(&r, "users").values[0].value, 2.0);
@@ -566,23 +581,23 @@ mod tests {
 
     #[test]
     fn too_many_metrics_are_refused_and_names_cloudwatch_refuses_too() {
-        let mut a = Aggregator::new();
+        let mut a = Aggregator::new(None);
         for i in 0..MAX_SERIES {
             feed(&mut a, &[&format!("m{i}:1|c")]);
         }
         let mut out = Vec::new();
         parse_line("one.more:1|c", &mut out).unwrap();
-        assert_eq!(a.add(&out[0], None), Err(Refused::TooManySeries));
+        assert_eq!(a.add(&out[0]), Err(Refused::TooManySeries));
         // A known metric still counts.
         out.clear();
         parse_line("m0:1|c", &mut out).unwrap();
-        assert_eq!(a.add(&out[0], None), Ok(()));
+        assert_eq!(a.add(&out[0]), Ok(()));
 
         let long = format!("{}:1|c", "x".repeat(300));
         out.clear();
         parse_line(&long, &mut out).unwrap();
         assert!(matches!(
-            Aggregator::new().add(&out[0], None),
+            Aggregator::new(None).add(&out[0]),
             Err(Refused::Invalid(_))
         ));
     }

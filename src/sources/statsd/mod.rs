@@ -182,8 +182,6 @@ impl Complaints {
 struct Shared {
     aggregator: Aggregator,
     complaints: Complaints,
-    /// What replaces the dots in names; `None` keeps them.
-    separator: Option<String>,
 }
 
 impl Shared {
@@ -206,7 +204,7 @@ impl Shared {
                 continue;
             }
             for m in &metrics {
-                match self.aggregator.add(m, self.separator.as_deref()) {
+                match self.aggregator.add(m) {
                     Ok(()) => {}
                     Err(Refused::TooManySeries) => self.complaints.too_many += 1,
                     Err(Refused::Invalid(reason)) => self.complaints.malformed(line, reason),
@@ -232,10 +230,10 @@ impl StatsdSource {
         stop: CancellationToken,
     ) {
         let shared = Arc::new(Mutex::new(Shared {
-            aggregator: Aggregator::new(),
+            aggregator: Aggregator::new(
+                (self.config.metric_separator != ".").then(|| self.config.metric_separator.clone()),
+            ),
             complaints: Complaints::default(),
-            separator: (self.config.metric_separator != ".")
-                .then(|| self.config.metric_separator.clone()),
         }));
         let receiving = CancellationToken::new();
         let receiver = tokio::spawn(receive(socket, Arc::clone(&shared), receiving.clone()));
@@ -447,9 +445,8 @@ mod tests {
     #[test]
     fn malformed_lines_are_counted_with_one_example() {
         let mut s = Shared {
-            aggregator: Aggregator::new(),
+            aggregator: Aggregator::new(None),
             complaints: Complaints::default(),
-            separator: None,
         };
         s.take_lines(b"good:1|c\nbad line\nworse:x|c\n\n\xff\xfe:1|c\r\nok:2|g\r\n");
         assert_eq!(s.complaints.malformed, 3);
