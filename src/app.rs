@@ -424,6 +424,20 @@ pub async fn daemon(
         once,
         health: Arc::clone(&health),
         budget: crate::sinks::cloudwatch_logs::budget::Budget::new(config.logs.memory_budget_bytes),
+        emf: match &config.logs.emf {
+            Some(e) if !once => Some(crate::sources::emf::EmfReceiver::bind(&e.listen).map_err(
+                |(listen, source)| AppError::Listen {
+                    what: "embedded metric format documents",
+                    listen: listen.to_string(),
+                    source,
+                },
+            )?),
+            Some(_) => {
+                tracing::info!("Embedded metric format documents are not received with --once.");
+                None
+            }
+            None => None,
+        },
     };
     let shipping_logs = logs
         .start(

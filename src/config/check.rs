@@ -116,6 +116,7 @@ const FILE_KEYS: &[&str] = &[
     "multi_line_start_pattern",
     "blacklist",
     "auto_removal",
+    "emf",
     "publish_multi_logs",
     "backpressure_mode",
 ];
@@ -412,12 +413,12 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
         .unwrap_or(crate::sinks::cloudwatch_logs::budget::DEFAULT_MIB)
         * 1024
         * 1024;
-    if s.get("metrics_collected").is_some() {
-        c.problem(
-            &s.at("metrics_collected"),
-            "is not supported yet: the publisher does not receive embedded-metric-format documents, which would be lost",
-        );
-    }
+    let emf = s.get("metrics_collected").and_then(|v| {
+        let path = s.at("metrics_collected");
+        let map = c.object(&path, v, &["emf"])?;
+        let v = map.get("emf")?;
+        super::emf::check_emf(c, &format!("{path}.emf"), v)
+    });
     let collected = sub(c, s, "logs_collected", COLLECTED_KEYS);
     if collected.get("windows_events").is_some() {
         c.problem(
@@ -520,6 +521,7 @@ fn check_logs(c: &mut Checker, s: &Section) -> Logs {
         files,
         journals,
         unified_logs,
+        emf,
     };
     check_destinations(c, &logs, &file_paths, &journal_paths, &unified_paths);
     logs
@@ -723,6 +725,13 @@ fn check_file(c: &mut Checker, s: &Section) -> Option<FileSource> {
         .get("blacklist")
         .and_then(|v| c.regex(&s.at("blacklist"), v));
     let auto_removal = c.bool(s, "auto_removal").unwrap_or(false);
+    let emf = c.bool(s, "emf").unwrap_or(false);
+    if emf && (multi_line_start.is_some() || s.get("timestamp_format").is_some()) {
+        c.problem(
+            &s.at("emf"),
+            "an embedded metric format document is one line with its own timestamp: leave out multi_line_start_pattern and timestamp_format",
+        );
+    }
     if c.bool(s, "publish_multi_logs") == Some(false) {
         c.warning(&s.at("publish_multi_logs"), "every file the pattern matches is followed, not only the newest (more than the agent sends, nothing less)");
     }
@@ -762,6 +771,7 @@ fn check_file(c: &mut Checker, s: &Section) -> Option<FileSource> {
         log_group_class,
         blacklist,
         auto_removal,
+        emf,
         multi_line_start,
     })
 }

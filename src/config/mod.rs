@@ -2,6 +2,7 @@
 //! runs on. [`load`] reads and checks a file and reports every problem at once.
 
 mod check;
+mod emf;
 mod journald;
 mod listen;
 mod metrics;
@@ -226,6 +227,19 @@ pub struct Logs {
     pub journals: Vec<JournalSource>,
     /// `logs_collected.unified_log`'s entries (macOS), read unless `collect` is false.
     pub unified_logs: Vec<UnifiedLogSource>,
+    /// `metrics_collected.emf`: embedded metric format documents received on a local port.
+    pub emf: Option<Emf>,
+}
+
+/// `logs.metrics_collected.emf`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emf {
+    pub listen: Vec<Listen>,
+    /// Where a document that names no log group goes (a template); else `logs.log_group_name`.
+    pub log_group_name: Option<String>,
+    /// The stream of a document that names none (a template); else `logs.log_stream_name`,
+    /// else the instance id.
+    pub log_stream_name: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +263,9 @@ pub struct FileSource {
     /// `multi_line_start_pattern`: lines are put together into events.
     /// Remove a rotated file once every line of it is delivered (never the active file).
     pub auto_removal: bool,
+    /// Each line is an embedded metric format document: sent so that CloudWatch extracts its
+    /// metrics, stamped with its `_aws.Timestamp`, and checked (an invalid one is said once).
+    pub emf: bool,
     pub multi_line_start: Option<crate::sources::files::multiline::StartPattern>,
 }
 

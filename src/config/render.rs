@@ -168,6 +168,24 @@ pub(super) fn effective(c: &Config) -> Value {
         collected.insert("unified_log".into(), Value::Object(m));
     }
     logs.insert("logs_collected".into(), Value::Object(collected));
+    if let Some(e) = &l.emf {
+        let mut m = Map::new();
+        // Both transports on one address is the agent's form without service_address.
+        if let [one] = e.listen.as_slice() {
+            m.insert("service_address".into(), json!(one.to_string()));
+        } else if let Some(first) = e.listen.first() {
+            if !first.address.ip().is_loopback() || first.address.port() != 25888 {
+                m.insert("service_address".into(), json!(first.address.to_string()));
+            }
+        }
+        if let Some(g) = &e.log_group_name {
+            m.insert("log_group_name".into(), json!(g));
+        }
+        if let Some(st) = &e.log_stream_name {
+            m.insert("log_stream_name".into(), json!(st));
+        }
+        logs.insert("metrics_collected".into(), json!({ "emf": m }));
+    }
 
     json!({
         "agent": agent,
@@ -324,6 +342,9 @@ fn file(f: &FileSource) -> Value {
         m.insert("retention_in_days".into(), json!(days));
     }
     m.insert("from_beginning".into(), json!(f.from_beginning));
+    if f.emf {
+        m.insert("emf".into(), json!(true));
+    }
     if f.auto_removal {
         m.insert("auto_removal".into(), json!(true));
     }

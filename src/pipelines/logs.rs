@@ -18,6 +18,7 @@ use crate::config::{self, Config, FileSource, Filters, JournalSource, UnifiedLog
 use crate::service::{Health, Heartbeat};
 use crate::sinks::cloudwatch_logs::budget::{Budget, Held};
 use crate::sinks::cloudwatch_logs::{run_sender, Batch, BatchBuilder, Destination, LogsSink};
+use crate::sources::emf::{self, EmfReceiver};
 use crate::sources::files::multiline::{Assembler, Event};
 use crate::sources::files::removal::Remover;
 use crate::sources::files::timestamp::{LocalOffset, TimestampFormat};
@@ -55,6 +56,8 @@ pub struct LogsPipeline {
     pub health: Arc<Health>,
     /// Room for lines read and not yet delivered, shared by every file.
     pub budget: Budget,
+    /// `metrics_collected.emf`'s sockets, bound.
+    pub emf: Option<EmfReceiver>,
 }
 
 /// Tokens that end the pipeline: `stop` ends reading (what was read is still delivered),
@@ -122,18 +125,23 @@ impl LogsPipeline {
             stream: sanitize_stream(&stream),
             retention_in_days: entry.retention_in_days.or(logs.retention_in_days),
             log_group_class: entry.log_group_class.clone(),
-            emf: false,
+            emf: entry.emf,
         }
     }
 
     /// Starts every source on `tracker`, once where each begins is saved. Returns false if
     /// there is nothing to ship.
-    pub async fn start(self, tracker: &TaskTracker, shutdown: Shutdown) -> bool {
+    pub async fn start(mut self, tracker: &TaskTracker, shutdown: Shutdown) -> bool {
         let config = Arc::clone(&self.config);
         let logs = &config.logs;
         let unified_logs: Vec<&UnifiedLogSource> =
             logs.unified_logs.iter().filter(|u| u.collect).collect();
-        if logs.files.is_empty() && logs.journals.is_empty() && unified_logs.is_empty() {
+        let emf = self.emf.take();
+        if logs.files.is_empty()
+            && logs.journals.is_empty()
+            && unified_logs.is_empty()
+            && emf.is_none()
+        {
             return false;
         }
         let this = Arc::new(self);
@@ -259,6 +267,9 @@ impl LogsPipeline {
             let beat = this.health.register(format!("{source} reader"));
             tracker.spawn(journal.run(resume, tx, shutdown.stop.clone(), beat));
         }
+        if let Some(receiver) = emf {
+            this.receive_emf(receiver, &registry, tracker, &shutdown);
+        }
         for (reader, mark) in unified {
             let dest = Arc::new(this.unified_log_destination(&reader.source));
             let source = format!("unified log {}", reader.source.key);
@@ -267,6 +278,50 @@ impl LogsPipeline {
             tracker.spawn(reader.run(mark, tx, shutdown.stop.clone(), beat));
         }
         true
+    }
+
+    /// Ships the embedded metric format buffers an earlier run left, and starts the receiver,
+    /// following each new destination's buffer as it appears.
+    fn receive_emf(
+        self: &Arc<Self>,
+        receiver: EmfReceiver,
+        registry: &Arc<Registry>,
+        tracker: &TaskTracker,
+        shutdown: &Shutdown,
+    ) {
+        let state_dir = self.config.agent.state_dir.clone();
+        for buffer in emf::existing(&state_dir) {
+            self.follow_buffer(buffer, registry, tracker, shutdown);
+        }
+        let logs = &self.config.logs;
+        let e = logs.emf.as_ref();
+        let defaults = emf::Defaults {
+            group: self.resolve(
+                e.and_then(|e| e.log_group_name.as_deref())
+                    .unwrap_or(&logs.log_group_name),
+            ),
+            stream: sanitize_stream(
+                &self.resolve(
+                    e.and_then(|e| e.log_stream_name.as_deref())
+                        .or(logs.log_stream_name.as_deref())
+                        .unwrap_or("{instance_id}"),
+                ),
+            ),
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let positions: Arc<dyn files::PositionStore> = self.checkpoints.clone();
+        tracker.spawn(receiver.run(state_dir, defaults, positions, tx, shutdown.stop.clone()));
+        let (this, registry, tracker2, shutdown) = (
+            Arc::clone(self),
+            Arc::clone(registry),
+            tracker.clone(),
+            shutdown.clone(),
+        );
+        tracker.spawn(async move {
+            while let Some(buffer) = rx.recv().await {
+                this.follow_buffer(buffer, &registry, &tracker2, &shutdown);
+            }
+        });
     }
 
     /// Where the journal reader begins: after the last delivered entry, or at the entry
@@ -489,6 +544,71 @@ impl LogsPipeline {
             .unwrap_or_default();
         let dest = Arc::new(self.destination(entry, &file_name));
         tracing::info!(file = %path.display(), group = %dest.group, stream = %dest.stream, "Shipping log file.");
+        let lines = FileLines {
+            builder: BatchBuilder::new(),
+            filters: entry.filters.clone(),
+            full: Vec::new(),
+            ts: 0,
+            timestamp: entry.timestamp.clone(),
+            trim_timestamp: entry.trim_timestamp,
+            local: LocalOffset::default(),
+            last_found: None,
+            multiline: entry.multi_line_start.clone().map(Assembler::new),
+            emf: entry.emf.then(|| EmfLines {
+                check: Some(path.to_owned()),
+                said_invalid: false,
+            }),
+        };
+        let ends_when_missing = files::is_pattern(&entry.file_path);
+        self.follow_with(
+            tailer,
+            dest,
+            lines,
+            ends_when_missing,
+            registry,
+            tracker,
+            shutdown,
+        );
+    }
+
+    /// Follows an embedded metric format buffer file to its destination.
+    fn follow_buffer(
+        self: &Arc<Self>,
+        buffer: crate::sources::emf::Buffer,
+        registry: &Arc<Registry>,
+        tracker: &TaskTracker,
+        shutdown: &Shutdown,
+    ) {
+        let dest = Arc::new(Destination {
+            group: buffer.target.group,
+            stream: sanitize_stream(&buffer.target.stream),
+            retention_in_days: self.config.logs.retention_in_days,
+            log_group_class: None,
+            emf: true,
+        });
+        tracing::debug!(file = %buffer.path.display(), group = %dest.group, stream = %dest.stream,
+            "Shipping embedded metric format documents.");
+        let tailer = Tailer::new(buffer.path, StartAt::Beginning, Some(Arc::clone(registry)));
+        let lines = FileLines::plain(Some(EmfLines {
+            check: None,
+            said_invalid: false,
+        }));
+        self.follow_with(tailer, dest, lines, false, registry, tracker, shutdown);
+    }
+
+    /// Starts reading `tailer`'s file into `lines`, with a sender of its own to `dest`.
+    #[allow(clippy::too_many_arguments)]
+    fn follow_with(
+        self: &Arc<Self>,
+        tailer: Tailer,
+        dest: Arc<Destination>,
+        lines: FileLines,
+        ends_when_missing: bool,
+        registry: &Arc<Registry>,
+        tracker: &TaskTracker,
+        shutdown: &Shutdown,
+    ) {
+        let path = tailer.path();
         let tx = self.sender(
             dest,
             &path.display().to_string(),
@@ -499,21 +619,11 @@ impl LogsPipeline {
         let reader = FileReader {
             heartbeat: self.health.register(format!("reader {}", path.display())),
             tailer,
-            sink: FileLines {
-                builder: BatchBuilder::new(),
-                filters: entry.filters.clone(),
-                full: Vec::new(),
-                ts: 0,
-                timestamp: entry.timestamp.clone(),
-                trim_timestamp: entry.trim_timestamp,
-                local: LocalOffset::default(),
-                last_found: None,
-                multiline: entry.multi_line_start.clone().map(Assembler::new),
-            },
+            sink: lines,
             checkpoints: Arc::clone(&self.checkpoints),
             flush: self.flush_interval(),
             once: self.once,
-            ends_when_missing: files::is_pattern(&entry.file_path),
+            ends_when_missing,
             budget: self.budget.clone(),
             held: Held::none(),
             rest_until: Instant::now(),
@@ -543,6 +653,59 @@ struct FileLines {
     last_found: Option<i64>,
     /// `multi_line_start_pattern`: lines put together into events.
     multiline: Option<Assembler<FilePosition>>,
+    /// Lines are embedded metric format documents.
+    emf: Option<EmfLines>,
+}
+
+/// What a reader of embedded metric format documents keeps.
+struct EmfLines {
+    /// Check each document and say the first invalid one (a file's; the receiver checked
+    /// what it buffered).
+    check: Option<PathBuf>,
+    said_invalid: bool,
+}
+
+impl FileLines {
+    /// Lines as they are, each an event stamped when read (or with its document's time).
+    fn plain(emf: Option<EmfLines>) -> FileLines {
+        FileLines {
+            builder: BatchBuilder::new(),
+            filters: Filters::default(),
+            full: Vec::new(),
+            ts: 0,
+            timestamp: None,
+            trim_timestamp: false,
+            local: LocalOffset::default(),
+            last_found: None,
+            multiline: None,
+            emf,
+        }
+    }
+
+    /// An embedded metric format document's time: its `_aws.Timestamp`, never before the
+    /// document before it (so that a batch stays in order), else when it was read.
+    fn emf_event(&mut self, line: &str) -> i64 {
+        let Some(emf) = &mut self.emf else {
+            return self.ts;
+        };
+        let doc = crate::sources::emf::document::inspect(line);
+        if let Some(path) = &emf.check {
+            let invalid = match &doc {
+                Ok(d) => d.validity.as_ref().err().cloned(),
+                Err(e) => Some(e.clone()),
+            };
+            if let Some(reason) = invalid {
+                if !std::mem::replace(&mut emf.said_invalid, true) {
+                    tracing::warn!(file = %path.display(), %reason,
+                        "A line that is not valid embedded metric format: shipped as a plain log event, no metrics are extracted (said once per file).");
+                }
+            }
+        }
+        let own = doc.ok().and_then(|d| d.timestamp_ms);
+        let ts = own.unwrap_or(self.ts).max(self.last_found.unwrap_or(0));
+        self.last_found = Some(ts);
+        ts
+    }
 }
 
 impl FileLines {
@@ -561,6 +724,9 @@ impl FileLines {
 
     /// The event's time and text.
     fn event<'t>(&mut self, line: &'t str) -> (i64, Cow<'t, str>) {
+        if self.emf.is_some() {
+            return (self.emf_event(line), Cow::Borrowed(line));
+        }
         let Some(format) = &self.timestamp else {
             return (self.ts, Cow::Borrowed(line));
         };

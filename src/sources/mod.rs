@@ -2,6 +2,7 @@
 //! log.
 
 mod child_lines;
+pub mod emf;
 pub mod files;
 pub mod host_metrics;
 pub mod journal;

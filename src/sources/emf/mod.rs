@@ -1,0 +1,538 @@
+//! Embedded metric format (EMF): JSON documents that programs send to a local port (TCP and
+//! UDP on 127.0.0.1:25888, as the CloudWatch Agent), each shipped as a log event to its log
+//! group and stream, where CloudWatch extracts its metrics.
+//!
+//! A document is on disk before anything else is done with it: the receiver appends it, one
+//! line, to its destination's buffer file under `state/emf/`, and the log pipeline follows
+//! that file like any log file, so what was received survives an outage, a restart or a crash
+//! (the saved position says what is delivered). A buffer file past [`ROTATE_BYTES`] is rotated
+//! as a log file would be, and the rotated file removed once delivered; one that reaches
+//! [`MAX_BUFFER_BYTES`] while CloudWatch Logs takes nothing takes no more (the documents refused
+//! are counted and logged). Each document is checked against the EMF specification; an invalid one is still
+//! shipped, as a plain log event, and the first of each destination is logged with the reason.
+
+pub mod document;
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::hash::Hash;
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Listen, Transport};
+use crate::sources::files::PositionStore;
+
+/// A buffer file larger than this is rotated.
+pub const ROTATE_BYTES: u64 = 1024 * 1024;
+/// A buffer file holding this much undelivered takes no more documents.
+pub const MAX_BUFFER_BYTES: u64 = 64 * 1024 * 1024;
+/// The buffer files' folder under the state directory.
+pub const FOLDER: &str = "emf";
+const EVENTS: &str = "events.jsonl";
+const DESTINATION: &str = "destination.json";
+/// Longest document taken (CloudWatch's largest event).
+const MAX_DOCUMENT: usize = document::MAX_DOCUMENT_BYTES;
+/// TCP connections served at once.
+const MAX_CONNECTIONS: usize = 64;
+/// How often buffer files are flushed to the disk (fsync), and refusals told of.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+const COMPLAINT_EVERY: Duration = Duration::from_secs(60);
+
+/// Where a document goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Target {
+    pub group: String,
+    pub stream: String,
+}
+
+/// A destination's buffer file, found at start or made by the receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Buffer {
+    pub target: Target,
+    pub path: PathBuf,
+}
+
+/// Where documents that name no group or stream go, resolved.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub group: String,
+    pub stream: String,
+}
+
+/// The buffer files left by an earlier run, each with its destination.
+pub fn existing(state_dir: &Path) -> Vec<Buffer> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(state_dir.join(FOLDER)) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let target = fs::read(dir.join(DESTINATION))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Target>(&b).ok());
+        match target {
+            Some(target) => out.push(Buffer {
+                target,
+                path: dir.join(EVENTS),
+            }),
+            None => {
+                tracing::warn!(folder = %dir.display(), "An embedded metric format buffer without its destination; left alone.")
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+/// One open buffer file.
+struct Open {
+    file: File,
+    path: PathBuf,
+    len: u64,
+    dirty: bool,
+    /// An invalid document was said for this destination.
+    said_invalid: bool,
+}
+
+/// The receiver's side of the buffers.
+struct Buffers {
+    dir: PathBuf,
+    open: HashMap<Target, Open>,
+    positions: Arc<dyn PositionStore>,
+    /// New destinations, for the pipeline to follow.
+    new: mpsc::UnboundedSender<Buffer>,
+    refused_full: u64,
+    refused_long: u64,
+    invalid: u64,
+    told: Option<Instant>,
+}
+
+/// A short, stable folder name for a destination.
+fn folder(t: &Target) -> String {
+    // FNV-1a: stable across runs and builds (unlike the standard hasher's seed).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in t.group.bytes().chain([0]).chain(t.stream.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+impl Buffers {
+    /// Appends `doc` (one line) to `target`'s buffer.
+    fn append(&mut self, target: Target, doc: &[u8]) -> io::Result<()> {
+        if !self.open.contains_key(&target) {
+            let opened = self.open_buffer(&target)?;
+            self.open.insert(target.clone(), opened);
+        }
+        let b = self.open.get_mut(&target).expect("opened above");
+        if b.len >= MAX_BUFFER_BYTES {
+            self.refused_full += 1;
+            return Ok(());
+        }
+        let mut line = Vec::with_capacity(doc.len() + 1);
+        line.extend_from_slice(doc);
+        line.push(b'\n');
+        b.file.write_all(&line)?;
+        b.len += line.len() as u64;
+        b.dirty = true;
+        Ok(())
+    }
+
+    fn open_buffer(&mut self, target: &Target) -> io::Result<Open> {
+        let dir = self.dir.join(folder(target));
+        fs::create_dir_all(&dir)?;
+        let destination = dir.join(DESTINATION);
+        let fresh = !destination.exists();
+        if fresh {
+            let tmp = dir.join("destination.tmp");
+            fs::write(&tmp, serde_json::to_vec(target).unwrap_or_default())?;
+            fs::rename(&tmp, &destination)?;
+        }
+        let path = dir.join(EVENTS);
+        let file = create(&path)?;
+        let len = file.metadata()?.len();
+        if fresh {
+            let _ = self.new.send(Buffer {
+                target: target.clone(),
+                path: path.clone(),
+            });
+        }
+        Ok(Open {
+            file,
+            path,
+            len,
+            dirty: false,
+            said_invalid: false,
+        })
+    }
+
+    /// Rotates each buffer past [`ROTATE_BYTES`] to `events.jsonl.1`, as logrotate would (the
+    /// reader finishes the old file, then reads the new one), once the one rotated before is
+    /// delivered and removed: so at most one rotated file waits, which a restart finds again
+    /// beside the path.
+    fn rotate(&mut self) {
+        for b in self.open.values_mut() {
+            let rotated = b.path.with_extension("jsonl.1");
+            if let Ok(meta) = fs::metadata(&rotated) {
+                let delivered = self
+                    .positions
+                    .offset(meta.dev(), meta.ino())
+                    .map(|(_, offset)| offset);
+                if delivered != Some(meta.len()) {
+                    continue;
+                }
+                if let Err(e) = fs::remove_file(&rotated) {
+                    tracing::debug!(file = %rotated.display(), error = %e, "Cannot remove a delivered embedded metric format buffer.");
+                    continue;
+                }
+            }
+            if b.len < ROTATE_BYTES {
+                continue;
+            }
+            let _ = b.file.sync_data();
+            let renewed = fs::rename(&b.path, &rotated).and_then(|()| create(&b.path));
+            match renewed {
+                Ok(file) => {
+                    b.file = file;
+                    b.len = 0;
+                    b.dirty = false;
+                }
+                Err(e) => {
+                    tracing::warn!(file = %b.path.display(), error = %e, "Cannot rotate an embedded metric format buffer.")
+                }
+            }
+        }
+    }
+
+    /// Flushes what was written to the disk.
+    fn sync(&mut self) {
+        for b in self.open.values_mut().filter(|b| b.dirty) {
+            if let Err(e) = b.file.sync_data() {
+                tracing::debug!(file = %b.path.display(), error = %e, "Cannot sync an embedded metric format buffer.");
+            }
+            b.dirty = false;
+        }
+    }
+
+    fn tell(&mut self, force: bool) {
+        if self.refused_full + self.refused_long + self.invalid == 0 {
+            return;
+        }
+        if !force && self.told.is_some_and(|t| t.elapsed() < COMPLAINT_EVERY) {
+            return;
+        }
+        self.told = Some(Instant::now());
+        if self.refused_full > 0 {
+            tracing::error!(documents = self.refused_full, most_mib = MAX_BUFFER_BYTES >> 20,
+                "Refused embedded metric format documents: their destination's buffer is full while CloudWatch Logs does not take them.");
+        }
+        if self.refused_long > 0 {
+            tracing::warn!(
+                documents = self.refused_long,
+                most = MAX_DOCUMENT,
+                "Refused embedded metric format documents longer than a log event may be."
+            );
+        }
+        if self.invalid > 0 {
+            tracing::info!(
+                documents = self.invalid,
+                "Shipped more documents that are not valid embedded metric format as plain log events (no metrics are extracted from them)."
+            );
+        }
+        self.refused_full = 0;
+        self.refused_long = 0;
+        self.invalid = 0;
+    }
+}
+
+fn create(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// The receiver: its sockets, bound at start.
+pub struct EmfReceiver {
+    sockets: Vec<(Listen, Bound)>,
+}
+
+enum Bound {
+    Udp(UdpSocket),
+    Tcp(TcpListener),
+}
+
+impl EmfReceiver {
+    /// Binds every address (a port in use is an error at start).
+    pub fn bind(listen: &[Listen]) -> Result<EmfReceiver, (Listen, io::Error)> {
+        let mut sockets = Vec::new();
+        for &l in listen {
+            let bound = match l.transport {
+                Transport::Udp => std::net::UdpSocket::bind(l.address)
+                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                    .and_then(UdpSocket::from_std)
+                    .map(Bound::Udp),
+                Transport::Tcp => std::net::TcpListener::bind(l.address)
+                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                    .and_then(TcpListener::from_std)
+                    .map(Bound::Tcp),
+            }
+            .map_err(|e| (l, e))?;
+            sockets.push((l, bound));
+        }
+        Ok(EmfReceiver { sockets })
+    }
+
+    /// Receives until `stop`, writing each document to its destination's buffer under
+    /// `state_dir`; new destinations go to `new`.
+    pub async fn run(
+        self,
+        state_dir: PathBuf,
+        defaults: Defaults,
+        positions: Arc<dyn PositionStore>,
+        new: mpsc::UnboundedSender<Buffer>,
+        stop: CancellationToken,
+    ) {
+        let buffers = Arc::new(Mutex::new(Buffers {
+            dir: state_dir.join(FOLDER),
+            open: HashMap::new(),
+            positions,
+            new,
+            refused_full: 0,
+            refused_long: 0,
+            invalid: 0,
+            told: None,
+        }));
+        let receiver = Receiver {
+            buffers: Arc::clone(&buffers),
+            defaults: Arc::new(defaults),
+        };
+        let tracker = tokio_util::task::TaskTracker::new();
+        for (listen, socket) in self.sockets {
+            tracing::info!(%listen, "Receiving embedded metric format documents.");
+            let (r, stop) = (receiver.clone(), stop.clone());
+            match socket {
+                Bound::Udp(s) => tracker.spawn(r.udp(s, stop)),
+                Bound::Tcp(s) => tracker.spawn(r.tcp(s, stop)),
+            };
+        }
+        tracker.close();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(SYNC_EVERY) => {}
+                _ = stop.cancelled() => break,
+            }
+            let buffers = Arc::clone(&buffers);
+            let _ = tokio::task::spawn_blocking(move || {
+                let mut b = buffers.lock().unwrap_or_else(|e| e.into_inner());
+                b.sync();
+                b.rotate();
+                b.tell(false);
+            })
+            .await;
+        }
+        tracker.wait().await;
+        let mut b = buffers.lock().unwrap_or_else(|e| e.into_inner());
+        b.sync();
+        b.tell(true);
+    }
+}
+
+#[derive(Clone)]
+struct Receiver {
+    buffers: Arc<Mutex<Buffers>>,
+    defaults: Arc<Defaults>,
+}
+
+impl Receiver {
+    /// Takes every document (line) of `text`.
+    fn take(&self, text: &[u8]) {
+        let mut b = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        for line in text.split(|&c| c == b'\n') {
+            let line = line.trim_ascii();
+            let line = line.strip_prefix(b"\0").unwrap_or(line);
+            if line.is_empty() || line.iter().all(|&c| c == 0) {
+                continue;
+            }
+            if line.len() > MAX_DOCUMENT {
+                b.refused_long += 1;
+                continue;
+            }
+            let text = String::from_utf8_lossy(line);
+            let (target, invalid) = match document::inspect(&text) {
+                Ok(d) => (
+                    Target {
+                        group: d.log_group.unwrap_or_else(|| self.defaults.group.clone()),
+                        stream: d.log_stream.unwrap_or_else(|| self.defaults.stream.clone()),
+                    },
+                    d.validity.err(),
+                ),
+                Err(e) => (
+                    Target {
+                        group: self.defaults.group.clone(),
+                        stream: self.defaults.stream.clone(),
+                    },
+                    Some(e),
+                ),
+            };
+            let target = Target {
+                group: crate::config::check_log_group(&target.group)
+                    .map(|()| target.group)
+                    .unwrap_or_else(|_| self.defaults.group.clone()),
+                stream: crate::config::check_log_stream(&target.stream)
+                    .map(|()| target.stream)
+                    .unwrap_or_else(|_| self.defaults.stream.clone()),
+            };
+            if let Err(e) = b.append(target.clone(), text.as_bytes()) {
+                tracing::error!(group = %target.group, stream = %target.stream, error = %e,
+                    "Cannot keep an embedded metric format document on disk; it is lost.");
+                continue;
+            }
+            if let Some(reason) = invalid {
+                let first = b
+                    .open
+                    .get_mut(&target)
+                    .is_some_and(|o| !std::mem::replace(&mut o.said_invalid, true));
+                if first {
+                    tracing::warn!(group = %target.group, stream = %target.stream, %reason,
+                        "A document that is not valid embedded metric format: shipped as a plain log event, no metrics are extracted (said once per destination).");
+                } else {
+                    b.invalid += 1;
+                }
+            }
+        }
+    }
+
+    async fn udp(self, socket: UdpSocket, stop: CancellationToken) {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            tokio::select! {
+                r = socket.recv(&mut buf) => match r {
+                    Ok(n) => {
+                        let (this, data) = (self.clone(), buf[..n].to_vec());
+                        let _ = tokio::task::spawn_blocking(move || this.take(&data)).await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "An embedded metric format datagram could not be received."),
+                },
+                _ = stop.cancelled() => break,
+            }
+        }
+        while let Ok(n) = socket.try_recv(&mut buf) {
+            self.take(&buf[..n]);
+        }
+    }
+
+    async fn tcp(self, listener: TcpListener, stop: CancellationToken) {
+        let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let tracker = tokio_util::task::TaskTracker::new();
+        loop {
+            let permit = tokio::select! {
+                p = Arc::clone(&connections).acquire_owned() => p.expect("never closed"),
+                _ = stop.cancelled() => break,
+            };
+            let stream = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "An embedded metric format connection could not be accepted.");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = stop.cancelled() => break,
+            };
+            let (this, stop) = (self.clone(), stop.clone());
+            tracker.spawn(async move {
+                this.connection(stream, stop).await;
+                drop(permit);
+            });
+        }
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    /// One connection's documents, a line each.
+    async fn connection(&self, stream: tokio::net::TcpStream, stop: CancellationToken) {
+        let mut reader = BufReader::new(stream);
+        let mut line = Vec::new();
+        loop {
+            let mut limited = (&mut reader).take(MAX_DOCUMENT as u64 + 2);
+            let read = if stop.is_cancelled() {
+                None
+            } else {
+                tokio::select! {
+                    r = limited.read_until(b'\n', &mut line) => Some(r),
+                    _ = stop.cancelled() => None,
+                }
+            };
+            let read = match read {
+                Some(r) => r,
+                // At a stop, what has arrived is still taken.
+                None => match tokio::time::timeout(
+                    Duration::from_millis(100),
+                    limited.read_until(b'\n', &mut line),
+                )
+                .await
+                {
+                    Ok(r) => r.map(|_| line.len()),
+                    Err(_) => return,
+                },
+            };
+            match read {
+                Ok(0) | Err(_) => {
+                    // A last document without its newline still counts.
+                    if !line.is_empty() {
+                        let (this, data) = (self.clone(), std::mem::take(&mut line));
+                        let _ = tokio::task::spawn_blocking(move || this.take(&data)).await;
+                    }
+                    return;
+                }
+                Ok(_) if line.len() > MAX_DOCUMENT + 1 && !line.ends_with(b"\n") => {
+                    self.buffers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .refused_long += 1;
+                    let mut rest = Vec::new();
+                    if reader.read_until(b'\n', &mut rest).await.is_err() {
+                        return;
+                    }
+                    line.clear();
+                }
+                Ok(_) => {
+                    let (this, data) = (self.clone(), std::mem::take(&mut line));
+                    let _ = tokio::task::spawn_blocking(move || this.take(&data)).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_destinations_folder_name_is_stable() {
+        let t = Target {
+            group: "g".into(),
+            stream: "s".into(),
+        };
+        assert_eq!(folder(&t), folder(&t.clone()));
+        assert_ne!(
+            folder(&t),
+            folder(&Target {
+                group: "gs".into(),
+                stream: String::new()
+            })
+        );
+        assert_eq!(folder(&t).len(), 16);
+    }
+}

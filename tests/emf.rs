@@ -1,0 +1,297 @@
+//! Embedded metric format documents from a real client (`aws-embedded-metrics` from PyPI, over
+//! TCP) and from `nc -u`, through the publisher to moto: each lands in its log group and
+//! stream, sent with the `x-amzn-logs-format: json/emf` header; an invalid document still
+//! arrives, as a plain event, and is said once; documents in a file whose entry says `emf`;
+//! and an outage with a restart in the middle, after which every document arrives once.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+fn config(port: u16, extra_logs: Value) -> Value {
+    let mut logs = json!({
+        "log_group_name": "default-group",
+        "force_flush_interval": 1,
+        "metrics_collected": {"emf": {"service_address": format!(":{port}")}}
+    });
+    if let (Some(l), Some(extra)) = (logs.as_object_mut(), extra_logs.as_object()) {
+        l.extend(extra.clone());
+    }
+    json!({"agent": {"debug": true}, "logs": logs})
+}
+
+fn start(s: &Setup, moto: &Moto) -> std::process::Child {
+    let mut cmd = publisher(Some(&moto.url()));
+    cmd.arg(s.config());
+    start_ready(cmd).0
+}
+
+/// A document as the embedded metric format specification shows one.
+fn document(group: &str, n: u32) -> String {
+    json!({
+        "_aws": {"Timestamp": now_ms(), "LogGroupName": group,
+                 "CloudWatchMetrics": [{"Namespace": "Own", "Dimensions": [["Service"]],
+                                        "Metrics": [{"Name": "Latency", "Unit": "Milliseconds"}]}]},
+        "Service": "shop", "Latency": n, "n": n
+    })
+    .to_string()
+}
+
+fn nc_udp(port: u16, text: &str) {
+    let mut child = Command::new("nc")
+        .args(["-u", "-w1", "127.0.0.1", &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("nc runs (scripts/test installs netcat-openbsd)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// The streams PutLogEvents reached with the EMF header, and without.
+fn header_by_stream(moto: &Moto) -> Vec<(String, String, Option<String>)> {
+    let mut out: Vec<(String, String, Option<String>)> = moto
+        .put_log_events()
+        .iter()
+        .map(|p| {
+            (
+                p["group"].as_str().unwrap_or_default().to_owned(),
+                p["stream"].as_str().unwrap_or_default().to_owned(),
+                p["logs_format"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn documents_from_the_client_library_and_nc_reach_their_group_with_the_emf_header() {
+    let moto = Moto::start();
+    let port = free_port();
+    let s = Setup::new(config(port, json!({})));
+    let mut child = start(&s, &moto);
+
+    let script = r#"
+from aws_embedded_metrics import metric_scope
+
+@metric_scope
+def handler(metrics):
+    metrics.set_namespace("Own/Shop")
+    metrics.put_dimensions({"Operation": "checkout"})
+    metrics.put_metric("Latency", 42, "Milliseconds")
+    metrics.set_property("order", "o-1")
+
+for _ in range(3):
+    handler()
+"#;
+    let out = Command::new(python())
+        .args(["-c", script])
+        .env("AWS_EMF_ENVIRONMENT", "default")
+        .env("AWS_EMF_AGENT_ENDPOINT", format!("tcp://127.0.0.1:{port}"))
+        .env("AWS_EMF_LOG_GROUP_NAME", "shop-metrics")
+        .env("AWS_EMF_LOG_STREAM_NAME", "checkout")
+        .env("AWS_EMF_SERVICE_NAME", "shop")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // UDP: the older top-level group, a document naming no group, and one that is not EMF.
+    let legacy = json!({"log_group_name": "legacy-group", "log_stream_name": "udp",
+        "_aws": {"Timestamp": now_ms(), "CloudWatchMetrics": [{"Namespace": "Own",
+        "Dimensions": [[]], "Metrics": [{"Name": "Hits"}]}]}, "Hits": 1})
+    .to_string();
+    let bad_unit = json!({"_aws": {"Timestamp": now_ms(), "LogGroupName": "legacy-group",
+        "LogStreamName": "udp", "CloudWatchMetrics": [{"Namespace": "Own", "Dimensions": [[]],
+        "Metrics": [{"Name": "Hits", "Unit": "Hitz"}]}]}, "Hits": 2})
+    .to_string();
+    nc_udp(
+        port,
+        &format!("{legacy}\n{bad_unit}\n{}\n", document("", 7)),
+    );
+
+    let shop = moto.wait_for_messages("shop-metrics", "checkout", Duration::from_secs(30), |m| {
+        m.len() == 3
+    });
+    for doc in &shop {
+        let v: Value = serde_json::from_str(doc).unwrap();
+        assert_eq!(v["Latency"], 42);
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Own/Shop");
+    }
+    let udp = moto.wait_for_messages("legacy-group", "udp", Duration::from_secs(30), |m| {
+        m.len() == 2
+    });
+    assert_eq!(udp, [legacy, bad_unit]);
+    // A document naming no group goes to logs.log_group_name, in the instance's stream.
+    let default = moto.log_events("default-group");
+    assert_eq!(default.len(), 1, "{default:?}");
+    assert!(default.values().next().unwrap()[0].1.contains("\"n\":7"));
+
+    let headers = header_by_stream(&moto);
+    assert!(
+        headers.iter().all(|h| h.2.as_deref() == Some("json/emf")),
+        "every request carries the EMF header: {headers:?}"
+    );
+    assert!(headers
+        .iter()
+        .any(|h| h.0 == "shop-metrics" && h.1 == "checkout"));
+    // The invalid one is said, with the reason.
+    let log = s.log();
+    assert!(
+        log.contains("not valid embedded metric format") && log.contains("Hitz"),
+        "{log}"
+    );
+    // The events carry the documents' own times.
+    let (ts, _) = &moto.log_events("shop-metrics")["checkout"][0];
+    let v: Value = serde_json::from_str(&shop[0]).unwrap();
+    assert_eq!(Some(*ts), v["_aws"]["Timestamp"].as_i64());
+    stop_gracefully(&mut child, &s);
+}
+
+/// Buffer files (current and rotated) under the state directory.
+fn buffer_files(s: &Setup) -> usize {
+    let Ok(dirs) = std::fs::read_dir(s.dir.path().join("state/emf")) else {
+        return 0;
+    };
+    dirs.flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .filter(|f| f.file_name().to_string_lossy().starts_with("events.jsonl"))
+        .count()
+}
+
+/// Documents in the current buffer files under the state directory.
+fn buffered(s: &Setup) -> usize {
+    let Ok(dirs) = std::fs::read_dir(s.dir.path().join("state/emf")) else {
+        return 0;
+    };
+    dirs.flatten()
+        .map(|d| read(&d.path().join("events.jsonl")).lines().count())
+        .sum()
+}
+
+#[test]
+fn documents_received_survive_an_outage_and_a_restart_and_arrive_once() {
+    let moto = Moto::start();
+    let port = free_port();
+    let s = Setup::new(config(port, json!({"log_stream_name": "device"})));
+    moto.fail_next("PutLogEvents", 100_000, 500, "ServiceUnavailableException");
+    let mut child = start(&s, &moto);
+    let sent: Vec<String> = (0..50).map(|n| document("outage", n)).collect();
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for d in &sent[..30] {
+        writeln!(tcp, "{d}").unwrap();
+    }
+    drop(tcp);
+    nc_udp(port, &(sent[30..].join("\n") + "\n"));
+    // Every document is on disk, in its destination's buffer, before it is sent.
+    wait_until(
+        "the documents are buffered",
+        Duration::from_secs(30),
+        || buffered(&s) == 50,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    stop_gracefully(&mut child, &s);
+    assert!(moto.messages("outage", "device").is_empty());
+
+    moto.fail_next("PutLogEvents", 0, 500, "ServiceUnavailableException");
+    let mut child = start(&s, &moto);
+    let got = moto.wait_for_messages("outage", "device", Duration::from_secs(30), |m| {
+        m.len() >= 50
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    // Each once (TCP's and UDP's documents may interleave).
+    let mut got_sorted = moto.messages("outage", "device");
+    got_sorted.sort();
+    let mut want = sent.clone();
+    want.sort();
+    assert_eq!(got_sorted, want);
+    assert_eq!(got.len(), 50);
+    stop_gracefully(&mut child, &s);
+}
+
+#[test]
+fn a_file_entry_marked_emf_is_sent_with_the_header_and_its_documents_checked() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metrics.log");
+    std::fs::write(&file, "").unwrap();
+    let s = Setup::new(json!({
+        "agent": {"debug": true},
+        "logs": {"log_group_name": "files", "force_flush_interval": 1, "logs_collected": {"files": {
+            "collect_list": [{"file_path": file, "log_stream_name": "emf", "emf": true}]}}}
+    }));
+    let mut child = start(&s, &moto);
+    wait_until("the file is followed", Duration::from_secs(30), || {
+        s.log().contains("Shipping log file")
+    });
+    append_lines(
+        &file,
+        &[
+            document("ignored", 1),
+            "not json".into(),
+            document("ignored", 2),
+        ],
+    );
+    moto.wait_for_messages("files", "emf", Duration::from_secs(30), |m| m.len() == 3);
+    assert_eq!(
+        header_by_stream(&moto),
+        [("files".into(), "emf".into(), Some("json/emf".into()))]
+    );
+    let log = s.log();
+    assert_eq!(
+        log.matches("A line that is not valid embedded metric format")
+            .count(),
+        1,
+        "{log}"
+    );
+    stop_gracefully(&mut child, &s);
+}
+
+#[test]
+fn a_buffer_is_rotated_and_removed_once_delivered_and_nothing_is_lost() {
+    let moto = Moto::start();
+    let port = free_port();
+    let s = Setup::new(config(port, json!({"log_stream_name": "device"})));
+    let mut child = start(&s, &moto);
+    // Past the size at which a buffer is rotated (1 MiB).
+    let first: Vec<String> = (0..5000).map(|n| document("big", n)).collect();
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for d in &first {
+        writeln!(tcp, "{d}").unwrap();
+    }
+    tcp.flush().unwrap();
+    moto.wait_for_messages("big", "device", Duration::from_secs(60), |m| {
+        m.len() == 5000
+    });
+    // Rotated, and the rotated file removed once delivered; the new file is followed too.
+    wait_until(
+        "the delivered buffer is rotated away",
+        Duration::from_secs(10),
+        || buffered(&s) == 0 && buffer_files(&s) == 1,
+    );
+    let later: Vec<String> = (5000..5010).map(|n| document("big", n)).collect();
+    for d in &later {
+        writeln!(tcp, "{d}").unwrap();
+    }
+    drop(tcp);
+    let got = moto.wait_for_messages("big", "device", Duration::from_secs(30), |m| {
+        m.len() >= 5010
+    });
+    assert_eq!(got, [first, later].concat());
+    assert_eq!(buffered(&s), 10, "the buffer holds only what came after");
+    stop_gracefully(&mut child, &s);
+}
