@@ -1055,6 +1055,70 @@ mod tests {
     }
 
     #[test]
+    fn statsd_and_emf_take_the_agents_keys_and_listen_on_loopback_unless_told() {
+        let c = ok(r#"{"metrics": {"metrics_collected": {"statsd": {}}},
+            "logs": {"metrics_collected": {"emf": {}}}}"#);
+        let st = c
+            .metrics
+            .collected
+            .as_ref()
+            .unwrap()
+            .statsd
+            .clone()
+            .unwrap();
+        assert_eq!(st.listen.to_string(), "udp://127.0.0.1:8125");
+        assert_eq!(st.collection_interval.as_secs(), 10);
+        assert_eq!(st.aggregation_interval.map(|a| a.as_secs()), Some(60));
+        assert_eq!(
+            (st.allowed_pending_messages, st.metric_separator.as_str()),
+            (10_000, "_")
+        );
+        let emf = c.logs.emf.clone().unwrap();
+        let listen: Vec<String> = emf.listen.iter().map(|l| l.to_string()).collect();
+        assert_eq!(listen, ["tcp://127.0.0.1:25888", "udp://127.0.0.1:25888"]);
+        // The effective config reads back the same.
+        let again = ok(&crate::config::render::effective(&c).to_string());
+        assert_eq!(again.metrics.collected.unwrap().statsd.unwrap(), st);
+        assert_eq!(again.logs.emf.unwrap(), emf);
+
+        let c = ok(r#"{"metrics": {"metrics_collected": {"statsd": {
+            "service_address": "tcp://0.0.0.0:9125", "metrics_aggregation_interval": 0}}}}"#);
+        let st = c
+            .metrics
+            .collected
+            .as_ref()
+            .unwrap()
+            .statsd
+            .clone()
+            .unwrap();
+        assert_eq!(st.listen.to_string(), "tcp://0.0.0.0:9125");
+        assert_eq!(st.aggregation_interval, None);
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("listens beyond this machine")));
+    }
+
+    #[test]
+    fn bad_statsd_and_emf_settings_name_their_key() {
+        let p = problems(
+            r#"{"metrics": {"metrics_collected": {"statsd": {
+            "service_address": "8125", "metrics_collection_interval": 30,
+            "metrics_aggregation_interval": 10, "metric_separator": "|"}}},
+            "logs": {"metrics_collected": {"emf": {"service_address": "http://:1"}, "x": {}}}}"#,
+        );
+        for want in [
+            "metrics.metrics_collected.statsd.service_address: \"8125\" is not an address",
+            "metrics.metrics_collected.statsd.metrics_aggregation_interval: 10 s is shorter",
+            "metrics.metrics_collected.statsd.metric_separator:",
+            "logs.metrics_collected.emf.service_address: \"http://:1\" is not an address",
+            "logs.metrics_collected.x: unknown key",
+        ] {
+            assert!(p.iter().any(|m| m.starts_with(want)), "{want} in {p:#?}");
+        }
+    }
+
+    #[test]
     fn unified_log_readers_as_the_journald_form_has_them() {
         let c = ok(
             r#"{"logs": {"log_stream_name": "{hostname}", "logs_collected": {"unified_log": {"collect_list": [
