@@ -608,26 +608,22 @@ fn a_pi_zero_2_with_a_good_supply_and_a_missing_proc_file() {
 
 #[test]
 fn sections_that_would_lose_data_are_refused_and_ec2_only_ones_named() {
-    for (name, key) in [
-        (
-            "awsdocs_statsd_example.json",
-            "metrics.metrics_collected.statsd: is not supported",
-        ),
-        (
-            "awsdocs_collectd_example.json",
-            "metrics.metrics_collected.collectd: is not supported",
-        ),
-        (
-            "agentrepo_validLinuxMetrics.json",
-            "metrics.metrics_collected.statsd: is not supported",
-        ),
-    ] {
+    for (name, key) in [(
+        "awsdocs_collectd_example.json",
+        "metrics.metrics_collected.collectd: is not supported",
+    )] {
         let s = Setup::new(runnable(name));
         let out = validate(&s);
         let (_, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(78), "{name}: {stderr}");
         assert!(stderr.contains(key), "{name}: {stderr}");
     }
+    // The agent's StatsD example is taken as it is (received on 127.0.0.1).
+    let s = Setup::new(runnable("awsdocs_statsd_example.json"));
+    let out = validate(&s);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("udp://127.0.0.1:8125"), "{stdout}");
     // "unit": "unit" is not a CloudWatch unit: named, with the key.
     let s = Setup::new(runnable("agentrepo_validLinuxMetrics.json"));
     let out = validate(&s);
