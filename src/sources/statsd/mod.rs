@@ -320,8 +320,14 @@ async fn receive_udp(socket: UdpSocket, shared: Arc<Mutex<Shared>>, stop: Cancel
             }
             _ = stop.cancelled() => break,
         }
-        // Everything queued, then wait again.
+        // Everything queued, then wait again; other tasks (signals, the tick, the watchdog's
+        // beats) get their turn every 128 datagrams, however fast they come.
+        let mut taken = 0u32;
         loop {
+            taken += 1;
+            if taken % 128 == 0 {
+                tokio::task::yield_now().await;
+            }
             match socket.try_recv(&mut buf) {
                 Ok(n) => shared
                     .lock()
