@@ -325,7 +325,7 @@ async fn receive_udp(socket: UdpSocket, shared: Arc<Mutex<Shared>>, stop: Cancel
         let mut taken = 0u32;
         loop {
             taken += 1;
-            if taken % 128 == 0 {
+            if taken.is_multiple_of(128) {
                 tokio::task::yield_now().await;
             }
             match socket.try_recv(&mut buf) {
