@@ -184,23 +184,16 @@ fn start_statsd(
             source: e,
         }
     })?;
-    let collected = config.metrics.collected.as_ref();
-    let mut dimensions: Vec<(String, String)> = collected
-        .map(|c| {
-            c.append_dimensions
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.replace(crate::config::INSTANCE_ID_PLACEHOLDER, id),
-                    )
-                })
-                .collect()
-        })
+    let dimensions = AgentLabels::for_config(config, id, host_name.to_owned())
+        .map(|l| l.common_dimensions())
         .unwrap_or_default();
-    dimensions.sort();
-    if collected.is_some_and(|c| c.host_dimension) {
-        dimensions.insert(0, ("host".into(), host_name.to_owned()));
+    let asked = st.allowed_pending_messages * statsd::BYTES_PER_MESSAGE;
+    if let Some(got) = socket.receive_buffer().filter(|&got| got < asked) {
+        tracing::warn!(
+            receive_buffer = got,
+            asked,
+            "The kernel gave the StatsD socket a smaller receive buffer than allowed_pending_messages asks for (net.core.rmem_max caps it); raise that sysctl if datagrams are dropped."
+        );
     }
     let point = st.aggregation_interval.unwrap_or(st.collection_interval);
     tracing::info!(

@@ -7,7 +7,7 @@
 mod support;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -40,22 +40,6 @@ fn document(group: &str, n: u32) -> String {
         "Service": "shop", "Latency": n, "n": n
     })
     .to_string()
-}
-
-fn nc_udp(port: u16, text: &str) {
-    let mut child = Command::new("nc")
-        .args(["-u", "-w1", "127.0.0.1", &port.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("nc runs (scripts/test installs netcat-openbsd)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
 }
 
 /// The streams PutLogEvents reached with the EMF header, and without.

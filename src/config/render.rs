@@ -170,14 +170,15 @@ pub(super) fn effective(c: &Config) -> Value {
     logs.insert("logs_collected".into(), Value::Object(collected));
     if let Some(e) = &l.emf {
         let mut m = Map::new();
-        // Both transports on one address is the agent's form without service_address.
-        if let [one] = e.listen.as_slice() {
-            m.insert("service_address".into(), json!(one.to_string()));
-        } else if let Some(first) = e.listen.first() {
-            if !first.address.ip().is_loopback() || first.address.port() != 25888 {
-                m.insert("service_address".into(), json!(first.address.to_string()));
-            }
-        }
+        // One transport is named by its scheme; an address alone is both.
+        let address = match e.listen.as_slice() {
+            [one] => one.to_string(),
+            all => all
+                .first()
+                .map(|l| l.address.to_string())
+                .unwrap_or_default(),
+        };
+        m.insert("service_address".into(), json!(address));
         if let Some(g) = &e.log_group_name {
             m.insert("log_group_name".into(), json!(g));
         }

@@ -19,7 +19,7 @@ use crate::backoff::Backoff;
 use crate::config::JournalSource;
 use crate::service::{beating, Heartbeat, BEAT};
 use crate::sinks::cloudwatch_logs::{Batch, BatchBuilder};
-use crate::sources::child_lines::{CappedLines, Next};
+use crate::sources::capped_lines::{CappedLines, Next};
 use crate::sources::Position;
 
 /// Names the `journalctl` to run instead of the one on `PATH` (tests use a stand-in).

@@ -1,12 +1,13 @@
 //! Where data comes from: the host's own counters, log files, the journal and macOS's unified
 //! log.
 
-mod child_lines;
+mod capped_lines;
 pub mod emf;
 pub mod files;
 pub mod host_metrics;
 pub mod journal;
 pub mod statsd;
+mod tcp_lines;
 pub mod unified_log;
 
 /// Which journal reader a position belongs to: `None` for `logs_collected.journal`, else the

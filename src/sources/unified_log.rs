@@ -22,7 +22,7 @@ use crate::backoff::Backoff;
 use crate::config::UnifiedLogSource;
 use crate::service::{beating, Heartbeat, BEAT};
 use crate::sinks::cloudwatch_logs::{Batch, BatchBuilder};
-use crate::sources::child_lines::{CappedLines, Next};
+use crate::sources::capped_lines::{CappedLines, Next};
 use crate::sources::files::timestamp::{days_from_civil, utc_text};
 use crate::sources::Position;
 

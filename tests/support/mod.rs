@@ -664,3 +664,20 @@ exit $status
     let (ok, out) = deb::sh(&mut cmd);
     (ok, out, read(&transcript))
 }
+
+/// Sends `text` to a UDP port on 127.0.0.1 with `nc -u`, as a shell script would.
+pub fn nc_udp(port: u16, text: &str) {
+    let mut child = Command::new("nc")
+        .args(["-u", "-w1", "127.0.0.1", &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("nc runs (scripts/test installs netcat-openbsd)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

@@ -64,6 +64,22 @@ impl AgentLabels {
         })
     }
 
+    /// What every metric carries whatever its source (StatsD's too): `host` first, then
+    /// `metrics.append_dimensions` by name.
+    pub fn common_dimensions(&self) -> Vec<(String, String)> {
+        let mut dims: Vec<(String, String)> = self
+            .append_dimensions
+            .iter()
+            .filter(|(k, v)| !v.is_empty() && k != "host")
+            .map(|(k, v)| (k.clone(), self.resolve(v)))
+            .collect();
+        dims.sort();
+        if let Some(h) = &self.host {
+            dims.insert(0, ("host".into(), h.clone()));
+        }
+        dims
+    }
+
     fn resolve(&self, value: &str) -> String {
         value.replace(INSTANCE_ID_PLACEHOLDER, &self.instance_id)
     }

@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -31,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Listen, Transport};
 use crate::sources::files::PositionStore;
+use crate::sources::tcp_lines::{self, Received};
 
 /// A buffer file larger than this is rotated.
 pub const ROTATE_BYTES: u64 = 1024 * 1024;
@@ -42,8 +42,6 @@ const EVENTS: &str = "events.jsonl";
 const DESTINATION: &str = "destination.json";
 /// Longest document taken (CloudWatch's largest event).
 const MAX_DOCUMENT: usize = document::MAX_DOCUMENT_BYTES;
-/// TCP connections served at once.
-const MAX_CONNECTIONS: usize = 64;
 /// How often buffer files are flushed to the disk (fsync), and refusals told of.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 const COMPLAINT_EVERY: Duration = Duration::from_secs(60);
@@ -431,87 +429,23 @@ impl Receiver {
     }
 
     async fn tcp(self, listener: TcpListener, stop: CancellationToken) {
-        let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-        let tracker = tokio_util::task::TaskTracker::new();
-        loop {
-            let permit = tokio::select! {
-                p = Arc::clone(&connections).acquire_owned() => p.expect("never closed"),
-                _ = stop.cancelled() => break,
-            };
-            let stream = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok((s, _)) => s,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "An embedded metric format connection could not be accepted.");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
+        tcp_lines::serve(listener, MAX_DOCUMENT, stop, move |received| {
+            let this = self.clone();
+            async move {
+                match received {
+                    Received::Line(line) => {
+                        let _ = tokio::task::spawn_blocking(move || this.take(&line)).await;
                     }
-                },
-                _ = stop.cancelled() => break,
-            };
-            let (this, stop) = (self.clone(), stop.clone());
-            tracker.spawn(async move {
-                this.connection(stream, stop).await;
-                drop(permit);
-            });
-        }
-        tracker.close();
-        tracker.wait().await;
-    }
-
-    /// One connection's documents, a line each.
-    async fn connection(&self, stream: tokio::net::TcpStream, stop: CancellationToken) {
-        let mut reader = BufReader::new(stream);
-        let mut line = Vec::new();
-        loop {
-            let mut limited = (&mut reader).take(MAX_DOCUMENT as u64 + 2);
-            let read = if stop.is_cancelled() {
-                None
-            } else {
-                tokio::select! {
-                    r = limited.read_until(b'\n', &mut line) => Some(r),
-                    _ = stop.cancelled() => None,
-                }
-            };
-            let read = match read {
-                Some(r) => r,
-                // At a stop, what has arrived is still taken.
-                None => match tokio::time::timeout(
-                    Duration::from_millis(100),
-                    limited.read_until(b'\n', &mut line),
-                )
-                .await
-                {
-                    Ok(r) => r.map(|_| line.len()),
-                    Err(_) => return,
-                },
-            };
-            match read {
-                Ok(0) | Err(_) => {
-                    // A last document without its newline still counts.
-                    if !line.is_empty() {
-                        let (this, data) = (self.clone(), std::mem::take(&mut line));
-                        let _ = tokio::task::spawn_blocking(move || this.take(&data)).await;
+                    Received::TooLong => {
+                        this.buffers
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .refused_long += 1;
                     }
-                    return;
-                }
-                Ok(_) if line.len() > MAX_DOCUMENT + 1 && !line.ends_with(b"\n") => {
-                    self.buffers
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .refused_long += 1;
-                    let mut rest = Vec::new();
-                    if reader.read_until(b'\n', &mut rest).await.is_err() {
-                        return;
-                    }
-                    line.clear();
-                }
-                Ok(_) => {
-                    let (this, data) = (self.clone(), std::mem::take(&mut line));
-                    let _ = tokio::task::spawn_blocking(move || this.take(&data)).await;
                 }
             }
-        }
+        })
+        .await;
     }
 }
 

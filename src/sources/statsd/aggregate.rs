@@ -93,29 +93,13 @@ pub struct Aggregator {
 
 fn key(name: &str, kind: Kind, tags: &[(&str, &str)]) -> u64 {
     let mut h = DefaultHasher::new();
-    name.hash(&mut h);
-    // Timers and histograms are one kind of series, as are counters only with counters.
-    kind_family(kind).hash(&mut h);
-    for t in tags {
-        t.hash(&mut h);
-    }
+    (name, kind, tags).hash(&mut h);
     h.finish()
-}
-
-fn kind_family(kind: Kind) -> u8 {
-    match kind {
-        Kind::Counter => 0,
-        Kind::Gauge => 1,
-        Kind::Timer => 2,
-        Kind::Histogram => 3,
-        Kind::Distribution => 4,
-        Kind::Set => 5,
-    }
 }
 
 fn same(s: &Series, name: &str, kind: Kind, tags: &[(&str, &str)]) -> bool {
     s.name == name
-        && kind_family(s.kind) == kind_family(kind)
+        && s.kind == kind
         && s.tags.len() == tags.len()
         && s.tags
             .iter()

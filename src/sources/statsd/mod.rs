@@ -15,7 +15,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -23,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Listen, Statsd, Transport};
 use crate::metric::MetricRecord;
+use crate::sources::tcp_lines::{self, Received};
 pub use aggregate::{Aggregator, Publish, Refused};
 
 /// How often the malformed lines are told of, at most.
@@ -31,10 +31,8 @@ const COMPLAINT_EVERY: Duration = Duration::from_secs(60);
 const MAX_DATAGRAM: usize = 65_536;
 /// A TCP line longer than this is not StatsD.
 const MAX_TCP_LINE: usize = 65_536;
-/// TCP connections served at once.
-const MAX_CONNECTIONS: usize = 64;
 /// Bytes of receive buffer asked for per allowed pending message.
-const BYTES_PER_MESSAGE: usize = 512;
+pub const BYTES_PER_MESSAGE: usize = 512;
 
 /// A StatsD socket, bound at start so that a port in use is an error before the service
 /// reports ready.
@@ -129,6 +127,36 @@ pub fn kernel_drops(port: u16) -> Option<u64> {
         }
     }
     found
+}
+
+/// The kernel's count of datagrams dropped on the socket, told of when it grows.
+struct KernelDrops {
+    port: u16,
+    buffer: usize,
+    seen: Option<u64>,
+    looked: Instant,
+}
+
+impl KernelDrops {
+    /// Reads the count (off the async thread) at most once a minute; warns when it grew.
+    async fn look(&mut self) {
+        if self.seen.is_some() && self.looked.elapsed() < COMPLAINT_EVERY {
+            return;
+        }
+        self.looked = Instant::now();
+        let port = self.port;
+        let Ok(Some(now)) = tokio::task::spawn_blocking(move || kernel_drops(port)).await else {
+            return;
+        };
+        if let Some(before) = self.seen.filter(|&b| now > b) {
+            tracing::warn!(
+                datagrams = now - before,
+                receive_buffer = self.buffer,
+                "The kernel dropped StatsD datagrams: they came faster than they were read and the receive buffer was full; raise allowed_pending_messages (and net.core.rmem_max)."
+            );
+        }
+        self.seen = Some(now);
+    }
 }
 
 /// What was not taken, told of at most once a minute.
@@ -235,6 +263,16 @@ impl StatsdSource {
             ),
             complaints: Complaints::default(),
         }));
+        // UDP datagrams the kernel dropped for want of room are watched for, once a minute.
+        let mut drops = match &socket {
+            Bound::Udp(_) => socket.local_addr().ok().map(|a| KernelDrops {
+                port: a.port(),
+                buffer: socket.receive_buffer().unwrap_or_default(),
+                seen: None,
+                looked: Instant::now(),
+            }),
+            Bound::Tcp(_) => None,
+        };
         let receiving = CancellationToken::new();
         let receiver = tokio::spawn(receive(socket, Arc::clone(&shared), receiving.clone()));
         let collection = self.config.collection_interval;
@@ -248,6 +286,9 @@ impl StatsdSource {
                 _ = stop.cancelled() => break,
             }
             next = next_boundary(collection);
+            if let Some(d) = &mut drops {
+                d.look().await;
+            }
             let now_ms = crate::clock::wall_ms();
             let records = {
                 let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -351,90 +392,18 @@ async fn receive_udp(socket: UdpSocket, shared: Arc<Mutex<Shared>>, stop: Cancel
 }
 
 async fn accept_tcp(listener: TcpListener, shared: Arc<Mutex<Shared>>, stop: CancellationToken) {
-    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let tracker = tokio_util::task::TaskTracker::new();
-    loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&connections).acquire_owned() => p.expect("never closed"),
-            _ = stop.cancelled() => break,
-        };
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::debug!(error = %e, "A StatsD connection could not be accepted.");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = stop.cancelled() => break,
-        };
-        let (shared, stop) = (Arc::clone(&shared), stop.clone());
-        tracker.spawn(async move {
-            read_tcp(stream, shared, stop).await;
-            drop(permit);
-        });
-    }
-    tracker.close();
-    tracker.wait().await;
-}
-
-/// One connection's lines; a line longer than [`MAX_TCP_LINE`] is skipped, counted.
-async fn read_tcp(
-    stream: tokio::net::TcpStream,
-    shared: Arc<Mutex<Shared>>,
-    stop: CancellationToken,
-) {
-    let mut reader = BufReader::new(stream);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let mut limited = (&mut reader).take(MAX_TCP_LINE as u64 + 1);
-        let read = if stop.is_cancelled() {
-            None
-        } else {
-            tokio::select! {
-                r = limited.read_until(b'\n', &mut line) => Some(r),
-                _ = stop.cancelled() => None,
-            }
-        };
-        let read = match read {
-            Some(r) => r,
-            // At a stop, what has arrived is still read (what was read of a line stays in
-            // `line`); then the connection is closed.
-            None => match tokio::time::timeout(
-                Duration::from_millis(100),
-                limited.read_until(b'\n', &mut line),
-            )
-            .await
-            {
-                Ok(r) => r.map(|_| line.len()),
-                Err(_) => return,
-            },
-        };
-        match read {
-            Ok(0) | Err(_) => return,
-            Ok(_) if line.len() > MAX_TCP_LINE && !line.ends_with(b"\n") => {
-                shared
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .complaints
-                    .malformed(
-                        &String::from_utf8_lossy(&line[..80]),
-                        format!("a line longer than {MAX_TCP_LINE} bytes"),
-                    );
-                // Skip to the end of that line.
-                let mut rest = Vec::new();
-                if reader.read_until(b'\n', &mut rest).await.is_err() {
-                    return;
-                }
-            }
-            Ok(_) => shared
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take_lines(&line),
+    tcp_lines::serve(listener, MAX_TCP_LINE, stop, move |received| {
+        let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+        match received {
+            Received::Line(line) => s.take_lines(&line),
+            Received::TooLong => s.complaints.malformed(
+                "(too long to show)",
+                format!("a line longer than {MAX_TCP_LINE} bytes"),
+            ),
         }
-    }
+        std::future::ready(())
+    })
+    .await;
 }
 
 #[cfg(test)]

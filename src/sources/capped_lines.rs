@@ -1,10 +1,10 @@
-//! A child process's output (journalctl's, `log`'s), read one line at a time with a cap on
-//! what one line may hold.
+//! A stream read one line at a time with a cap on what one line may hold: a child process's
+//! output (journalctl's, `log`'s), a TCP connection's lines (StatsD, EMF).
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
-/// A child's output, one line at a time, holding at most `limit` bytes of a line (the rest of
-/// a longer one is skipped). All state is kept here, so a read interrupted by `select!` loses
+/// A stream, one line at a time, holding at most `limit` bytes of a line, its newline
+/// included (the rest of a longer one is skipped). All state is kept here, so a read interrupted by `select!` loses
 /// nothing.
 pub struct CappedLines {
     buf: Vec<u8>,
@@ -30,7 +30,8 @@ impl CappedLines {
         }
     }
 
-    /// The line [`CappedLines::next`] found, with its newline; cleared by the next call.
+    /// The line [`CappedLines::next`] found, with its newline; cleared by the next call. After
+    /// [`Next::End`], what the stream ended with that had no newline.
     pub fn line(&self) -> &[u8] {
         &self.buf
     }
