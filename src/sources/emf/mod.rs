@@ -45,6 +45,8 @@ const MAX_DOCUMENT: usize = document::MAX_DOCUMENT_BYTES;
 /// How often buffer files are flushed to the disk (fsync), and refusals told of.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 const COMPLAINT_EVERY: Duration = Duration::from_secs(60);
+/// Chunks received and not yet written; the sockets wait when it is full.
+const WRITE_QUEUE: usize = 1024;
 
 /// Where a document goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -109,6 +111,8 @@ struct Buffers {
     positions: Arc<dyn PositionStore>,
     /// New destinations, for the pipeline to follow.
     new: mpsc::UnboundedSender<Buffer>,
+    /// Where documents that name no destination go.
+    defaults: Defaults,
     refused_full: u64,
     refused_long: u64,
     invalid: u64,
@@ -127,6 +131,63 @@ fn folder(t: &Target) -> String {
 }
 
 impl Buffers {
+    /// Takes every document (line) of `text`.
+    fn take(&mut self, text: &[u8]) {
+        for line in text.split(|&c| c == b'\n') {
+            let line = line.trim_ascii();
+            let line = line.strip_prefix(b"\0").unwrap_or(line);
+            if line.is_empty() || line.iter().all(|&c| c == 0) {
+                continue;
+            }
+            if line.len() > MAX_DOCUMENT {
+                self.refused_long += 1;
+                continue;
+            }
+            let text = String::from_utf8_lossy(line);
+            let (target, invalid) = match document::inspect(&text) {
+                Ok(d) => (
+                    Target {
+                        group: d.log_group.unwrap_or_else(|| self.defaults.group.clone()),
+                        stream: d.log_stream.unwrap_or_else(|| self.defaults.stream.clone()),
+                    },
+                    d.validity.err(),
+                ),
+                Err(e) => (
+                    Target {
+                        group: self.defaults.group.clone(),
+                        stream: self.defaults.stream.clone(),
+                    },
+                    Some(e),
+                ),
+            };
+            let target = Target {
+                group: crate::config::check_log_group(&target.group)
+                    .map(|()| target.group)
+                    .unwrap_or_else(|_| self.defaults.group.clone()),
+                stream: crate::config::check_log_stream(&target.stream)
+                    .map(|()| target.stream)
+                    .unwrap_or_else(|_| self.defaults.stream.clone()),
+            };
+            if let Err(e) = self.append(target.clone(), text.as_bytes()) {
+                tracing::error!(group = %target.group, stream = %target.stream, error = %e,
+                    "Cannot keep an embedded metric format document on disk; it is lost.");
+                continue;
+            }
+            if let Some(reason) = invalid {
+                let first = self
+                    .open
+                    .get_mut(&target)
+                    .is_some_and(|o| !std::mem::replace(&mut o.said_invalid, true));
+                if first {
+                    tracing::warn!(group = %target.group, stream = %target.stream, %reason,
+                        "A document that is not valid embedded metric format: shipped as a plain log event, no metrics are extracted (said once per destination).");
+                } else {
+                    self.invalid += 1;
+                }
+            }
+        }
+    }
+
     /// Appends `doc` (one line) to `target`'s buffer.
     fn append(&mut self, target: Target, doc: &[u8]) -> io::Result<()> {
         if !self.open.contains_key(&target) {
@@ -304,14 +365,21 @@ impl EmfReceiver {
             open: HashMap::new(),
             positions,
             new,
+            defaults,
             refused_full: 0,
             refused_long: 0,
             invalid: 0,
             told: None,
         }));
+        // The sockets' tasks only receive; one blocking task checks and writes to disk.
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let writer = {
+            let buffers = Arc::clone(&buffers);
+            tokio::task::spawn_blocking(move || write(rx, &buffers))
+        };
         let receiver = Receiver {
+            tx,
             buffers: Arc::clone(&buffers),
-            defaults: Arc::new(defaults),
         };
         let tracker = tokio_util::task::TaskTracker::new();
         for (listen, socket) in self.sockets {
@@ -338,85 +406,43 @@ impl EmfReceiver {
             .await;
         }
         tracker.wait().await;
+        // The last sender goes: the writer writes what is queued, and ends.
+        drop(receiver);
+        let _ = writer.await;
         let mut b = buffers.lock().unwrap_or_else(|e| e.into_inner());
         b.sync();
         b.tell(true);
     }
 }
 
+/// Writes what the sockets received, a chunk (a datagram, a TCP line) at a time; whatever is
+/// queued is written under one lock.
+fn write(mut rx: mpsc::Receiver<Vec<u8>>, buffers: &Mutex<Buffers>) {
+    while let Some(chunk) = rx.blocking_recv() {
+        let mut b = buffers.lock().unwrap_or_else(|e| e.into_inner());
+        b.take(&chunk);
+        while let Ok(more) = rx.try_recv() {
+            b.take(&more);
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Receiver {
+    tx: mpsc::Sender<Vec<u8>>,
     buffers: Arc<Mutex<Buffers>>,
-    defaults: Arc<Defaults>,
 }
 
 impl Receiver {
-    /// Takes every document (line) of `text`.
-    fn take(&self, text: &[u8]) {
-        let mut b = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
-        for line in text.split(|&c| c == b'\n') {
-            let line = line.trim_ascii();
-            let line = line.strip_prefix(b"\0").unwrap_or(line);
-            if line.is_empty() || line.iter().all(|&c| c == 0) {
-                continue;
-            }
-            if line.len() > MAX_DOCUMENT {
-                b.refused_long += 1;
-                continue;
-            }
-            let text = String::from_utf8_lossy(line);
-            let (target, invalid) = match document::inspect(&text) {
-                Ok(d) => (
-                    Target {
-                        group: d.log_group.unwrap_or_else(|| self.defaults.group.clone()),
-                        stream: d.log_stream.unwrap_or_else(|| self.defaults.stream.clone()),
-                    },
-                    d.validity.err(),
-                ),
-                Err(e) => (
-                    Target {
-                        group: self.defaults.group.clone(),
-                        stream: self.defaults.stream.clone(),
-                    },
-                    Some(e),
-                ),
-            };
-            let target = Target {
-                group: crate::config::check_log_group(&target.group)
-                    .map(|()| target.group)
-                    .unwrap_or_else(|_| self.defaults.group.clone()),
-                stream: crate::config::check_log_stream(&target.stream)
-                    .map(|()| target.stream)
-                    .unwrap_or_else(|_| self.defaults.stream.clone()),
-            };
-            if let Err(e) = b.append(target.clone(), text.as_bytes()) {
-                tracing::error!(group = %target.group, stream = %target.stream, error = %e,
-                    "Cannot keep an embedded metric format document on disk; it is lost.");
-                continue;
-            }
-            if let Some(reason) = invalid {
-                let first = b
-                    .open
-                    .get_mut(&target)
-                    .is_some_and(|o| !std::mem::replace(&mut o.said_invalid, true));
-                if first {
-                    tracing::warn!(group = %target.group, stream = %target.stream, %reason,
-                        "A document that is not valid embedded metric format: shipped as a plain log event, no metrics are extracted (said once per destination).");
-                } else {
-                    b.invalid += 1;
-                }
-            }
-        }
-    }
-
     async fn udp(self, socket: UdpSocket, stop: CancellationToken) {
         let mut buf = vec![0u8; 65_536];
         loop {
             tokio::select! {
                 r = socket.recv(&mut buf) => match r {
                     Ok(n) => {
-                        let (this, data) = (self.clone(), buf[..n].to_vec());
-                        let _ = tokio::task::spawn_blocking(move || this.take(&data)).await;
+                        if self.tx.send(buf[..n].to_vec()).await.is_err() {
+                            return;
+                        }
                     }
                     Err(e) => tracing::debug!(error = %e, "An embedded metric format datagram could not be received."),
                 },
@@ -424,7 +450,9 @@ impl Receiver {
             }
         }
         while let Ok(n) = socket.try_recv(&mut buf) {
-            self.take(&buf[..n]);
+            if self.tx.send(buf[..n].to_vec()).await.is_err() {
+                return;
+            }
         }
     }
 
@@ -434,7 +462,7 @@ impl Receiver {
             async move {
                 match received {
                     Received::Line(line) => {
-                        let _ = tokio::task::spawn_blocking(move || this.take(&line)).await;
+                        let _ = this.tx.send(line).await;
                     }
                     Received::TooLong => {
                         this.buffers
