@@ -45,6 +45,8 @@ const MAX_DOCUMENT: usize = document::MAX_DOCUMENT_BYTES;
 /// How often buffer files are flushed to the disk (fsync), and refusals told of.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 const COMPLAINT_EVERY: Duration = Duration::from_secs(60);
+/// Destinations (log group and stream) received in one run, at most.
+const MAX_DESTINATIONS: usize = 64;
 /// Chunks received and not yet written; the sockets wait when it is full.
 const WRITE_QUEUE: usize = 1024;
 
@@ -116,6 +118,7 @@ struct Buffers {
     refused_full: u64,
     refused_long: u64,
     invalid: u64,
+    rerouted: u64,
     told: Option<Instant>,
 }
 
@@ -144,30 +147,27 @@ impl Buffers {
                 continue;
             }
             let text = String::from_utf8_lossy(line);
-            let (target, invalid) = match document::inspect(&text) {
-                Ok(d) => (
-                    Target {
-                        group: d.log_group.unwrap_or_else(|| self.defaults.group.clone()),
-                        stream: d.log_stream.unwrap_or_else(|| self.defaults.stream.clone()),
-                    },
-                    d.validity.err(),
-                ),
-                Err(e) => (
-                    Target {
-                        group: self.defaults.group.clone(),
-                        stream: self.defaults.stream.clone(),
-                    },
-                    Some(e),
-                ),
+            let (group, stream, invalid) = match document::inspect(&text) {
+                Ok(d) => (d.log_group, d.log_stream, d.validity.err()),
+                Err(e) => (None, None, Some(e)),
             };
-            let target = Target {
-                group: crate::config::check_log_group(&target.group)
-                    .map(|()| target.group)
-                    .unwrap_or_else(|_| self.defaults.group.clone()),
-                stream: crate::config::check_log_stream(&target.stream)
-                    .map(|()| target.stream)
-                    .unwrap_or_else(|_| self.defaults.stream.clone()),
+            let mut target = Target {
+                group: group
+                    .filter(|g| crate::config::check_log_group(g).is_ok())
+                    .unwrap_or_else(|| self.defaults.group.clone()),
+                stream: stream
+                    .filter(|s| crate::config::check_log_stream(s).is_ok())
+                    .unwrap_or_else(|| self.defaults.stream.clone()),
             };
+            if !self.open.contains_key(&target) && self.open.len() >= MAX_DESTINATIONS {
+                // Each destination is a file, a reader and a sender: past the most, documents
+                // go where those that name none go.
+                self.rerouted += 1;
+                target = Target {
+                    group: self.defaults.group.clone(),
+                    stream: self.defaults.stream.clone(),
+                };
+            }
             if let Err(e) = self.append(target.clone(), text.as_bytes()) {
                 tracing::error!(group = %target.group, stream = %target.stream, error = %e,
                     "Cannot keep an embedded metric format document on disk; it is lost.");
@@ -285,7 +285,7 @@ impl Buffers {
     }
 
     fn tell(&mut self, force: bool) {
-        if self.refused_full + self.refused_long + self.invalid == 0 {
+        if self.refused_full + self.refused_long + self.invalid + self.rerouted == 0 {
             return;
         }
         if !force && self.told.is_some_and(|t| t.elapsed() < COMPLAINT_EVERY) {
@@ -309,9 +309,14 @@ impl Buffers {
                 "Shipped more documents that are not valid embedded metric format as plain log events (no metrics are extracted from them)."
             );
         }
+        if self.rerouted > 0 {
+            tracing::warn!(documents = self.rerouted, most = MAX_DESTINATIONS,
+                "Sent embedded metric format documents naming yet another log group or stream to the default destination.");
+        }
         self.refused_full = 0;
         self.refused_long = 0;
         self.invalid = 0;
+        self.rerouted = 0;
     }
 }
 
@@ -369,6 +374,7 @@ impl EmfReceiver {
             refused_full: 0,
             refused_long: 0,
             invalid: 0,
+            rerouted: 0,
             told: None,
         }));
         // The sockets' tasks only receive; one blocking task checks and writes to disk.
@@ -480,6 +486,96 @@ impl Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::files::{FileKey, Fingerprint};
+
+    /// Nothing delivered yet.
+    struct Undelivered;
+
+    impl PositionStore for Undelivered {
+        fn offset(&self, _: u64, _: u64) -> Option<(Fingerprint, u64)> {
+            None
+        }
+        fn last_at(&self, _: &Path) -> Option<(u64, u64, Fingerprint, u64)> {
+            None
+        }
+        fn record_start(&self, _: &FileKey, _: u64) {}
+    }
+
+    fn buffers(dir: &Path) -> (Buffers, mpsc::UnboundedReceiver<Buffer>) {
+        let (new, rx) = mpsc::unbounded_channel();
+        let b = Buffers {
+            dir: dir.join(FOLDER),
+            open: HashMap::new(),
+            positions: Arc::new(Undelivered),
+            new,
+            defaults: Defaults {
+                group: "default-group".into(),
+                stream: "device".into(),
+            },
+            refused_full: 0,
+            refused_long: 0,
+            invalid: 0,
+            rerouted: 0,
+            told: None,
+        };
+        (b, rx)
+    }
+
+    fn doc(group: &str) -> String {
+        format!(
+            r#"{{"_aws":{{"Timestamp":1,"LogGroupName":"{group}","CloudWatchMetrics":[{{"Namespace":"N","Dimensions":[[]],"Metrics":[{{"Name":"M"}}]}}]}},"M":1}}"#
+        )
+    }
+
+    #[test]
+    fn documents_go_to_their_destinations_buffer_and_new_ones_are_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, mut new) = buffers(dir.path());
+        let text = format!(
+            "{}\n\n{}\r\nnot json\n{}\nnor this\n",
+            doc("a"),
+            doc("a"),
+            doc("bad name*")
+        );
+        b.take(text.as_bytes());
+        let mut found = existing(dir.path());
+        found.sort_by(|x, y| x.target.group.cmp(&y.target.group));
+        let groups: Vec<&str> = found.iter().map(|f| f.target.group.as_str()).collect();
+        // Not JSON, and a group CloudWatch would refuse: the default destination.
+        assert_eq!(groups, ["a", "default-group"]);
+        assert_eq!(
+            std::fs::read_to_string(&found[0].path)
+                .unwrap()
+                .lines()
+                .count(),
+            2
+        );
+        assert_eq!(
+            std::fs::read_to_string(&found[1].path)
+                .unwrap()
+                .lines()
+                .count(),
+            3
+        );
+        assert_eq!(new.try_recv().unwrap().target.group, "a");
+        assert_eq!(new.try_recv().unwrap().target.group, "default-group");
+        // The first invalid one is said; the second is counted for the summary.
+        assert_eq!(b.invalid, 1);
+    }
+
+    #[test]
+    fn past_the_most_destinations_documents_go_to_the_default_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut b, _new) = buffers(dir.path());
+        for n in 0..MAX_DESTINATIONS + 3 {
+            b.take(doc(&format!("g{n}")).as_bytes());
+        }
+        assert_eq!(b.open.len(), MAX_DESTINATIONS + 1);
+        assert_eq!(b.rerouted, 3);
+        let huge = "x".repeat(MAX_DOCUMENT + 1);
+        b.take(huge.as_bytes());
+        assert_eq!(b.refused_long, 1);
+    }
 
     #[test]
     fn a_destinations_folder_name_is_stable() {
