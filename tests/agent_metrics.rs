@@ -157,7 +157,15 @@ impl Processes {
         let mut children = Vec::new();
         for name in ["agent", "plugin"] {
             let copy = dir.path().join(name);
-            std::fs::copy(&sleep, &copy).unwrap();
+            // Copied by `cp`, not here: a copy open for writing in this process would be
+            // inherited by a child another test forks meanwhile, and executing it would then
+            // fail with "text file busy".
+            let copied = std::process::Command::new("cp")
+                .arg(&sleep)
+                .arg(&copy)
+                .status()
+                .unwrap();
+            assert!(copied.success());
             children.push(std::process::Command::new(copy).arg("120").spawn().unwrap());
         }
         children.push(
