@@ -714,3 +714,99 @@ fn the_agents_own_journald_config_three_readers_into_three_groups() {
         (Some(7), Some(30), Some(90))
     );
 }
+
+/// Entries printed so far by every journalctl run (taken by the pipe, read or not).
+fn shown(prefix: &Path) -> u64 {
+    let dir = prefix.parent().unwrap();
+    let name = prefix.file_name().unwrap().to_str().unwrap().to_owned() + ".";
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(&name) && !n.ends_with(".tmp")
+        })
+        .map(|e| read(&e.path()).trim().parse::<u64>().unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn journal_readers_share_the_memory_budget_and_lose_nothing_while_it_is_spent() {
+    let moto = Moto::start();
+    let j = Journal::new();
+    // 3,000 entries for each of two readers, about 1 KiB each: 6 MiB, three times the budget.
+    let per_reader = 3000u64;
+    let base = (now_ms() - 2 * 3600 * 1000) * 1000;
+    let body = "x".repeat(1000);
+    let message = |n: u64| format!("{n:05} {body}");
+    let entries: Vec<Value> = (0..2 * per_reader)
+        .map(|n| {
+            let unit = if n % 2 == 0 { "a.service" } else { "b.service" };
+            entry(
+                B1,
+                n,
+                base,
+                json!(message(n)),
+                json!({"_SYSTEMD_UNIT": unit}),
+            )
+        })
+        .collect();
+    j.append(&entries);
+    let mut c = config(json!(false));
+    c["logs"]["memory_budget_mib"] = json!(2);
+    c["logs"]["logs_collected"]["journald"] = json!({"collect_list": [
+        {"log_group_name": "budget-a", "log_stream_name": "s", "units": ["a"]},
+        {"log_group_name": "budget-b", "log_stream_name": "s", "units": ["b"]}
+    ]});
+    let s = Setup::new(c);
+    // CloudWatch is down: what the readers take stays in memory until it is back.
+    moto.fail_next(
+        "PutLogEvents",
+        1_000_000,
+        503,
+        "ServiceUnavailableException",
+    );
+    let prefix = j.dir.path().join("shown");
+    let mut p = j.spawn(
+        &s,
+        &moto,
+        &[("JOURNAL_FIXTURE_SHOWN", prefix.to_str().unwrap())],
+    );
+    // Until the readers stop taking entries: the budget is spent.
+    let mut last = (0, std::time::Instant::now());
+    wait_until(
+        "the journal readers to stop reading",
+        Duration::from_secs(60),
+        || {
+            let n = shown(&prefix);
+            if n != last.0 {
+                last = (n, std::time::Instant::now());
+            }
+            n > 0 && last.1.elapsed() > Duration::from_secs(3)
+        },
+    );
+    let taken = shown(&prefix);
+    // 2 MiB holds about 2,030 of these events (1,006 bytes and 26 of overhead each); beyond
+    // that only each reader's pipe and read buffer (64 KiB each, about 50 entries) hold more.
+    // Without the budget each reader would hold three batches of 1 MiB: all 6,000.
+    assert!(
+        (1500..=2300).contains(&taken),
+        "{taken} entries were taken from journalctl while nothing could be delivered"
+    );
+    assert!(moto.messages("budget-a", "s").is_empty());
+
+    // Back: every entry arrives, once, in order, for each reader.
+    moto.fail_next("PutLogEvents", 0, 503, "ServiceUnavailableException");
+    for (group, first) in [("budget-a", 0), ("budget-b", 1)] {
+        let got = moto.wait_for_messages(group, "s", Duration::from_secs(120), |m| {
+            m.len() >= per_reader as usize
+        });
+        let want: Vec<String> = (0..per_reader).map(|k| message(2 * k + first)).collect();
+        assert!(
+            got == want,
+            "{group}: {} messages, not the {per_reader} in order",
+            got.len()
+        );
+    }
+    stop(&mut p, &s);
+}

@@ -265,7 +265,13 @@ impl LogsPipeline {
             };
             let tx = this.sender(dest, &source, None, tracker, &shutdown);
             let beat = this.health.register(format!("{source} reader"));
-            tracker.spawn(journal.run(resume, tx, shutdown.stop.clone(), beat));
+            tracker.spawn(journal.run(
+                resume,
+                tx,
+                this.budget.clone(),
+                shutdown.stop.clone(),
+                beat,
+            ));
         }
         if let Some(receiver) = emf {
             this.receive_emf(receiver, &registry, tracker, &shutdown);
@@ -275,7 +281,7 @@ impl LogsPipeline {
             let source = format!("unified log {}", reader.source.key);
             let tx = this.sender(dest, &source, None, tracker, &shutdown);
             let beat = this.health.register(format!("{source} reader"));
-            tracker.spawn(reader.run(mark, tx, shutdown.stop.clone(), beat));
+            tracker.spawn(reader.run(mark, tx, this.budget.clone(), shutdown.stop.clone(), beat));
         }
         true
     }

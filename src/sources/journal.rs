@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::JournalSource;
 use crate::service::{beating, Heartbeat, BEAT};
+use crate::sinks::cloudwatch_logs::budget::{Budget, Share, Wait};
 use crate::sinks::cloudwatch_logs::{Batch, BatchBuilder};
 use crate::sources::capped_lines::{CappedLines, Next};
 use crate::sources::Position;
@@ -197,16 +198,19 @@ impl Journal {
     }
 
     /// Reads entries from where `resume` says (with nothing there, from the start of this
-    /// boot) into batches for `out` until `stop`.
+    /// boot) into batches for `out` until `stop`, each entry taking its room in `budget` first
+    /// (journalctl waits on a full pipe meanwhile).
     pub async fn run(
         self,
         resume: Resume,
         out: mpsc::Sender<Batch>,
+        budget: Budget,
         stop: CancellationToken,
         heartbeat: Heartbeat,
     ) {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         let mut builder = BatchBuilder::new();
+        let mut share = Share::new(budget);
         let mut last_ts = 0i64;
         let mut warned = false;
         let mut cursor = resume.after;
@@ -260,9 +264,8 @@ impl Journal {
                     _ = stop.cancelled() => { stopped = true; break; }
                     _ = tokio::time::sleep(BEAT) => {}
                     _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                        if let Some(b) = builder.take() {
-                            if beating(&heartbeat, out.send(b)).await.is_err() { return; }
-                        }
+                        let due = builder.take();
+                        if !share.send(due, &builder, &out, &heartbeat).await { return; }
                     }
                     r = lines.next(&mut reader) => match r {
                         Ok(Next::End) | Err(_) => break,
@@ -270,11 +273,17 @@ impl Journal {
                             tracing::warn!(limit = MAX_ENTRY_BYTES, "Skipping a journal entry larger than the limit.");
                         }
                         Ok(Next::Line) => {
+                            // The entry's JSON is longer than the events it makes.
+                            let room = Share::room_for(lines.line().len());
+                            match share.wait(room, &mut builder, self.flush_interval, &out, &stop, &heartbeat).await {
+                                Wait::Room => {}
+                                // Not taken: read again after its cursor's predecessor.
+                                Wait::Stopped => { stopped = true; break; }
+                                Wait::Closed => return,
+                            }
                             entries += 1;
                             let full = self.entry(lines.line(), &mut builder, &mut last_ts, &mut cursor);
-                            for b in full {
-                                if beating(&heartbeat, out.send(b)).await.is_err() { return; }
-                            }
+                            if !share.send(full, &builder, &out, &heartbeat).await { return; }
                         }
                     },
                 }
@@ -306,10 +315,9 @@ impl Journal {
                         self.source.key.clone(),
                         first.clone(),
                     ));
-                    if let Some(b) = builder.take() {
-                        if beating(&heartbeat, out.send(b)).await.is_err() {
-                            return;
-                        }
+                    let moved = builder.take();
+                    if !share.send(moved, &builder, &out, &heartbeat).await {
+                        return;
                     }
                 }
                 continue;
@@ -331,9 +339,8 @@ impl Journal {
                 _ = stop.cancelled() => break,
             }
         }
-        if let Some(b) = builder.take() {
-            let _ = beating(&heartbeat, out.send(b)).await;
-        }
+        let last = builder.take();
+        share.send(last, &builder, &out, &heartbeat).await;
     }
 
     /// One line of journalctl's output → events; returns batches that became full.

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::UnifiedLogSource;
 use crate::service::{beating, Heartbeat, BEAT};
+use crate::sinks::cloudwatch_logs::budget::{Budget, Share, Wait};
 use crate::sinks::cloudwatch_logs::{Batch, BatchBuilder};
 use crate::sources::capped_lines::{CappedLines, Next};
 use crate::sources::files::timestamp::{days_from_civil, utc_text};
@@ -253,11 +254,13 @@ impl UnifiedLog {
         self,
         mut mark: Mark,
         out: mpsc::Sender<Batch>,
+        budget: Budget,
         stop: CancellationToken,
         heartbeat: Heartbeat,
     ) {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         let mut builder = BatchBuilder::new();
+        let mut share = Share::new(budget);
         let mut warned = false;
         let key = self.source.key.clone();
         loop {
@@ -288,6 +291,7 @@ impl UnifiedLog {
                     &mut gap,
                     &mut mark,
                     &mut builder,
+                    &mut share,
                     &out,
                     &stop,
                     &heartbeat,
@@ -310,6 +314,7 @@ impl UnifiedLog {
                     &mut stream,
                     &mut mark,
                     &mut builder,
+                    &mut share,
                     &out,
                     &stop,
                     &heartbeat,
@@ -347,9 +352,8 @@ impl UnifiedLog {
                 _ = stop.cancelled() => break,
             }
         }
-        if let Some(b) = builder.take() {
-            let _ = beating(&heartbeat, out.send(b)).await;
-        }
+        let last = builder.take();
+        share.send(last, &builder, &out, &heartbeat).await;
     }
 
     fn cannot_run(&self, e: &std::io::Error) {
@@ -370,6 +374,7 @@ impl UnifiedLog {
         child: &mut Child,
         mark: &mut Mark,
         builder: &mut BatchBuilder,
+        share: &mut Share,
         out: &mpsc::Sender<Batch>,
         stop: &CancellationToken,
         heartbeat: &Heartbeat,
@@ -391,9 +396,8 @@ impl UnifiedLog {
                 _ = stop.cancelled() => { read.stopped = true; break; }
                 _ = tokio::time::sleep(BEAT) => {}
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    if let Some(b) = builder.take() {
-                        beating(heartbeat, out.send(b)).await.ok()?;
-                    }
+                    let due = builder.take();
+                    if !share.send(due, builder, out, heartbeat).await { return None; }
                 }
                 r = lines.next(&mut reader) => match r {
                     Ok(Next::End) | Err(_) => break,
@@ -417,12 +421,19 @@ impl UnifiedLog {
                                 }
                             }
                         }
+                        // Room first (the pipe waits meanwhile); an entry not taken at a stop
+                        // is read again after the mark.
+                        let room = Share::room_for(text.len());
+                        match share.wait(room, builder, self.flush_interval, out, stop, heartbeat).await {
+                            Wait::Room => {}
+                            Wait::Stopped => { read.stopped = true; break; }
+                            Wait::Closed => return None,
+                        }
                         read.entries += 1;
                         mark.pass(at_us, &id);
                         let position = Position::UnifiedLog(key.clone(), mark.encode());
-                        for b in self.event(at_us / 1000, &text, position, builder) {
-                            beating(heartbeat, out.send(b)).await.ok()?;
-                        }
+                        let full = self.event(at_us / 1000, &text, position, builder);
+                        if !share.send(full, builder, out, heartbeat).await { return None; }
                     }
                 },
             }

@@ -26,6 +26,8 @@ Environment:
   JOURNAL_FIXTURE             the entries (unset or missing: "No journal files were found.", exit 1)
   JOURNAL_FIXTURE_ARGS_LOG    append each invocation's arguments (argv[1:]) as one JSON line
   JOURNAL_FIXTURE_EXIT_AFTER  exit with status 1 once this many entries were printed
+  JOURNAL_FIXTURE_SHOWN       keep the number of entries this run has written to its output
+                              (taken by the pipe, read or not) in the file $JOURNAL_FIXTURE_SHOWN.PID
   JOURNAL_FIXTURE_SYSTEMD     systemd version to imitate (default 255): below 255 --after-cursor
                               with a filter the cursor's entry does not match skips the first
                               matching entry too (systemd issue 30288); below 250 --follow
@@ -338,6 +340,8 @@ def main():
     version = int(os.environ.get("JOURNAL_FIXTURE_SYSTEMD") or 255)
     exit_after = os.environ.get("JOURNAL_FIXTURE_EXIT_AFTER")
     exit_after = int(exit_after) if exit_after not in (None, "") else None
+    shown_path = os.environ.get("JOURNAL_FIXTURE_SHOWN")
+    shown_path = f"{shown_path}.{os.getpid()}" if shown_path else None
 
     path = os.environ.get("JOURNAL_FIXTURE")
     if not path or not os.path.isfile(path):
@@ -450,6 +454,10 @@ def main():
         out.write(text + b"\n")
         out.flush()
         shown += 1
+        if shown_path:
+            with open(shown_path + ".tmp", "w") as f:
+                f.write(str(shown))
+            os.replace(shown_path + ".tmp", shown_path)
         if exit_after is not None and shown >= exit_after:
             os._exit(1)
 

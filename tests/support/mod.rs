@@ -577,7 +577,7 @@ pub fn start_ready(mut cmd: Command) -> (Child, NotifySocket) {
 }
 
 /// Waits until `cond` holds; fails saying `what` did not happen within `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
         assert!(Instant::now() < deadline, "{what} within {timeout:?}");

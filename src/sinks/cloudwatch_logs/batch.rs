@@ -247,6 +247,11 @@ impl BatchBuilder {
         self.current.position.is_some() || !self.current.is_empty()
     }
 
+    /// Bytes of the events in the current batch, as CloudWatch counts them.
+    pub fn bytes(&self) -> usize {
+        self.current.bytes()
+    }
+
     /// When the current batch got its first event or position change.
     pub fn opened(&self) -> Option<Instant> {
         self.current.opened
