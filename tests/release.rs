@@ -165,6 +165,7 @@ fn the_package_scripts_and_cross_build_pass_shellcheck() {
         "scripts/cross-build",
         "scripts/check-darwin",
         "scripts/check-deb-libc",
+        "scripts/python-venv",
         "scripts/fuzz",
         "scripts/test",
         "scripts/bench",
