@@ -139,6 +139,8 @@ fn entry(n: u64, at_us: i64, message: &str, message_type: &str) -> Value {
         "senderProgramCounter": 7787736,
         "activityIdentifier": 0,
         "parentActivityIdentifier": 0,
+        "source": null,
+        "backtrace": {"frames": [{"imageOffset": 7787736, "imageUUID": "0B5F3C1E-1111-4222-8333-444455556666"}]},
         "timezoneName": ""
     })
 }
@@ -304,19 +306,28 @@ fn entries_stream_with_their_time_and_the_gap_after_a_restart_is_read_once() {
 
 #[test]
 fn when_log_stream_dies_the_entries_since_the_last_are_read_again_none_twice() {
+    log_stream_dies(&[]);
+}
+
+/// Killed in the middle of writing an entry: the half line is no entry, and the whole one
+/// comes from `log show` after the mark.
+#[test]
+fn when_log_stream_dies_mid_entry_the_cut_entry_is_read_again_whole_once() {
+    log_stream_dies(&[("LOG_FIXTURE_DIE_CUT", "1")]);
+}
+
+fn log_stream_dies(extra_env: &[(&str, &str)]) {
     let moto = Moto::start();
     let u = UnifiedLog::new();
     let s = Setup::new(config());
     // `log show` reads the store a second late, so the entries logged meanwhile come from
     // the stream and from the gap both.
-    let mut p = u.spawn(
-        &s,
-        &moto,
-        &[
-            ("LOG_FIXTURE_DIE_AFTER", "3"),
-            ("LOG_FIXTURE_SHOW_DELAY", "1"),
-        ],
-    );
+    let mut env = vec![
+        ("LOG_FIXTURE_DIE_AFTER", "3"),
+        ("LOG_FIXTURE_SHOW_DELAY", "1"),
+    ];
+    env.extend_from_slice(extra_env);
+    let mut p = u.spawn(&s, &moto, &env);
     u.wait_streams(1);
     let base = now_ms() * 1000;
     let want: Vec<String> = (0..10).map(|n| format!("entry {n}")).collect();

@@ -25,6 +25,8 @@ Environment:
   LOG_FIXTURE_ARGS_LOG   append each invocation's arguments (argv[1:]) as one JSON line
   LOG_FIXTURE_DIE_AFTER  `log stream` exits with status 1 after printing this many entries,
                          the first time only (LOG_FIXTURE + ".died" remembers it did)
+  LOG_FIXTURE_DIE_CUT    with LOG_FIXTURE_DIE_AFTER: print the first half of the next entry's
+                         line (no line break) before exiting, as a process killed mid-write
   LOG_FIXTURE_REFUSE     refuse as macOS does for a user who is not an administrator
                          ("log: Must be admin to run 'stream' command", exit 64)
   LOG_FIXTURE_SHOW_DELAY `log show` waits this many seconds before it reads the store, so
@@ -152,6 +154,7 @@ def main():
         die_after = None
     if opts["predicate"] is not None:
         emit(f'Filtering the log data using "{opts["predicate"]}"')
+    cut = bool(os.environ.get("LOG_FIXTURE_DIE_CUT"))
     printed = 0
     with open(fixture) as f:
         f.seek(0, os.SEEK_END)
@@ -167,9 +170,14 @@ def main():
             line, pending = pending, ""
             if not shown(json.loads(line), opts["level"]):
                 continue
+            if cut and die_after is not None and printed >= int(die_after):
+                sys.stdout.write(line[: len(line) // 2])
+                sys.stdout.flush()
+                open(died, "w").close()
+                sys.exit(1)
             emit(line)
             printed += 1
-            if die_after is not None and printed >= int(die_after):
+            if not cut and die_after is not None and printed >= int(die_after):
                 open(died, "w").close()
                 sys.exit(1)
 
