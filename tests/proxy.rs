@@ -256,6 +256,11 @@ fn a_proxy_that_refuses_is_named() {
             .find(|l| l.contains("WARN") && l.contains("proxy"))
             .unwrap_or_else(|| panic!("no warning names the proxy: {log}"));
         assert!(warning.contains(&shown), "{warning}");
+        // The proxy is what failed, not CloudWatch: the endpoint is not what the line names.
+        assert!(
+            !warning.contains(&format!(":{}", moto.port)),
+            "the endpoint is named: {warning}"
+        );
         assert!(!log.contains("wrong-password"), "{log}");
         let _ = out;
     }
