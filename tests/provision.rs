@@ -519,6 +519,11 @@ fn rotation_gives_new_passwords_and_the_old_ones_stop_working() {
     assert_eq!(rotated[0].0, "rpi-bbbb");
     assert_ne!(rotated[0].1, first[1].1);
     assert_eq!(fleet.file_password("rpi-bbbb"), rotated[0].1);
+    let preseed = read(&fleet.out_dir().join("rpi-bbbb.preseed"));
+    assert!(
+        preseed.contains(&rotated[0].1) && !preseed.contains(&first[1].1),
+        "{preseed}"
+    );
     assert!(
         stderr.contains("their old passwords no longer work") && stderr.contains(": rpi-bbbb."),
         "{stderr}"
@@ -542,6 +547,30 @@ fn rotation_gives_new_passwords_and_the_old_ones_stop_working() {
         [false, true]
     );
     assert_eq!(fleet.users().len(), 3);
+
+    // Cognito refuses the new password: the files are written first, so the old password
+    // still works, nothing is shown as rotated, and running the same again finishes it.
+    fleet
+        .moto
+        .fail_next("AdminSetUserPassword", 1, 400, "InvalidPasswordException");
+    let out = fleet.provision(&systems, &["--rotate", "rpi-cccc"]);
+    let (stdout, stderr) = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("its old password still works: run provision --rotate rpi-cccc again"),
+        "{stderr}"
+    );
+    assert_eq!(fleet.signs_in(&[("rpi-cccc", &all[2].1)]), [true]);
+    let out = fleet.provision(&systems, &["--rotate", "rpi-cccc"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let again = table(&stdout);
+    assert_eq!(fleet.file_password("rpi-cccc"), again[0].1);
+    assert_eq!(
+        fleet.signs_in(&[("rpi-cccc", &all[2].1), ("rpi-cccc", &again[0].1)]),
+        [false, true]
+    );
 
     // A device not in systems.txt, or without a user: named, nothing done.
     let out = fleet.provision(&systems, &["--rotate", "rpi-zzzz"]);

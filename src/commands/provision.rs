@@ -514,38 +514,28 @@ pub async fn run(args: &ProvisionArgs) -> Result<(), ProvisionError> {
             Some((job, result))
         });
     }
-    let mut done: Vec<(Device, String, bool)> = vec![];
+    let mut done: Vec<(Device, String)> = vec![];
     let mut failures = vec![];
     while let Some(joined) = running.join_next().await {
         match joined.expect("a provisioning task does not panic") {
-            Some((job, Ok(password))) => done.push((job.device().clone(), password, true)),
-            Some((job, Err(Failure::FilesNotWritten(password, e)))) => {
-                // The password is set: it must be shown, or it is lost.
-                done.push((job.device().clone(), password, false));
-                failures.push(e);
-            }
-            Some((_, Err(Failure::Before(e)))) => failures.push(e),
+            Some((job, Ok(password))) => done.push((job.device().clone(), password)),
+            Some((_, Err(e))) => failures.push(e),
             None => {}
         }
     }
     progress.finish();
-    done.sort_by_key(|(d, _, _)| d.line);
+    done.sort_by_key(|(d, _)| d.line);
     // The passwords are shown this once (and are in the files written).
     if !done.is_empty() {
         let width = done
             .iter()
-            .map(|(d, _, _)| d.id.len())
+            .map(|(d, _)| d.id.len())
             .max()
             .unwrap_or(0)
             .max(11);
         println!("{:width$}  password", "instance id");
-        for (d, password, written) in &done {
-            let note = if *written {
-                ""
-            } else {
-                "  (its files were not written)"
-            };
-            println!("{:width$}  {password}{note}", d.id);
+        for (d, password) in &done {
+            println!("{:width$}  {password}", d.id);
         }
         if rotating {
             eprintln!(
@@ -555,7 +545,7 @@ pub async fn run(args: &ProvisionArgs) -> Result<(), ProvisionError> {
                 done.len(),
                 args.out_dir.display(),
                 done.iter()
-                    .map(|(d, _, _)| d.id.as_str())
+                    .map(|(d, _)| d.id.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
             );
@@ -637,13 +627,6 @@ impl Job {
     }
 }
 
-enum Failure {
-    /// Nothing lasting was done (or the user waits for a password, which the next run sets).
-    Before(ProvisionError),
-    /// The password is set, but its files could not be written.
-    FilesNotWritten(String, ProvisionError),
-}
-
 /// What every device's task shares.
 struct Work {
     client: idp::Client,
@@ -662,31 +645,33 @@ impl Work {
     /// A new user is created with its password as a temporary one, the device's files are
     /// written, and only then is the password made permanent: a run stopped in between leaves
     /// a user waiting for a password, which the next run gives a new one (and new files), so
-    /// no password is ever lost. A rotation sets the password first, then writes the files.
-    async fn run(&self, job: &Job) -> Result<String, Failure> {
+    /// no password is ever lost. A rotation too writes the files first: a run stopped before
+    /// the password is set leaves the old one working (and files no device has been given
+    /// yet, which the next `--rotate` rewrites).
+    async fn run(&self, job: &Job) -> Result<String, ProvisionError> {
         let password = generate_password(self.length);
         let id = &job.device().id;
         match job {
             Job::Create(_) | Job::Finish(_) => {
                 if let Job::Create(_) = job {
                     self.creating.wait().await;
-                    create_user(&self.client, &self.pool, id, &password)
-                        .await
-                        .map_err(Failure::Before)?;
+                    create_user(&self.client, &self.pool, id, &password).await?;
                 }
-                self.write_files(id, &password).map_err(Failure::Before)?;
+                self.write_files(id, &password)?;
                 self.setting.wait().await;
-                set_password(&self.client, &self.pool, id, &password)
-                    .await
-                    .map_err(Failure::Before)?;
+                set_password(&self.client, &self.pool, id, &password).await?;
             }
             Job::Rotate(_) => {
+                self.write_files(id, &password)?;
                 self.setting.wait().await;
                 set_password(&self.client, &self.pool, id, &password)
                     .await
-                    .map_err(Failure::Before)?;
-                self.write_files(id, &password)
-                    .map_err(|e| Failure::FilesNotWritten(password.clone(), e))?;
+                    .map_err(|e| {
+                        ProvisionError::Cognito(format!(
+                            "{e}; {id}'s files now hold a password that was not set, and its old \
+                             password still works: run provision --rotate {id} again"
+                        ))
+                    })?;
             }
         }
         Ok(password)
