@@ -279,7 +279,7 @@ fn journal_filters(pick: u8) -> Filters {
 }
 
 /// The fields of a journal entry the reader uses, read on their own, the same way as the reader
-/// reads them (the other fields skipped unread; a list taken as the fields in order).
+/// reads them (the other fields skipped unread; the reader takes objects only).
 #[derive(serde::Deserialize)]
 struct JournalEntry {
     #[serde(rename = "__CURSOR")]

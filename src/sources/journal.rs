@@ -352,6 +352,15 @@ impl Journal {
         last_ts: &mut i64,
         cursor: &mut Option<String>,
     ) -> Vec<Batch> {
+        // journalctl prints each entry as a JSON object. Anything else is no entry: a list
+        // would be read as the fields in order.
+        if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            tracing::warn!(
+                bytes = line.len(),
+                "Skipping a line of journalctl's output that is not a JSON object."
+            );
+            return Vec::new();
+        }
         let entry: Entry = match serde_json::from_slice(line) {
             Ok(e) => e,
             Err(e) => {
