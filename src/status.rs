@@ -12,8 +12,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// How often the daemon looks whether the status changed.
+/// How often the daemon looks whether the status changed, with the file in a runtime directory
+/// (memory).
 pub const EVERY: Duration = Duration::from_secs(5);
+/// The same with the file in `state_dir`, on the disk: a trickle of lines changes the status
+/// every time, and a rewrite every 5 s would cost an SD card several MB an hour.
+pub const EVERY_ON_DISK: Duration = Duration::from_secs(60);
 pub const FILE: &str = "status.json";
 const VERSION: u32 = 1;
 
@@ -70,10 +74,16 @@ pub fn path(state_dir: &Path) -> PathBuf {
     state_dir.join(FILE)
 }
 
-/// Where the daemon writes it: in the runtime directory systemd gives the service, else in
-/// `state_dir`. With a runtime directory, `state_dir/status.json` is made a link to it.
-pub fn place(state_dir: &Path) -> PathBuf {
-    let runtime = std::env::var_os("RUNTIME_DIRECTORY")
+/// Where the daemon writes it, and how often at most: in the runtime directory systemd gives the
+/// service every [`EVERY`], else in `state_dir` every [`EVERY_ON_DISK`]. With a runtime
+/// directory, `state_dir/status.json` is made a link to it.
+pub fn place(state_dir: &Path) -> (PathBuf, Duration) {
+    place_with(state_dir, std::env::var_os("RUNTIME_DIRECTORY"))
+}
+
+/// [`place`], with `$RUNTIME_DIRECTORY` as given.
+fn place_with(state_dir: &Path, runtime: Option<std::ffi::OsString>) -> (PathBuf, Duration) {
+    let runtime = runtime
         .map(PathBuf::from)
         // Several directories are separated by colons; the first is this service's.
         .and_then(|p| p.to_string_lossy().split(':').next().map(PathBuf::from))
@@ -88,9 +98,9 @@ pub fn place(state_dir: &Path) -> PathBuf {
                     tracing::warn!(link = %link.display(), error = %e, "Cannot link the status file into the state directory; status will not find it.");
                 }
             }
-            target
+            (target, EVERY)
         }
-        None => path(state_dir),
+        None => (path(state_dir), EVERY_ON_DISK),
     }
 }
 
@@ -228,11 +238,11 @@ impl Writer {
     }
 }
 
-/// Rewrites the status file from `snapshot` every [`EVERY`] when it changed, until `stop`;
+/// Rewrites the status file from `snapshot` every `every` when it changed, until `stop`;
 /// then writes it once more as stopped. The snapshot (which looks at files) and the write run
 /// on the blocking pool.
 pub async fn run_writer(
-    path: PathBuf,
+    (path, every): (PathBuf, Duration),
     snapshot: impl Fn() -> StatusFile + Send + Sync + 'static,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -258,7 +268,7 @@ pub async fn run_writer(
     loop {
         let _ = round(false).await;
         tokio::select! {
-            _ = tokio::time::sleep(EVERY) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = stop.cancelled() => break,
         }
     }
@@ -289,6 +299,21 @@ mod tests {
         assert!(!is_running(&s));
         std::fs::write(&p, "{\"version\": 9}").unwrap();
         assert!(matches!(read(&p), Err(ReadError::Foreign { .. })));
+    }
+
+    #[test]
+    fn in_a_runtime_directory_every_5_s_else_on_the_disk_once_a_minute() {
+        let (state, run) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        assert_eq!(
+            place_with(state.path(), None),
+            (path(state.path()), EVERY_ON_DISK)
+        );
+        let target = run.path().join(FILE);
+        assert_eq!(
+            place_with(state.path(), Some(run.path().into())),
+            (target.clone(), EVERY)
+        );
+        assert_eq!(std::fs::read_link(path(state.path())).unwrap(), target);
     }
 
     #[test]
