@@ -1,7 +1,9 @@
 """Runs the publisher against the moto harness and measures it. See scripts/bench."""
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -136,6 +138,15 @@ with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                    AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+        # A runtime directory in memory for the status file, as the Debian package's unit gives
+        # the service (RuntimeDirectory=); BENCH_NO_RUNTIME_DIRECTORY=1 measures a run by hand,
+        # with the status file in the state directory.
+        if not os.environ.get("BENCH_NO_RUNTIME_DIRECTORY") and os.path.isdir("/dev/shm"):
+            runtime = tempfile.mkdtemp(prefix="publisher-bench-run.", dir="/dev/shm")
+            atexit.register(shutil.rmtree, runtime, True)
+            env["RUNTIME_DIRECTORY"] = runtime
+        else:
+            env.pop("RUNTIME_DIRECTORY", None)
         state = StateWrites(os.path.join(tmp, "state", "logs-state.json"))
         start = time.monotonic()
         pub = subprocess.Popen([binary, config], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
