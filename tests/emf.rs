@@ -120,7 +120,17 @@ for _ in range(3):
         m.len() == 2
     });
     assert_eq!(udp, [legacy, bad_unit]);
-    // A document naming no group goes to logs.log_group_name, in the instance's stream.
+    // A document naming no group goes to logs.log_group_name, in the instance's stream (a
+    // destination of its own, read by a reader of its own: it may come a moment later).
+    wait_until(
+        "the default group's document",
+        Duration::from_secs(30),
+        || {
+            moto.log_events("default-group")
+                .values()
+                .any(|events| !events.is_empty())
+        },
+    );
     let default = moto.log_events("default-group");
     assert_eq!(default.len(), 1, "{default:?}");
     assert!(default.values().next().unwrap()[0].1.contains("\"n\":7"));
