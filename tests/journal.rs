@@ -810,3 +810,48 @@ fn journal_readers_share_the_memory_budget_and_lose_nothing_while_it_is_spent() 
     }
     stop(&mut p, &s);
 }
+
+/// Peak resident memory of a running process, from /proc.
+fn peak_rss_kib(p: &Child) -> u64 {
+    read(Path::new(&format!("/proc/{}/status", p.id())))
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_message_that_is_not_utf8_costs_about_its_size_in_memory() {
+    // journalctl prints a message that is not valid UTF-8 as a list of numbers, one per byte:
+    // 3 MiB of text with one bad byte is an entry of 12 MiB of JSON. Held as a generic value
+    // first, each number took 32 bytes, about 100 MiB for this one message.
+    const SIZE: usize = 3 << 20;
+    let moto = Moto::start();
+    let j = Journal::new();
+    let base = (now_ms() - 60_000) * 1000;
+    let mut bytes: Vec<u8> = (0..SIZE).map(|i| b'a' + (i % 26) as u8).collect();
+    bytes.push(0xFF);
+    j.append(&[
+        entry(B0, 1, base, json!(bytes), json!({})),
+        entry(B0, 2, base, json!("after it"), json!({})),
+    ]);
+    let s = Setup::new(app_only());
+    let mut p = j.spawn(&s, &moto, &[]);
+    let got = moto.wait_for_messages(GROUP, "journal", Duration::from_secs(60), |m| {
+        m.last().is_some_and(|m| m == "after it")
+    });
+    let peak_mib = peak_rss_kib(&p) / 1024;
+    stop(&mut p, &s);
+    let mut want = String::from_utf8_lossy(&bytes).into_owned();
+    want.push_str("after it");
+    assert_eq!(
+        got.concat(),
+        want,
+        "the message in pieces, then the next one"
+    );
+    assert!(
+        peak_mib < 64,
+        "a 3 MiB message (12 MiB of JSON) took the publisher to {peak_mib} MiB"
+    );
+}

@@ -67,22 +67,113 @@ struct Entry {
     message: Option<Field>,
 }
 
-/// A journal field as journalctl's JSON shows it: text, bytes (not valid UTF-8), or several
-/// values when the field is repeated.
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A journal field as journalctl's JSON shows it: text, bytes (not valid UTF-8, printed as a
+/// list of numbers), or several values when the field is repeated.
+///
+/// Read by hand rather than as an untagged enum: that would hold the whole value in a generic
+/// form first, 32 bytes for each number of a byte list, so a message of megabytes that is not
+/// UTF-8 would take thirty times its size.
 enum Field {
     Text(String),
     Bytes(Vec<u8>),
     Many(Vec<Field>),
 }
 
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Field, D::Error> {
+        d.deserialize_any(FieldVisitor)
+    }
+}
+
+struct FieldVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FieldVisitor {
+    type Value = Field;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string, a list of bytes or a list of values")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Field, E> {
+        Ok(Field::Text(v.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Field, E> {
+        Ok(Field::Text(v))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Field, A::Error> {
+        // The first element says which list this is: numbers are bytes, anything else values.
+        match seq.next_element::<Element>()? {
+            None => Ok(Field::Bytes(Vec::new())),
+            Some(Element::Byte(b)) => {
+                let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).saturating_add(1));
+                bytes.push(b);
+                while let Some(b) = seq.next_element::<u8>()? {
+                    bytes.push(b);
+                }
+                Ok(Field::Bytes(bytes))
+            }
+            Some(Element::Field(first)) => {
+                let mut many = vec![first];
+                while let Some(f) = seq.next_element::<Field>()? {
+                    many.push(f);
+                }
+                Ok(Field::Many(many))
+            }
+        }
+    }
+}
+
+/// The first element of a list: a byte, or a field of its own.
+enum Element {
+    Byte(u8),
+    Field(Field),
+}
+
+impl<'de> Deserialize<'de> for Element {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Element, D::Error> {
+        struct ElementVisitor;
+        impl<'de> serde::de::Visitor<'de> for ElementVisitor {
+            type Value = Element;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte, a string or a list")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Element, E> {
+                u8::try_from(v)
+                    .map(Element::Byte)
+                    .map_err(|_| E::custom(format!("{v} is not a byte")))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Element, E> {
+                FieldVisitor.visit_str(v).map(Element::Field)
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Element, E> {
+                FieldVisitor.visit_string(v).map(Element::Field)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Element, A::Error> {
+                FieldVisitor.visit_seq(seq).map(Element::Field)
+            }
+        }
+        d.deserialize_any(ElementVisitor)
+    }
+}
+
 impl Field {
-    fn text(&self) -> String {
+    fn into_text(self) -> String {
         match self {
-            Field::Text(s) => s.clone(),
-            Field::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-            Field::Many(v) => v.iter().map(Field::text).collect::<Vec<_>>().join("\n"),
+            Field::Text(s) => s,
+            Field::Bytes(b) => String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            Field::Many(v) => v
+                .into_iter()
+                .map(Field::into_text)
+                .collect::<Vec<_>>()
+                .join("\n"),
         }
     }
 }
@@ -389,7 +480,7 @@ impl Journal {
         *last_ts = ts;
         *cursor = Some(entry.cursor.clone());
         let position = Position::Journal(self.source.key.clone(), entry.cursor);
-        let text = entry.message.map(|m| m.text()).unwrap_or_default();
+        let text = entry.message.map(Field::into_text).unwrap_or_default();
         let text = text.trim_end_matches(['\n', '\r']);
         if text.is_empty() || !self.source.filters.keeps(text) {
             builder.advance(position);
@@ -404,5 +495,37 @@ fn this_boot(boot: Option<&str>) -> bool {
     match (boot, crate::clock::boot_id()) {
         (Some(entry), Some(ours)) => ours.replace('-', "").eq_ignore_ascii_case(entry),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(json: &str) -> Option<String> {
+        serde_json::from_str::<Entry>(&format!(r#"{{"__CURSOR":"c","MESSAGE":{json}}}"#))
+            .unwrap()
+            .message
+            .map(Field::into_text)
+    }
+
+    #[test]
+    fn a_field_is_text_bytes_or_several_values() {
+        assert_eq!(message(r#""plain""#).as_deref(), Some("plain"));
+        assert_eq!(message("[104,105,32,255]").as_deref(), Some("hi \u{FFFD}"));
+        assert_eq!(message("[104,105]").as_deref(), Some("hi"));
+        assert_eq!(message("[]").as_deref(), Some(""));
+        assert_eq!(message("null"), None);
+        assert_eq!(
+            message(r#"["one",[116,119,111],"three"]"#).as_deref(),
+            Some("one\ntwo\nthree")
+        );
+        for bad in ["[104,256]", "[104,\"x\"]", "7", "{}"] {
+            assert!(
+                serde_json::from_str::<Entry>(&format!(r#"{{"__CURSOR":"c","MESSAGE":{bad}}}"#))
+                    .is_err(),
+                "{bad}"
+            );
+        }
     }
 }
