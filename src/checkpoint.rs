@@ -9,7 +9,6 @@
 //! format version.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -333,7 +332,7 @@ impl Checkpoints {
                 unified_log: state.unified_log.clone(),
             }
         };
-        let result = write_atomically(path, &serde_json::to_vec(&saved)?);
+        let result = crate::durable::write_atomically(path, &serde_json::to_vec(&saved)?);
         if result.is_err() {
             self.state().dirty = true;
         }
@@ -460,50 +459,6 @@ fn set_aside(path: &Path, why: &str) {
     let _ = std::fs::rename(path, &aside);
     tracing::warn!(file = %path.display(), moved_to = %aside.display(), reason = why,
         "Cannot use the saved log positions; starting without them (files are read from their end, the journal from the start of this boot).");
-}
-
-/// Replaces `path` with `bytes`: a temporary file beside it, fsync, rename, fsync the folder.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    replace(path, bytes, 0o666, None)
-}
-
-/// Like [`write_atomically`] for a file holding secrets: mode 0600, and as root given `owner`
-/// (uid, gid) so that, say, the service user keeps reading a file root rewrote.
-#[cfg(any(feature = "provision", feature = "configure"))]
-pub fn write_private(path: &Path, bytes: &[u8], owner: Option<(u32, u32)>) -> std::io::Result<()> {
-    replace(path, bytes, 0o600, owner)
-}
-
-fn replace(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    if let Some((uid, gid)) = owner {
-        match std::os::unix::fs::fchown(&f, Some(uid), Some(gid)) {
-            Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => return Err(e),
-            _ => {}
-        }
-    }
-    // On a full disk (or any failure) the file in place stays as it was, and the partial
-    // temporary file goes, so that it holds no space.
-    let written = f.write_all(bytes).and_then(|()| f.sync_all());
-    drop(f);
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, path)?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@
 //! metrics) → [`checkpoint`] (where each log source is). Around it: [`config`], [`instance`]
 //! (who this machine is), [`clock`] (whether its time can be believed yet), [`aws`]
 //! (credentials, including Cognito), [`logging`], [`signal`], [`status`] (the file the daemon
-//! keeps for `status`); [`app`] runs the daemon, and the commands beside it (`validate`,
-//! `configure`, `provision`, `status`) use what they need.
+//! keeps for `status`), [`durable`] (small files written whole, as a power cut would find them);
+//! [`app`] runs the daemon, and the commands beside it (`validate`, `configure`, `provision`,
+//! `status`) use what they need.
 
 pub mod app;
 pub mod aws;
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod durable;
 pub mod error;
 /// Entry points the fuzz targets (fuzz/) and the corpus test (tests/fuzz_corpus.rs) drive:
 /// each feeds arbitrary bytes to the real code and checks what must hold.

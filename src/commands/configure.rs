@@ -307,7 +307,7 @@ pub async fn run(path: &Path, answers_file: Option<&PathBuf>) -> Result<(), AppE
     // The new file keeps the old one's owner (the service user, when run with sudo), so the
     // publisher can still read it.
     let owner = std::fs::metadata(path).ok().map(|m| (m.uid(), m.gid()));
-    crate::checkpoint::write_private(path, text.as_bytes(), owner)
+    crate::durable::write_private(path, text.as_bytes(), owner)
         .map_err(|e| config_error(path, format!("cannot write it: {e}")))?;
     eprintln!(
         "Wrote {} (mode 0600); the passwords are kept only there.",

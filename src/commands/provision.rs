@@ -266,7 +266,7 @@ pub fn device_preseed(backend: &Backend, id: &str, password: &str) -> String {
 
 /// Writes a file only its owner can read, replacing it whole.
 fn write_private(path: &Path, text: &str) -> Result<(), ProvisionError> {
-    crate::checkpoint::write_private(path, text.as_bytes(), None).map_err(|source| {
+    crate::durable::write_private(path, text.as_bytes(), None).map_err(|source| {
         ProvisionError::Write {
             path: path.to_owned(),
             source,
