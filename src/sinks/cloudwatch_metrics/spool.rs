@@ -1,12 +1,13 @@
 //! A bounded on-disk queue for metric records CloudWatch has not accepted yet.
 //!
-//! Each failed request becomes one segment file, written to a temp name, fsynced and renamed, so a
-//! crash leaves either the whole segment or none. Segments are read back oldest first. The spool
+//! Each failed request becomes one segment file, written to a temp name, fsynced and renamed, and
+//! its folder fsynced ([`crate::durable`]), so a crash or a power cut leaves either the whole
+//! segment or none. Segments are read back oldest first. The spool
 //! never holds data CloudWatch would refuse (older than 14 days) and never grows past its size
 //! cap: the oldest segments go first, with a warning.
 
 use std::fs;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -116,7 +117,6 @@ impl Spool {
         let seq = self.next_seq;
         self.next_seq += 1;
         let path = self.dir.join(format!("{seq:020}.jsonl"));
-        let tmp = self.dir.join(format!("{seq:020}.tmp"));
         let mut body = serde_json::to_string(&Header {
             version: FORMAT_VERSION,
         })
@@ -128,10 +128,10 @@ impl Spool {
         }
         let mut dropped = 0;
         loop {
-            match write_durably(&tmp, &path, body.as_bytes()) {
+            // Written beside as `<seq>.tmp`, which `open` removes when a crash left it.
+            match crate::durable::write_atomically(&path, body.as_bytes()).map_err(err(&path)) {
                 Ok(()) => break,
                 Err(e) => {
-                    let _ = fs::remove_file(&tmp);
                     // Out of space: the oldest records make room for the newest.
                     if !is_out_of_space(&e.source) || self.segments.is_empty() {
                         return Err(e);
@@ -148,9 +148,6 @@ impl Spool {
         if self.short_of_space && dropped == 0 {
             self.short_of_space = false;
             tracing::info!(dir = %self.dir.display(), "The metrics spool has room on disk again.");
-        }
-        if let Ok(d) = fs::File::open(&self.dir) {
-            let _ = d.sync_all();
         }
         self.segments.push(Segment {
             path,
@@ -248,13 +245,6 @@ impl Spool {
 /// ENOSPC or EDQUOT: no room on the file system (for this user).
 pub fn is_out_of_space(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
-}
-
-fn write_durably(tmp: &Path, path: &Path, body: &[u8]) -> Result<(), SpoolError> {
-    let mut f = fs::File::create(tmp).map_err(err(tmp))?;
-    f.write_all(body).map_err(err(tmp))?;
-    f.sync_all().map_err(err(tmp))?;
-    fs::rename(tmp, path).map_err(err(path))
 }
 
 fn read_segment(path: &Path) -> io::Result<Vec<MetricRecord>> {
@@ -395,5 +385,18 @@ mod tests {
         assert_eq!(u.records.len(), 1);
         assert!(dir.path().join("00000000000000000001.corrupt").exists());
         assert!(!dir.path().join("00000000000000000002.tmp").exists());
+    }
+
+    #[test]
+    fn a_link_planted_at_a_temporary_name_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("elsewhere");
+        fs::write(&victim, "keep me\n").unwrap();
+        let now = crate::metric::now_ms();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("00000000000000000001.tmp")).unwrap();
+        s.append(&[record(now)]).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me\n");
+        assert_eq!(s.read_oldest(1000, now, |_| {}).records.len(), 1);
     }
 }
