@@ -289,3 +289,41 @@ fn a_buffer_is_rotated_and_removed_once_delivered_and_nothing_is_lost() {
     assert_eq!(buffered(&s), 10, "the buffer holds only what came after");
     stop_gracefully(&mut child, &s);
 }
+
+#[test]
+fn a_document_stamped_far_ahead_is_refused_alone_and_the_next_keep_their_own_times() {
+    let moto = Moto::start();
+    let port = free_port();
+    let s = Setup::new(config(port, json!({})));
+    let mut child = start(&s, &moto);
+    let stamped = |ts: i64, n: u32| {
+        json!({"_aws": {"Timestamp": ts, "LogGroupName": "times", "LogStreamName": "s",
+            "CloudWatchMetrics": [{"Namespace": "Own", "Dimensions": [[]],
+            "Metrics": [{"Name": "Hits"}]}]}, "Hits": n})
+        .to_string()
+    };
+    let now = now_ms();
+    let year_ahead = now + 365 * 86_400_000;
+    let docs = [
+        stamped(now - 3_000, 0),
+        // A clock far ahead on the sender's side: CloudWatch takes nothing over 2 hours ahead.
+        stamped(year_ahead, 1),
+        stamped(now - 2_000, 2),
+        stamped(now - 1_000, 3),
+    ];
+    nc_udp(port, &(docs.join("\n") + "\n"));
+    let events = |m: &Moto| m.log_events("times").remove("s").unwrap_or_default();
+    wait_until("three documents arrive", Duration::from_secs(30), || {
+        events(&moto).len() >= 3
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    stop_gracefully(&mut child, &s);
+    let want = vec![
+        (now - 3_000, docs[0].clone()),
+        (now - 2_000, docs[2].clone()),
+        (now - 1_000, docs[3].clone()),
+    ];
+    assert_eq!(events(&moto), want, "each at its own time");
+    let log = s.log();
+    assert!(log.contains("too_new=1"), "{log}");
+}

@@ -17,7 +17,9 @@ use crate::checkpoint::Checkpoints;
 use crate::config::{self, Config, FileSource, Filters, JournalSource, UnifiedLogSource};
 use crate::service::{Health, Heartbeat};
 use crate::sinks::cloudwatch_logs::budget::{Budget, Held};
-use crate::sinks::cloudwatch_logs::{run_sender, Batch, BatchBuilder, Destination, LogsSink};
+use crate::sinks::cloudwatch_logs::{
+    in_window, run_sender, Batch, BatchBuilder, Destination, LogsSink,
+};
 use crate::sources::emf::{self, EmfReceiver};
 use crate::sources::files::multiline::{Assembler, Event};
 use crate::sources::files::removal::Remover;
@@ -30,6 +32,9 @@ use crate::sources::unified_log::{Mark, UnifiedLog};
 use crate::sources::Position;
 
 /// How often a file at its end is looked at again: soon after it last grew, then less often.
+/// How far back an embedded metric format document's time may be from the one before it and
+/// still be raised to it (see `FileLines::emf_event`).
+const REORDER_MS: i64 = 60_000;
 const POLL_MIN: Duration = Duration::from_millis(250);
 const POLL_MAX: Duration = Duration::from_secs(1);
 /// Longest rest of a file read to its end that keeps growing (see [`FileReader::rest`]).
@@ -688,8 +693,12 @@ impl FileLines {
         }
     }
 
-    /// An embedded metric format document's time: its `_aws.Timestamp`, never before the
-    /// document before it (so that a batch stays in order), else when it was read.
+    /// An embedded metric format document's time: its `_aws.Timestamp`, else when it was read.
+    /// A time a little before the document before it is raised to that one's, so that
+    /// documents from several writers whose clocks differ by a moment still share a batch
+    /// (each request must be in order); a time further back starts a batch of its own. A time
+    /// CloudWatch would not store (a sender's clock far ahead, say) is kept as it is and does
+    /// not count as the one before: the event is refused alone, and the next keep their own.
     fn emf_event(&mut self, line: &str) -> i64 {
         let Some(emf) = &mut self.emf else {
             return self.ts;
@@ -707,8 +716,14 @@ impl FileLines {
                 }
             }
         }
-        let own = doc.ok().and_then(|d| d.timestamp_ms);
-        let ts = own.unwrap_or(self.ts).max(self.last_found.unwrap_or(0));
+        let own = doc.ok().and_then(|d| d.timestamp_ms).unwrap_or(self.ts);
+        if !in_window(own, self.ts) {
+            return own;
+        }
+        let ts = match self.last_found {
+            Some(last) if own < last && last - own <= REORDER_MS => last,
+            _ => own,
+        };
         self.last_found = Some(ts);
         ts
     }
@@ -738,7 +753,11 @@ impl FileLines {
         };
         match format.find(line, self.ts, &mut self.local) {
             Some((ts, at)) => {
-                self.last_found = Some(ts);
+                // A time CloudWatch would not store is the line's alone: the lines without a
+                // time of their own that follow keep the last one it would.
+                if in_window(ts, self.ts) {
+                    self.last_found = Some(ts);
+                }
                 if self.trim_timestamp {
                     let rest = line[at.end..].trim_start();
                     (ts, Cow::Owned(format!("{}{rest}", &line[..at.start])))
@@ -1133,6 +1152,45 @@ fn sanitize_stream(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn emf_lines(now: i64) -> FileLines {
+        let mut lines = FileLines::plain(Some(EmfLines {
+            check: None,
+            said_invalid: false,
+        }));
+        lines.stamp(&crate::clock::Reading {
+            wall_ms: now,
+            offset_ms: 0,
+            synchronized: true,
+            hold: false,
+        });
+        lines
+    }
+
+    fn doc(ts: i64) -> String {
+        format!(r#"{{"_aws":{{"Timestamp":{ts},"CloudWatchMetrics":[]}}}}"#)
+    }
+
+    #[test]
+    fn a_document_time_outside_the_window_is_its_own_and_drags_no_other() {
+        let now = 1_800_000_000_000;
+        let mut lines = emf_lines(now);
+        assert_eq!(lines.event(&doc(now - 5_000)).0, now - 5_000);
+        let year_ahead = now + 365 * 86_400_000;
+        assert_eq!(lines.event(&doc(year_ahead)).0, year_ahead);
+        assert_eq!(lines.event(&doc(now - 4_000)).0, now - 4_000);
+        let month_ago = now - 30 * 86_400_000;
+        assert_eq!(lines.event(&doc(month_ago)).0, month_ago);
+        // A moment back from the one before: raised to it, so the two share a batch.
+        assert_eq!(lines.event(&doc(now - 4_500)).0, now - 4_000);
+        // An hour back: its own time (a batch of its own).
+        assert_eq!(lines.event(&doc(now - 3_600_000)).0, now - 3_600_000);
+        // An hour ahead is within the window, and a document after it keeps its own time.
+        assert_eq!(lines.event(&doc(now + 3_600_000)).0, now + 3_600_000);
+        assert_eq!(lines.event(&doc(now - 1_000)).0, now - 1_000);
+        // None: when it was read.
+        assert_eq!(lines.event(r#"{"a":1}"#).0, now);
+    }
 
     #[tokio::test]
     async fn sleepers_wake_on_a_shared_tick_never_early() {

@@ -28,6 +28,15 @@ pub const MAX_BATCH_EVENTS: usize = 100;
 pub const MAX_EVENT_BYTES: usize = MAX_BATCH_BYTES - EVENT_OVERHEAD;
 /// Longest time between the first and the last event of one request.
 pub const MAX_SPAN_MS: i64 = 24 * 3600 * 1000;
+/// CloudWatch stores events from at most this long ago...
+pub const MAX_AGE_MS: i64 = 14 * 24 * 3600 * 1000;
+/// ...to at most this far ahead.
+pub const MAX_AHEAD_MS: i64 = 2 * 3600 * 1000;
+
+/// Whether CloudWatch would store an event stamped `ts` at `now` (the retention aside).
+pub fn in_window(ts: i64, now: i64) -> bool {
+    ts >= now.saturating_sub(MAX_AGE_MS) && ts <= now.saturating_add(MAX_AHEAD_MS)
+}
 
 /// Events for one (group, stream), within every PutLogEvents limit, in chronological order.
 #[derive(Debug, Clone, Default)]

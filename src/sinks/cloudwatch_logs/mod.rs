@@ -21,8 +21,8 @@ use crate::checkpoint::Checkpoints;
 use crate::sources::Position;
 
 pub use batch::{
-    split_message, Batch, BatchBuilder, EVENT_OVERHEAD, MAX_BATCH_BYTES, MAX_BATCH_EVENTS,
-    MAX_EVENT_BYTES, MAX_SPAN_MS,
+    in_window, split_message, Batch, BatchBuilder, EVENT_OVERHEAD, MAX_AGE_MS, MAX_AHEAD_MS,
+    MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_SPAN_MS,
 };
 pub use retry::{classify, Outcome};
 
@@ -31,10 +31,6 @@ pub use retry::{classify, Outcome};
 pub const REQUESTS_PER_SOURCE: usize = 1;
 /// Requests in flight over all sources, which bounds the memory they hold.
 pub const REQUESTS_IN_FLIGHT: usize = 6;
-/// CloudWatch stores events from at most this long ago...
-const MAX_AGE_MS: i64 = 14 * 24 * 3600 * 1000;
-/// ...to at most this far ahead.
-const MAX_AHEAD_MS: i64 = 2 * 3600 * 1000;
 /// How often a batch waiting for the clock looks at it again.
 const CLOCK_LOOK: Duration = Duration::from_secs(1);
 const RETRY_BASE: Duration = Duration::from_millis(500);
