@@ -1,6 +1,7 @@
 //! The status file: what the running daemon is doing, rewritten (atomically, at most every
 //! [`EVERY`], and only when something changed) for `amazon-cloudwatch-publisher status` to read.
-//! No socket and no server: a file the service user and the `adm` group can read.
+//! No socket and no server: a file the service user and its group (`adm` under the Debian
+//! package's unit) can read, and no one else.
 //!
 //! It lives in `state_dir` as `status.json`. Under systemd, which gives the service a runtime
 //! directory in memory (`RuntimeDirectory=`, `$RUNTIME_DIRECTORY`), the file is written there
@@ -118,17 +119,12 @@ pub fn write(path: &Path, status: &StatusFile) -> std::io::Result<()> {
 
 fn write_new(tmp: &Path, status: &StatusFile) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        // Readable by the service's group (adm may read the state directory) and others: it
-        // holds no secret.
-        .mode(0o644)
-        .open(tmp)?;
+    // Readable by the service's group, which the unit makes the one `status` is for (adm), and
+    // no one else: its errors may name hosts, groups and paths. The temporary file is in a
+    // folder the service user writes, so it is made new and no link there is followed.
+    let mut f = crate::durable::create_temporary(tmp, 0o640)?;
     // The service's umask (0077) would leave it to the service user alone.
-    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o640))?;
     f.write_all(&serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?)?;
     f.write_all(b"\n")
 }
@@ -299,6 +295,27 @@ mod tests {
         assert!(!is_running(&s));
         std::fs::write(&p, "{\"version\": 9}").unwrap();
         assert!(matches!(read(&p), Err(ReadError::Foreign { .. })));
+    }
+
+    #[test]
+    fn readable_by_the_service_user_and_its_group_only_and_never_through_a_planted_link() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(dir.path());
+        let victim = dir.path().join("elsewhere");
+        std::fs::write(&victim, "keep me\n").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("status.json.tmp")).unwrap();
+        write(&p, &StatusFile::new()).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
+        let meta = std::fs::metadata(&p).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+        // The group is the service's (`Group=` in the unit): the one `status` is meant for.
+        // SAFETY: getegid cannot fail.
+        assert_eq!(meta.gid(), unsafe { libc::getegid() });
+        // A temporary file a crash left does not stop the next write.
+        std::fs::write(dir.path().join("status.json.tmp"), "half").unwrap();
+        write(&p, &StatusFile::new()).unwrap();
+        assert!(read(&p).is_ok());
     }
 
     #[test]

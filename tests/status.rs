@@ -189,6 +189,57 @@ fn status_follows_a_live_publisher_through_an_outage_and_its_stop() {
     moto.stop();
 }
 
+/// `status --json` for `state_dir` as the user `daemon`, a member of `groups` (setpriv's
+/// `--groups` list, or `--clear-groups`): its exit code and what it printed.
+fn status_as_daemon(state_dir: &Path, groups: &str) -> (i32, String) {
+    let out = run(
+        {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=daemon", "--regid=daemon", groups, BIN])
+                .args(["status", "--json", "--state-dir"])
+                .arg(state_dir);
+            c
+        },
+        Duration::from_secs(10),
+    );
+    let (stdout, stderr) = text(&out);
+    (out.status.code().unwrap(), format!("{stdout}{stderr}"))
+}
+
+/// The status file is the service's group's to read (the package's unit runs the publisher
+/// with the group adm), not every user's: it names hosts, log groups and paths.
+#[test]
+fn a_member_of_the_services_group_reads_status_and_other_users_cannot() {
+    support::deb::need_root();
+    let moto = Moto::start();
+    let s = Setup::new(json!({
+        "agent": {"instance": {"prefix": "test", "serial": "status"}, "region": "us-east-1",
+                  "metrics_collection_interval": 60}
+    }));
+    // Folders any user may pass through, so that only the file's own mode decides.
+    let state_dir: PathBuf = s.dir.path().join("state");
+    std::fs::create_dir(&state_dir).unwrap();
+    for d in [s.dir.path(), &state_dir] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let adm = 4;
+    let mut cmd = publisher(Some(&moto.url()));
+    std::os::unix::process::CommandExt::gid(&mut cmd, adm);
+    cmd.arg(s.config());
+    let (mut p, _sock) = start_ready(cmd);
+    wait_until("the status file", Duration::from_secs(15), || {
+        state_dir.join("status.json").exists()
+    });
+
+    let (code, out) = status_as_daemon(&state_dir, "--groups=adm");
+    assert_eq!(code, 0, "a member of adm: {out}");
+    assert!(out.contains("\"instance_id\":\"test-status\""), "{out}");
+    let (code, out) = status_as_daemon(&state_dir, "--clear-groups");
+    assert_eq!(code, 4, "another user read the status file: {out}");
+    assert!(out.contains("Permission denied"), "{out}");
+    stop_gracefully(&mut p, &s);
+}
+
 #[test]
 fn without_a_status_file_status_says_where_it_looked() {
     let dir = tempfile::tempdir().unwrap();
