@@ -128,6 +128,29 @@ pub struct Measurement {
 }
 
 impl Measurement {
+    /// Why CloudWatch would refuse this measurement's numbers, if it would.
+    pub fn refused_value(&self) -> Option<String> {
+        let bad = |what: &str, v: f64| {
+            (!accepted_value(v)).then(|| format!("{what} {v} is outside what CloudWatch takes"))
+        };
+        match &self.summary {
+            None => bad("the value", self.value),
+            Some(Summary::Statistics {
+                count,
+                sum,
+                min,
+                max,
+            }) => bad("the sample count", *count)
+                .or_else(|| bad("the sum", *sum))
+                .or_else(|| bad("the minimum", *min))
+                .or_else(|| bad("the maximum", *max)),
+            Some(Summary::Distribution { values, counts }) => values
+                .iter()
+                .find_map(|v| bad("a value", *v))
+                .or_else(|| counts.iter().find_map(|c| bad("a count", *c))),
+        }
+    }
+
     /// A single value.
     pub fn single(name: impl Into<String>, unit: Unit, value: f64) -> Measurement {
         Measurement {
@@ -153,6 +176,17 @@ pub enum Summary {
     /// `Values` and `Counts`: each distinct value with how often it came, so CloudWatch can
     /// compute percentiles. At most [`MAX_DISTINCT_VALUES`] of them.
     Distribution { values: Vec<f64>, counts: Vec<f64> },
+}
+
+/// CloudWatch takes no value further from 0 than 2^360...
+pub const MAX_VALUE: f64 = 2.348_542_582_773_833_2e108;
+/// ...and none but 0 closer to it than 2^-260: the CloudWatch Agent's bound, narrower than
+/// the 2^-360 CloudWatch documents, so what the agent would send is sent.
+pub const MIN_VALUE: f64 = 5.397_605_346_934_028e-79;
+
+/// Whether CloudWatch takes `v` as a metric value: no NaN, no infinity, within its range.
+pub fn accepted_value(v: f64) -> bool {
+    v == 0.0 || (MIN_VALUE..=MAX_VALUE).contains(&v.abs())
 }
 
 /// PutMetricData takes at most 150 distinct values in one datum's `Values`.
@@ -198,4 +232,46 @@ impl MetricRecord {
 /// Milliseconds since the Unix epoch, now, by the wall clock (see [`crate::clock`]).
 pub fn now_ms() -> i64 {
     crate::clock::wall_ms()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_cloudwatch_takes() {
+        assert_eq!(MAX_VALUE, 2f64.powi(360));
+        assert_eq!(MIN_VALUE, 2f64.powi(-260));
+        for v in [
+            0.0, -0.0, 1.0, -1e100, MAX_VALUE, -MAX_VALUE, MIN_VALUE, 1e-70,
+        ] {
+            assert!(accepted_value(v), "{v}");
+        }
+        for v in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e200,
+            -1e109,
+            1e-200,
+            -1e-80,
+            f64::MIN_POSITIVE,
+        ] {
+            assert!(!accepted_value(v), "{v}");
+        }
+        let stats = Measurement {
+            summary: Some(Summary::Statistics {
+                count: 2.0,
+                sum: f64::INFINITY,
+                min: 1.0,
+                max: 1.0,
+            }),
+            ..Measurement::single("m", Unit::Count, 0.0)
+        };
+        assert!(stats.refused_value().unwrap().contains("sum"));
+        assert_eq!(
+            Measurement::single("m", Unit::Count, 3.0).refused_value(),
+            None
+        );
+    }
 }

@@ -261,30 +261,34 @@ fn throttling_and_server_errors_are_retried() {
 }
 
 #[test]
-fn invalid_data_is_dropped_not_retried_forever() {
+fn a_datum_refused_as_invalid_is_dropped_alone_and_not_retried_forever() {
     let moto = Moto::start();
     let s = Setup::new(
         json!({"agent": {"instance": {"serial": "v1"}, "metrics_collection_interval": 60}}),
     );
-    moto.fail_next("PutMetricData", 1, 400, "InvalidParameterValue");
+    moto.refuse_metric("MemoryUtilization");
     let mut cmd = publisher(Some(&moto.url()));
     cmd.arg("--once").arg(s.config());
     let out = run(cmd, Duration::from_secs(60));
     assert_eq!(
         out.status.code(),
         Some(75),
-        "not accepted: {}",
+        "not all accepted: {}",
         text(&out).1
     );
-    assert_eq!(
-        moto.calls().get("PutMetricData"),
-        Some(&1),
-        "no retry of invalid data"
-    );
-    assert_eq!(s.spool_files(), 0, "nor spooling");
+    let names: Vec<String> = moto.metrics().into_iter().map(|d| d.name).collect();
     assert!(
-        s.log().contains("refused these metrics as invalid"),
-        "{}",
-        s.log()
+        !names.is_empty() && !names.iter().any(|n| n == "MemoryUtilization"),
+        "the others arrive, the refused one not: {names:?}"
+    );
+    assert!(names.iter().any(|n| n == "CPUUtilization"), "{names:?}");
+    // Halves down to the one datum: a few requests, not one per datum, and none again.
+    let calls = moto.calls().get("PutMetricData").copied().unwrap_or(0);
+    assert!((2..=12).contains(&calls), "{calls} requests");
+    assert_eq!(s.spool_files(), 0, "nor spooling");
+    let log = s.log();
+    assert!(
+        log.contains("refused this metric datum as invalid") && log.contains("MemoryUtilization"),
+        "{log}"
     );
 }

@@ -265,3 +265,49 @@ fn a_receive_buffer_the_kernel_caps_is_said() {
     );
     stop_gracefully(&mut child, &s);
 }
+
+#[test]
+fn one_value_cloudwatch_refuses_never_drops_the_others() {
+    let moto = Moto::start();
+    // One name CloudWatch refuses for a reason the publisher cannot know beforehand.
+    moto.refuse_metric("refused_there");
+    let port = free_udp_port();
+    let s = Setup::new(config(port, 1));
+    let mut child = start(&s, &moto);
+    // Outside what CloudWatch takes (|v| over 2^360, or under 2^-260 but 0): a value too
+    // large, one too small, a counter whose sum grows too large, and one whose sample rate
+    // scales it too large.
+    nc_udp(
+        port,
+        "good.count:1|c\ngood.gauge:2|g\ngood.zero:0|g\ngood.small:1e-70|g\n\
+         huge:1e200|g\ntiny:1e-200|g\n\
+         summed:1e108|c\nsummed:1e108|c\nsummed:1e108|c\n\
+         scaled:1e100|c|@0.000000001\n\
+         refused_there:1|c\ngood.timing:3|ms\n",
+    );
+    let good = [
+        "good_count",
+        "good_gauge",
+        "good_zero",
+        "good_small",
+        "good_timing",
+    ];
+    moto.wait_for_metrics(Duration::from_secs(30), |d| {
+        good.iter().all(|name| !ours(d, name).is_empty())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    stop_gracefully(&mut child, &s);
+    let datums = moto.metrics();
+    for name in ["huge", "tiny", "scaled", "refused_there"] {
+        assert!(ours(&datums, name).is_empty(), "{name} reached CloudWatch");
+    }
+    assert_eq!(stat_sum(&datums, "good_count"), 1.0);
+    // The third value would have made the sum too large: the first two are kept.
+    assert_eq!(stat_sum(&datums, "summed"), 2e108);
+    let log = s.log();
+    assert!(
+        log.contains("refused_there") && log.contains("dropped"),
+        "the datum CloudWatch refused is named: {log}"
+    );
+    assert!(log.contains("Ignored StatsD lines"), "{log}");
+}

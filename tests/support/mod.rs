@@ -125,6 +125,12 @@ impl Moto {
         ));
     }
 
+    /// Makes CloudWatch refuse, as invalid, every PutMetricData request that holds a datum
+    /// named `name` (an empty name ends it).
+    pub fn refuse_metric(&self, name: &str) {
+        self.get_json(&format!("/_harness/refuse-metric?name={name}"));
+    }
+
     /// Makes InitiateAuth report id tokens that live `seconds`.
     pub fn token_lifetime(&self, seconds: u32) {
         self.get_json(&format!("/_harness/token-lifetime?seconds={seconds}"));

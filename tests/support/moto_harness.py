@@ -23,6 +23,9 @@
   * fails the next N calls of an operation on request, as throttling or a server error would,
     for CBOR and JSON protocol operations alike
     (GET /_harness/fail?op=PutMetricData&times=2&status=400&code=ThrottlingException);
+  * refuses PutMetricData requests that hold a datum of a given name as invalid, as CloudWatch
+    refuses a datum for a reason the publisher cannot know beforehand
+    (GET /_harness/refuse-metric?name=Bad; no name ends it);
   * delays every following call of an operation, as a slow service would
     (GET /_harness/delay?op=PutLogEvents&seconds=2.5; seconds=0 ends it).
 
@@ -72,8 +75,22 @@ def to_json_value(v):
     return v
 
 
-def check_put_metric_data(req):
-    """Returns an error message if the request breaks a limit CloudWatch enforces."""
+# CloudWatch takes values within +-2^360 and none closer to 0 than 2^-360 but 0 itself, no
+# NaN and no infinity.
+MAX_VALUE = 2.0**360
+MIN_VALUE = 2.0**-360
+
+
+def bad_value(v):
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    v = float(v)
+    return math.isnan(v) or math.isinf(v) or abs(v) > MAX_VALUE or (v != 0 and abs(v) < MIN_VALUE)
+
+
+def check_put_metric_data(req, refused_names=()):
+    """Returns an error message if the request breaks a limit CloudWatch enforces, or names a
+    metric the test asked to be refused."""
     data = req.get("MetricData") or []
     if len(data) > MAX_DATUMS:
         return f"The collection MetricData must not have a size greater than {MAX_DATUMS} (got {len(data)})."
@@ -85,9 +102,16 @@ def check_put_metric_data(req):
                 return f"MetricData[{i}].Timestamp is older than two weeks."
             if ts > now + MAX_AHEAD_S:
                 return f"MetricData[{i}].Timestamp is more than two hours in the future."
-        v = d.get("Value")
-        if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-            return f"MetricData[{i}].Value is not a finite number."
+        if d.get("MetricName") in refused_names:
+            return f"MetricData[{i}].MetricName {d.get('MetricName')} is refused by the test."
+        stats = d.get("StatisticValues") or {}
+        numbers = [("Value", d.get("Value"))]
+        numbers += [(f"StatisticValues.{k}", stats.get(k)) for k in ("SampleCount", "Sum", "Minimum", "Maximum")]
+        numbers += [(f"Values[{j}]", v) for j, v in enumerate(d.get("Values") or [])]
+        numbers += [(f"Counts[{j}]", v) for j, v in enumerate(d.get("Counts") or [])]
+        for name, v in numbers:
+            if bad_value(v):
+                return f"The value {v} for parameter MetricData.member.{i + 1}.{name} is invalid."
         if len(d.get("Dimensions") or []) > 30:
             return f"MetricData[{i}] has more than 30 dimensions."
     return None
@@ -212,6 +236,8 @@ class Harness:
         self.lock = threading.Lock()
         # op -> [times left, HTTP status, error code]: answers to fail with, set by the tests.
         self.failures = {}
+        # PutMetricData requests with a datum of one of these names are refused as invalid.
+        self.refused_metric_names = set()
         # op -> seconds every call of it waits before being handled, set by the tests.
         self.delays = {}
         # Cognito id tokens from moto last an hour; tests may shorten what InitiateAuth reports.
@@ -325,6 +351,13 @@ class Harness:
                     self.delays[q["op"]] = seconds
                 else:
                     self.delays.pop(q["op"], None)
+            return self.answer_json(start_response, {"ok": True})
+        if name == "refuse-metric":
+            with self.lock:
+                if q.get("name"):
+                    self.refused_metric_names.add(q["name"])
+                else:
+                    self.refused_metric_names.clear()
             return self.answer_json(start_response, {"ok": True})
         if name == "token-lifetime":
             self.token_lifetime = int(q["seconds"])
@@ -476,7 +509,7 @@ class Harness:
             return self.answer_cbor(start_response, "413 Payload Too Large", {"__type": "RequestEntityTooLarge", "message": "body over 1 MB"})
         req = to_json_value(cbor2.loads(raw)) if raw else {}
         if op == "PutMetricData":
-            problem = check_put_metric_data(req)
+            problem = check_put_metric_data(req, self.refused_metric_names)
             if problem:
                 self.count("PutMetricData.rejected")
                 return self.answer_cbor(start_response, "400 Bad Request", {"__type": "InvalidParameterValue", "message": problem})

@@ -83,6 +83,24 @@ fn mark_unsynced(records: &mut [MetricRecord]) {
     }
 }
 
+/// Leaves out the values CloudWatch would refuse (NaN, infinity, beyond its range), each
+/// said: one would make CloudWatch refuse its whole request, and the spool cannot keep a
+/// number that is not finite.
+fn drop_refused_values(records: &mut Vec<MetricRecord>, report: &mut Report) {
+    for r in records.iter_mut() {
+        r.values.retain(|m| match m.refused_value() {
+            None => true,
+            Some(reason) => {
+                tracing::error!(namespace = %r.namespace, metric = %m.name, %reason,
+                    "Dropped a metric value CloudWatch would refuse.");
+                report.datums_dropped += 1;
+                false
+            }
+        });
+    }
+    records.retain(|r| !r.values.is_empty());
+}
+
 /// How a run ended, for `--once`'s exit code.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -124,6 +142,7 @@ impl MetricsPipeline {
                 biased;
                 _ = cancel.cancelled() => break,
                 mut records = next_inbound(&mut self.inbound) => {
+                    drop_refused_values(&mut records, &mut report);
                     mark_unsynced(&mut records);
                     pending.extend(records);
                     pending_since.get_or_insert(Instant::now());
@@ -161,6 +180,7 @@ impl MetricsPipeline {
                 };
                 report.rounds += 1;
                 let mut records = records;
+                drop_refused_values(&mut records, &mut report);
                 mark_unsynced(&mut records);
                 if !records.is_empty() {
                     pending.extend(records);
@@ -206,6 +226,7 @@ impl MetricsPipeline {
         // Receivers hand over what they hold at a stop.
         if let Some(mut rx) = self.inbound.take() {
             while let Ok(Some(mut records)) = tokio::time::timeout(INBOUND_GRACE, rx.recv()).await {
+                drop_refused_values(&mut records, &mut report);
                 mark_unsynced(&mut records);
                 pending.extend(records);
             }
@@ -283,59 +304,100 @@ impl MetricsPipeline {
         }
         let mut all = true;
         for batch in batches(records) {
+            let (message, unsent) = match self.put(batch, cancel, report).await {
+                Ok(dropped) => {
+                    all &= dropped == 0;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            all = false;
+            crate::service::Status::set(&self.status.metrics_error, Some(message.clone()));
+            let records: Vec<MetricRecord> = unsent.into_iter().flat_map(|b| b.records).collect();
+            let n: usize = records.iter().map(MetricRecord::datum_count).sum();
+            match self.with_spool(move |s| s.append(&records)).await {
+                Some(Ok(dropped)) => {
+                    if std::mem::take(&mut self.spool_failing) {
+                        tracing::info!("Metrics can be spooled again.");
+                    }
+                    tracing::warn!(datums = n, %message, "Cannot publish metrics now; kept them in the spool to send later.");
+                    if dropped == 0 {
+                        self.spool_dropping = false;
+                    } else if !std::mem::replace(&mut self.spool_dropping, true) {
+                        tracing::warn!(
+                            datums = dropped,
+                            "Dropped the spool's oldest metrics to make room (its size cap, or a full disk); the count of all dropped is in the report at exit."
+                        );
+                    }
+                    if dropped > 0 {
+                        report.datums_dropped += dropped;
+                    }
+                }
+                Some(Err(e)) => {
+                    // Said once until the spool works again (a full disk fails every
+                    // round); the count is in the report.
+                    if !self.spool_failing {
+                        self.spool_failing = true;
+                        tracing::error!(datums = n, %message, error = %e, "Cannot publish metrics and cannot spool them; they are lost.");
+                    } else {
+                        tracing::debug!(datums = n, error = %e, "Cannot spool metrics either.");
+                    }
+                    report.datums_dropped += n;
+                }
+                None => {
+                    tracing::error!(datums = n, %message, "Cannot publish metrics.");
+                    report.datums_dropped += n;
+                }
+            }
+        }
+        all
+    }
+
+    /// Sends one request's worth. A request CloudWatch refuses as invalid is split in halves
+    /// until the datums it objects to are found: only those are dropped, each said. Returns
+    /// how many were dropped; on a failure worth trying again, the message and what is not
+    /// delivered yet, in order.
+    async fn put(
+        &mut self,
+        batch: Batch,
+        cancel: &CancellationToken,
+        report: &mut Report,
+    ) -> Result<usize, (String, Vec<Batch>)> {
+        let mut dropped = 0;
+        // Halves wait here, the first on top.
+        let mut todo = vec![batch];
+        while let Some(batch) = todo.pop() {
             let n = batch.datum_count();
+            if n == 0 {
+                continue;
+            }
             match self.send(&batch, cancel).await {
                 Ok(()) => {
                     tracing::debug!(datums = n, "PutMetricData accepted.");
                     report.datums_accepted += n;
                 }
+                Err((Disposition::Drop, message)) if n > 1 => {
+                    tracing::debug!(datums = n, %message,
+                        "CloudWatch refused a request as invalid; splitting it to find the datum it objects to.");
+                    let (first, second) = batch.split();
+                    todo.push(second);
+                    todo.push(first);
+                }
                 Err((Disposition::Drop, message)) => {
-                    tracing::error!(datums = n, %message, "CloudWatch refused these metrics as invalid; they are dropped.");
-                    report.datums_dropped += n;
-                    all = false;
+                    let metric = batch.metric_names().next().unwrap_or_default();
+                    tracing::error!(namespace = %batch.namespace, metric, %message,
+                        "CloudWatch refused this metric datum as invalid; it is dropped.");
+                    report.datums_dropped += 1;
+                    dropped += 1;
                 }
                 Err((Disposition::Retry, message)) => {
-                    all = false;
-                    crate::service::Status::set(&self.status.metrics_error, Some(message.clone()));
-                    let records = batch.records;
-                    match self.with_spool(move |s| s.append(&records)).await {
-                        Some(Ok(dropped)) => {
-                            if std::mem::take(&mut self.spool_failing) {
-                                tracing::info!("Metrics can be spooled again.");
-                            }
-                            tracing::warn!(datums = n, %message, "Cannot publish metrics now; kept them in the spool to send later.");
-                            if dropped == 0 {
-                                self.spool_dropping = false;
-                            } else if !std::mem::replace(&mut self.spool_dropping, true) {
-                                tracing::warn!(
-                                    datums = dropped,
-                                    "Dropped the spool's oldest metrics to make room (its size cap, or a full disk); the count of all dropped is in the report at exit."
-                                );
-                            }
-                            if dropped > 0 {
-                                report.datums_dropped += dropped;
-                            }
-                        }
-                        Some(Err(e)) => {
-                            // Said once until the spool works again (a full disk fails every
-                            // round); the count is in the report.
-                            if !self.spool_failing {
-                                self.spool_failing = true;
-                                tracing::error!(datums = n, %message, error = %e, "Cannot publish metrics and cannot spool them; they are lost.");
-                            } else {
-                                tracing::debug!(datums = n, error = %e, "Cannot spool metrics either.");
-                            }
-                            report.datums_dropped += n;
-                        }
-                        None => {
-                            tracing::error!(datums = n, %message, "Cannot publish metrics.");
-                            report.datums_dropped += n;
-                        }
-                    }
+                    todo.push(batch);
+                    todo.reverse();
+                    return Err((message, todo));
                 }
             }
         }
-        all
+        Ok(dropped)
     }
 
     /// Sends spooled records, oldest first, until the spool is empty or a request fails.
@@ -361,17 +423,9 @@ impl MetricsPipeline {
             }
             tracing::info!(records = unsent.records.len(), "Sending spooled metrics.");
             for batch in batches(unsent.records) {
-                let n = batch.datum_count();
-                match self.send(&batch, cancel).await {
-                    Ok(()) => report.datums_accepted += n,
-                    Err((Disposition::Drop, message)) => {
-                        tracing::error!(datums = n, %message, "CloudWatch refused spooled metrics as invalid; they are dropped.");
-                        report.datums_dropped += n;
-                    }
-                    Err((Disposition::Retry, message)) => {
-                        tracing::warn!(%message, "Sending spooled metrics failed; will try again next round.");
-                        return;
-                    }
+                if let Err((message, _)) = self.put(batch, cancel, report).await {
+                    tracing::warn!(%message, "Sending spooled metrics failed; will try again next round.");
+                    return;
                 }
             }
             let segments = unsent.segments;

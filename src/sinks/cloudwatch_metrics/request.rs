@@ -109,6 +109,48 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// Splits the batch into two of about half its datums each (to find the one CloudWatch
+    /// refuses); a record of several values is split between them if need be. A batch of one
+    /// datum is not split: the second is empty.
+    pub fn split(mut self) -> (Batch, Batch) {
+        let half = self.datum_count() / 2;
+        let mut second = Batch {
+            namespace: self.namespace.clone(),
+            records: Vec::new(),
+        };
+        if half == 0 {
+            return (self, second);
+        }
+        let mut kept = 0;
+        let mut at = self.records.len();
+        for (i, r) in self.records.iter().enumerate() {
+            if kept + r.datum_count() > half {
+                at = i;
+                break;
+            }
+            kept += r.datum_count();
+        }
+        second.records = self.records.split_off(at);
+        if let Some(r) = second.records.first_mut() {
+            let take = half - kept;
+            if take > 0 {
+                let mut part = r.clone();
+                part.values = r.values.drain(..take).collect();
+                self.records.push(part);
+            }
+        }
+        (self, second)
+    }
+
+    /// The names of its datums, for messages about a refused one.
+    pub fn metric_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.records
+            .iter()
+            .flat_map(|r| r.values.iter().map(|m| m.name.as_str()))
+    }
+}
+
 /// A generous estimate of one record's share of a request body.
 fn estimated_bytes(r: &MetricRecord) -> usize {
     let dims: usize = r
@@ -159,6 +201,32 @@ pub fn batches(records: impl IntoIterator<Item = MetricRecord>) -> Vec<Batch> {
 mod tests {
     use super::*;
     use crate::metric::{Measurement, Unit};
+
+    #[test]
+    fn a_batch_splits_into_halves_of_its_datums_down_to_one() {
+        let batch = Batch {
+            namespace: "N".into(),
+            records: vec![record("N", 1, 3), record("N", 2, 4)],
+        };
+        let (a, b) = batch.clone().split();
+        assert_eq!((a.datum_count(), b.datum_count()), (3, 4));
+        let (a1, a2) = a.split();
+        assert_eq!((a1.datum_count(), a2.datum_count()), (1, 2));
+        assert_eq!(a1.records[0].values[0].name, "M0");
+        assert_eq!(a2.records[0].values[0].name, "M1");
+        assert_eq!(a2.records[0].timestamp_ms, 1);
+        let (one, none) = a1.split();
+        assert_eq!((one.datum_count(), none.datum_count()), (1, 0));
+        // Nothing lost, nothing twice, in order.
+        let (x, y) = batch.clone().split();
+        let names: Vec<String> = x
+            .metric_names()
+            .chain(y.metric_names())
+            .map(String::from)
+            .collect();
+        let all: Vec<String> = batch.metric_names().map(String::from).collect();
+        assert_eq!(names, all);
+    }
 
     pub(crate) fn record(ns: &str, ts: i64, n: usize) -> MetricRecord {
         MetricRecord {

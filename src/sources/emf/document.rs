@@ -305,7 +305,7 @@ fn metric_values(
     }
 
     match root.get(name) {
-        Some(Value::Number(_)) => Ok(1),
+        Some(n @ Value::Number(_)) => accepted(name, n).map(|()| 1),
         Some(Value::Array(values)) => {
             if let Some(other) = values.iter().find(|v| !v.is_number()) {
                 return Err(format!(
@@ -314,9 +314,21 @@ fn metric_values(
                     kind(other)
                 ));
             }
+            values.iter().try_for_each(|v| accepted(name, v))?;
             count_values(name, values.len())
         }
-        Some(Value::Object(aggregate)) => aggregate_values(name, aggregate),
+        Some(Value::Object(aggregate)) => {
+            let n = aggregate_values(name, aggregate)?;
+            ["Count", "Sum", "Min", "Max", "Values", "Counts"]
+                .iter()
+                .filter_map(|k| aggregate.get(*k))
+                .flat_map(|v| match v {
+                    Value::Array(items) => items.iter().collect(),
+                    v => vec![v],
+                })
+                .try_for_each(|v| accepted(name, v))?;
+            Ok(n)
+        }
         _ => Err(format!(
             "metric `{}` has no numeric value in the document",
             quote(name)
@@ -354,6 +366,18 @@ fn aggregate_values(name: &str, aggregate: &Map<String, Value>) -> Result<usize,
                 quote(name)
             )),
         },
+    }
+}
+
+/// A number of metric `name` CloudWatch takes (see [`crate::metric::accepted_value`]).
+fn accepted(name: &str, value: &Value) -> Result<(), String> {
+    match value.as_f64() {
+        Some(v) if !crate::metric::accepted_value(v) => Err(format!(
+            "metric `{}` has the value {}, outside what CloudWatch takes (2^-260 to 2^360 from 0, or 0)",
+            quote(name),
+            describe(value)
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -737,6 +761,21 @@ mod tests {
                 "/Latency".into(),
                 Some(json!(vec![1.5; 101])),
                 "metric `Latency` has 101 values; at most 100",
+            ),
+            (
+                "/Latency".into(),
+                Some(json!(1e200)),
+                "metric `Latency` has the value 1e+200, outside what CloudWatch takes (2^-260 to 2^360 from 0, or 0)",
+            ),
+            (
+                "/Latency".into(),
+                Some(json!([1, -1e-200])),
+                "metric `Latency` has the value -1e-200, outside what CloudWatch takes (2^-260 to 2^360 from 0, or 0)",
+            ),
+            (
+                "/Latency".into(),
+                Some(json!({"Count": 2, "Sum": 1e300, "Min": 1, "Max": 2})),
+                "metric `Latency` has the value 1e+300, outside what CloudWatch takes (2^-260 to 2^360 from 0, or 0)",
             ),
         ]
     }

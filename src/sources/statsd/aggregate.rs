@@ -17,7 +17,9 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use super::parse::{Kind, Metric, Value};
-use crate::metric::{Measurement, MetricRecord, Summary, Unit, MAX_DISTINCT_VALUES};
+use crate::metric::{
+    accepted_value, Measurement, MetricRecord, Summary, Unit, MAX_DISTINCT_VALUES,
+};
 
 /// Metrics (name, type and tags) kept per aggregation interval.
 pub const MAX_SERIES: usize = 10_000;
@@ -165,13 +167,24 @@ impl Aggregator {
             }
         };
         let s = &mut bucket[index];
+        // A value scaled or summed past what CloudWatch takes is refused, and what was there
+        // before it stays.
+        let out_of_range = |what: &str, v: f64| {
+            Refused::Invalid(format!(
+                "the {what} would be {v:e}, outside what CloudWatch takes"
+            ))
+        };
         match (m.kind, m.value) {
             (Kind::Counter, Value::Number(n)) => {
                 let add = n / m.sample_rate;
-                s.now = Now::Number(match s.now {
+                let total = match s.now {
                     Now::Number(x) => x + add,
                     _ => add,
-                });
+                };
+                if !accepted_value(add) || !accepted_value(total) {
+                    return Err(out_of_range("counter", total));
+                }
+                s.now = Now::Number(total);
             }
             (Kind::Gauge, Value::Number(n)) => {
                 self.gauges.insert(k, n);
@@ -179,6 +192,9 @@ impl Aggregator {
             }
             (Kind::Gauge, Value::Delta(d)) => {
                 let g = self.gauges.entry(k).or_insert(0.0);
+                if !accepted_value(*g + d) {
+                    return Err(out_of_range("gauge", *g + d));
+                }
                 *g += d;
                 s.now = Now::Number(*g);
             }
@@ -197,6 +213,9 @@ impl Aggregator {
             }
             (Kind::Timer | Kind::Histogram | Kind::Distribution, Value::Number(n)) => {
                 let times = 1.0 / m.sample_rate;
+                if !accepted_value(times) {
+                    return Err(out_of_range("count a sample rate makes", times));
+                }
                 if let Window::Nothing = s.window {
                     s.window = Window::Values {
                         counts: HashMap::new(),
@@ -215,7 +234,11 @@ impl Aggregator {
                     }
                     let v = if *rounded { round3(n) } else { n };
                     // -0.0 and 0.0 are one value.
-                    *counts.entry((v + 0.0).to_bits()).or_default() += times;
+                    let count = counts.entry((v + 0.0).to_bits()).or_default();
+                    if !accepted_value(*count + times) {
+                        return Err(out_of_range("count of a value", *count + times));
+                    }
+                    *count += times;
                 }
             }
             (kind, v) => {
@@ -237,6 +260,11 @@ impl Aggregator {
                 Now::Members(m) => m.len() as f64,
             };
             s.window = match s.window {
+                Window::Stats { sum, .. } if !accepted_value(sum + value) => {
+                    tracing::warn!(metric = %s.name, sum = %format!("{:e}", sum + value),
+                        "Dropped a StatsD collection whose sum over the aggregation interval would be outside what CloudWatch takes.");
+                    continue;
+                }
                 Window::Stats {
                     count,
                     sum,
@@ -584,6 +612,48 @@ mod tests {
             Aggregator::new(None).add(&out[0]),
             Err(Refused::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_value_summed_or_scaled_past_what_cloudwatch_takes_is_refused_and_the_rest_kept() {
+        let mut a = Aggregator::new(None);
+        let mut refused = 0;
+        for line in [
+            "c:1e108|c",
+            "c:1e108|c",
+            "c:1e108|c",
+            "scaled:1e100|c|@0.000000001",
+            "g:1e108|g",
+            "g:+1e108|g",
+            "g:+1e108|g",
+            "t:1|ms|@1e-300",
+        ] {
+            let mut out = Vec::new();
+            parse_line(line, &mut out).unwrap();
+            if matches!(a.add(&out[0]), Err(Refused::Invalid(_))) {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 4);
+        a.collect();
+        // The next collection would make the interval's sum too large: it is left out.
+        feed(&mut a, &["c:1e108|c"]);
+        a.collect();
+        let records = a.take(&publish(), 0, false);
+        for r in &records {
+            for m in &r.values {
+                assert_eq!(m.refused_value(), None, "{m:?}");
+            }
+        }
+        assert_eq!(
+            find(&records, "c").values[0].summary,
+            Some(Summary::Statistics {
+                count: 1.0,
+                sum: 2e108,
+                min: 2e108,
+                max: 2e108,
+            })
+        );
     }
 
     #[test]

@@ -294,7 +294,11 @@ fn read_number(text: &str) -> Result<f64, Malformed> {
         });
     }
     match text.parse::<f64>() {
-        Ok(number) if number.is_finite() => Ok(number),
+        Ok(number) if crate::metric::accepted_value(number) => Ok(number),
+        Ok(number) if number.is_finite() => Err(Malformed(format!(
+            "value `{}` is outside what CloudWatch takes (2^-260 to 2^360 from 0, or 0)",
+            quote(text)
+        ))),
         Ok(_) => Err(Malformed(format!("value `{}` is not finite", quote(text)))),
         Err(_) => Err(Malformed(format!(
             "value `{}` is not a number",
@@ -642,6 +646,16 @@ mod tests {
         assert_eq!(reason("x:+|g"), "value `+` is not a number");
         assert_eq!(reason("x:--1|g"), "value `--1` is not a number");
         assert_eq!(reason("x:0x10|c"), "value `0x10` is not a number");
+        // Finite, but not what CloudWatch takes.
+        for line in ["x:1e200|g", "x:-1e109|c", "x:1e-200|ms", "x:-1e-80|g"] {
+            assert!(
+                reason(line).contains("outside what CloudWatch takes"),
+                "{line}"
+            );
+        }
+        for line in ["x:0|g", "x:-0.0|g", "x:1e-70|g", "x:1e108|c"] {
+            parse_line(line, &mut Vec::new()).unwrap();
+        }
     }
 
     #[test]
