@@ -482,3 +482,47 @@ fn stall_for_tests() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::{Measurement, Unit};
+
+    #[test]
+    fn values_cloudwatch_refuses_never_reach_a_request_or_the_spool() {
+        let record = |values: Vec<f64>| MetricRecord {
+            namespace: "N".into(),
+            dimensions: Vec::new(),
+            timestamp_ms: 0,
+            storage_resolution: 60,
+            values: values
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| Measurement::single(format!("m{i}"), Unit::Count, v))
+                .collect(),
+            unsynced: None,
+        };
+        let mut records = vec![
+            record(vec![1.0, f64::NAN, 2.0]),
+            record(vec![f64::INFINITY, 1e300]),
+            record(vec![0.0]),
+        ];
+        let mut report = Report::default();
+        drop_refused_values(&mut records, &mut report);
+        assert_eq!(report.datums_dropped, 3);
+        let kept: Vec<(String, f64)> = records
+            .iter()
+            .flat_map(|r| r.values.iter().map(|m| (m.name.clone(), m.value)))
+            .collect();
+        assert_eq!(
+            kept,
+            [("m0".into(), 1.0), ("m2".into(), 2.0), ("m0".into(), 0.0)]
+        );
+        // What is kept can be spooled and read back.
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        spool.append(&records).unwrap();
+        let back = spool.read_oldest(100, 0, |_| {});
+        assert_eq!(back.records, records);
+    }
+}
