@@ -71,7 +71,9 @@ pub struct Defaults {
     pub stream: String,
 }
 
-/// The buffer files left by an earlier run, each with its destination.
+/// The buffer files left by an earlier run, each with its destination. A buffer whose
+/// destination cannot be read is left to the receiver, which knows the default destination
+/// and rebuilds it at its start ([`recover`]).
 pub fn existing(state_dir: &Path) -> Vec<Buffer> {
     let mut out = Vec::new();
     let Ok(entries) = fs::read_dir(state_dir.join(FOLDER)) else {
@@ -79,21 +81,111 @@ pub fn existing(state_dir: &Path) -> Vec<Buffer> {
     };
     for entry in entries.flatten() {
         let dir = entry.path();
-        let target = fs::read(dir.join(DESTINATION))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Target>(&b).ok());
-        match target {
-            Some(target) => out.push(Buffer {
+        if let Some(target) = read_destination(&dir) {
+            out.push(Buffer {
                 target,
                 path: dir.join(EVENTS),
-            }),
-            None => {
-                tracing::warn!(folder = %dir.display(), "An embedded metric format buffer without its destination; left alone.")
-            }
+            });
         }
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     out
+}
+
+/// The destination a buffer folder's `destination.json` names, when it can be read and is the
+/// one the folder is named for (a damaged file that still parses is no destination).
+fn read_destination(dir: &Path) -> Option<Target> {
+    let target = serde_json::from_slice::<Target>(&fs::read(dir.join(DESTINATION)).ok()?).ok()?;
+    (dir.file_name()? == folder(&target).as_str()).then_some(target)
+}
+
+/// Writes a buffer folder's `destination.json` as a power cut would find it: whole or not at
+/// all, with the folder's other entries (its `events.jsonl`).
+fn write_destination(dir: &Path, target: &Target) -> io::Result<()> {
+    let json = serde_json::to_vec(target).map_err(io::Error::other)?;
+    crate::durable::write_atomically(&dir.join(DESTINATION), &json)
+}
+
+/// Documents, and bytes, read from the head of a buffer at most to find what they name.
+const RECOVER_LINES: usize = 100;
+const RECOVER_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Rebuilds the destination of each buffer under `dir` (the buffers' folder) whose
+/// `destination.json` cannot be read (a power cut while an older version wrote it, a damaged
+/// disk): the folder is named for its destination, so the one among the log groups and streams
+/// its documents name, the other buffers' and the defaults (what documents that name none go
+/// to) whose folder it is, is it. The buffers rebuilt are returned, to be followed. One whose
+/// destination is none of those is left on disk and said; it is rebuilt when a document for its
+/// destination arrives ([`Buffers::open_buffer`]).
+fn recover(dir: &Path, defaults: &Defaults) -> Vec<Buffer> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let (mut known, mut damaged) = (Vec::new(), Vec::new());
+    for d in entries.flatten().map(|e| e.path()).filter(|d| d.is_dir()) {
+        match read_destination(&d) {
+            Some(target) => known.push(target),
+            None => damaged.push(d),
+        }
+    }
+    let mut rebuilt = Vec::new();
+    for d in damaged {
+        let mut groups: std::collections::BTreeSet<String> =
+            known.iter().map(|t| t.group.clone()).collect();
+        let mut streams: std::collections::BTreeSet<String> =
+            known.iter().map(|t| t.stream.clone()).collect();
+        groups.insert(defaults.group.clone());
+        streams.insert(defaults.stream.clone());
+        let mut documents = 0;
+        for file in [d.join(EVENTS).with_extension("jsonl.1"), d.join(EVENTS)] {
+            let Ok(f) = File::open(&file) else { continue };
+            let head = io::BufReader::new(io::Read::take(f, RECOVER_BYTES));
+            let lines = io::BufRead::split(head, b'\n');
+            for line in lines.take(RECOVER_LINES).map_while(Result::ok) {
+                documents += 1;
+                if let Ok(named) = document::inspect(&String::from_utf8_lossy(&line)) {
+                    groups.extend(
+                        named
+                            .log_group
+                            .filter(|g| crate::config::check_log_group(g).is_ok()),
+                    );
+                    streams.extend(
+                        named
+                            .log_stream
+                            .filter(|s| crate::config::check_log_stream(s).is_ok()),
+                    );
+                }
+            }
+        }
+        let name = d.file_name().unwrap_or_default();
+        let target = groups
+            .iter()
+            .flat_map(|g| {
+                streams.iter().map(move |s| Target {
+                    group: g.clone(),
+                    stream: s.clone(),
+                })
+            })
+            .find(|t| name == folder(t).as_str());
+        match target {
+            Some(target) => match write_destination(&d, &target) {
+                Ok(()) => {
+                    tracing::warn!(folder = %d.display(), group = %target.group, stream = %target.stream,
+                        "Rebuilt the unreadable destination of an embedded metric format buffer from its documents.");
+                    rebuilt.push(Buffer {
+                        target,
+                        path: d.join(EVENTS),
+                    });
+                }
+                Err(e) => tracing::error!(folder = %d.display(), error = %e,
+                    "Cannot rebuild the unreadable destination of an embedded metric format buffer; its documents wait on disk until the next start."),
+            },
+            None if documents > 0 => tracing::error!(folder = %d.display(),
+                "An embedded metric format buffer whose destination cannot be read or told from its documents: they wait on disk, and are shipped when a document for their destination arrives (or give its destination.json a group and stream by hand, and restart)."),
+            None => {}
+        }
+    }
+    rebuilt
 }
 
 /// One open buffer file.
@@ -210,18 +302,22 @@ impl Buffers {
 
     fn open_buffer(&mut self, target: &Target) -> io::Result<Open> {
         let dir = self.dir.join(folder(target));
+        let made = !dir.exists();
         fs::create_dir_all(&dir)?;
-        let destination = dir.join(DESTINATION);
-        let fresh = !destination.exists();
-        if fresh {
-            let tmp = dir.join("destination.tmp");
-            fs::write(&tmp, serde_json::to_vec(target).unwrap_or_default())?;
-            fs::rename(&tmp, &destination)?;
-        }
         let path = dir.join(EVENTS);
         let file = create(&path)?;
         let len = file.metadata()?.len();
+        // A buffer with its destination was found at the start and is followed; one without it
+        // (new, or one whose destination.json could not be read nor rebuilt) gets it now and is
+        // followed from its first document, those an earlier run left included.
+        let fresh = read_destination(&dir).as_ref() != Some(target);
         if fresh {
+            write_destination(&dir, target)?;
+            if made {
+                // The new folder's entry in the buffers' folder, and that one's, if it is new too.
+                crate::durable::sync_folder(&dir)?;
+                crate::durable::sync_folder(&self.dir)?;
+            }
             let _ = self.new.send(Buffer {
                 target: target.clone(),
                 path: path.clone(),
@@ -365,6 +461,11 @@ impl EmfReceiver {
         new: mpsc::UnboundedSender<Buffer>,
         stop: CancellationToken,
     ) {
+        let (dir, d) = (state_dir.join(FOLDER), defaults.clone());
+        let rebuilt = tokio::task::spawn_blocking(move || recover(&dir, &d)).await;
+        for buffer in rebuilt.unwrap_or_default() {
+            let _ = new.send(buffer);
+        }
         let buffers = Arc::new(Mutex::new(Buffers {
             dir: state_dir.join(FOLDER),
             open: HashMap::new(),
