@@ -66,12 +66,15 @@ pub enum Origin {
 }
 
 /// Resolves the id: `serial` if given, else the trimmed, lowercased output of `command` run
-/// through `sh -c`, else the placeholder serial.
-pub async fn resolve(spec: &InstanceSpec) -> Result<(InstanceId, Origin), InstanceError> {
+/// through `sh -c` (as `run_as`, a uid and gid, when given), else the placeholder serial.
+pub async fn resolve(
+    spec: &InstanceSpec,
+    run_as: Option<(u32, u32)>,
+) -> Result<(InstanceId, Origin), InstanceError> {
     let (serial, origin) = match (&spec.serial, &spec.command) {
         (Some(serial), _) => (serial.clone(), Origin::Serial),
         (None, Some(command)) => (
-            run_command(command, spec.command_timeout).await?,
+            run_command(command, spec.command_timeout, run_as).await?,
             Origin::Command,
         ),
         (None, None) => (PLACEHOLDER_SERIAL.to_owned(), Origin::Placeholder),
@@ -84,8 +87,17 @@ pub async fn resolve(spec: &InstanceSpec) -> Result<(InstanceId, Origin), Instan
     Ok((InstanceId(id), origin))
 }
 
-async fn run_command(command: &str, timeout: Duration) -> Result<String, InstanceError> {
-    let mut child = tokio::process::Command::new("/bin/sh")
+async fn run_command(
+    command: &str,
+    timeout: Duration,
+    run_as: Option<(u32, u32)>,
+) -> Result<String, InstanceError> {
+    let mut sh = tokio::process::Command::new("/bin/sh");
+    if let Some((uid, gid)) = run_as {
+        // As root, the standard library also drops the supplementary groups.
+        sh.uid(uid).gid(gid);
+    }
+    let mut child = sh
         .arg("-c")
         .arg(command)
         .stdin(Stdio::null())
@@ -148,13 +160,30 @@ async fn run_command(command: &str, timeout: Duration) -> Result<String, Instanc
 /// This machine's instance id for `config`, checked against the names built from it; warns
 /// when it is only a placeholder.
 pub async fn resolve_for(config: &Config) -> Result<InstanceId, AppError> {
-    let (id, origin) =
-        resolve(&config.agent.instance)
-            .await
-            .map_err(|source| AppError::Instance {
-                path: config.source.clone(),
-                source,
-            })?;
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(&config.source)
+        .ok()
+        .map(|m| (m.uid(), m.gid()));
+    resolve_for_owned(config, owner).await
+}
+
+/// [`resolve_for`], with the owner (uid, gid) of the file the config was read from, as the
+/// caller found it: run as root, `agent.instance.command` runs as that owner when it is another
+/// user. The service user may edit its config, so what it put there is run with its rights,
+/// as the publisher itself runs it, and never as root.
+pub async fn resolve_for_owned(
+    config: &Config,
+    owner: Option<(u32, u32)>,
+) -> Result<InstanceId, AppError> {
+    // SAFETY: geteuid cannot fail.
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let run_as = owner.filter(|&(uid, _)| as_root && uid != 0);
+    let (id, origin) = resolve(&config.agent.instance, run_as)
+        .await
+        .map_err(|source| AppError::Instance {
+            path: config.source.clone(),
+            source,
+        })?;
     if origin == Origin::Placeholder {
         tracing::warn!(
             instance_id = %id,
@@ -199,13 +228,15 @@ mod tests {
 
     #[tokio::test]
     async fn serial_wins_over_command() {
-        let (id, origin) = resolve(&spec(Some("abc"), Some("exit 1"))).await.unwrap();
+        let (id, origin) = resolve(&spec(Some("abc"), Some("exit 1")), None)
+            .await
+            .unwrap();
         assert_eq!((id.as_str(), origin), ("rpi-abc", Origin::Serial));
     }
 
     #[tokio::test]
     async fn command_output_is_trimmed_and_lowercased() {
-        let (id, origin) = resolve(&spec(None, Some("printf '  C02V41P2HV2F \\n'")))
+        let (id, origin) = resolve(&spec(None, Some("printf '  C02V41P2HV2F \\n'")), None)
             .await
             .unwrap();
         assert_eq!((id.as_str(), origin), ("rpi-c02v41p2hv2f", Origin::Command));
@@ -213,7 +244,7 @@ mod tests {
 
     #[tokio::test]
     async fn placeholder_when_nothing_is_given() {
-        let (id, origin) = resolve(&spec(None, None)).await.unwrap();
+        let (id, origin) = resolve(&spec(None, None), None).await.unwrap();
         assert_eq!(
             (id.as_str(), origin),
             ("rpi-000000000000", Origin::Placeholder)
@@ -222,7 +253,7 @@ mod tests {
 
     #[tokio::test]
     async fn failing_empty_and_hanging_commands_are_errors() {
-        let e = resolve(&spec(None, Some("echo no serial here >&2; exit 3")))
+        let e = resolve(&spec(None, Some("echo no serial here >&2; exit 3")), None)
             .await
             .unwrap_err();
         let text = e.to_string();
@@ -231,17 +262,17 @@ mod tests {
                 && text.contains("stderr: no serial here"),
             "{text}"
         );
-        let e = resolve(&spec(None, Some("true"))).await.unwrap_err();
+        let e = resolve(&spec(None, Some("true")), None).await.unwrap_err();
         assert!(matches!(e, InstanceError::Empty { .. }), "{e}");
         let mut slow = spec(None, Some("sleep 30"));
         slow.command_timeout = Duration::from_millis(200);
-        let e = resolve(&slow).await.unwrap_err();
+        let e = resolve(&slow, None).await.unwrap_err();
         assert!(e.to_string().contains("did not finish within"), "{e}");
     }
 
     #[tokio::test]
     async fn ids_that_cognito_would_refuse_are_errors() {
-        let e = resolve(&spec(None, Some("echo 'two words'")))
+        let e = resolve(&spec(None, Some("echo 'two words'")), None)
             .await
             .unwrap_err();
         assert!(matches!(e, InstanceError::Invalid { .. }), "{e}");

@@ -62,6 +62,33 @@ fn configure_asks_on_a_terminal_hides_the_password_and_writes_the_config() {
     );
 }
 
+/// configure run as root must not run, as root, a command the config's owner (the service
+/// user, who may edit it) put in it: it runs as that owner, as the publisher itself does.
+#[test]
+fn the_serial_command_of_a_config_root_does_not_own_runs_as_its_owner() {
+    support::deb::need_root();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("publisher.json");
+    let planted = json!({"agent": {"region": "us-east-1",
+        "instance": {"prefix": "rpi", "command": "id -u"}}});
+    std::fs::write(&config, planted.to_string()).unwrap();
+    std::os::unix::fs::chown(&config, Some(65534), Some(65534)).unwrap();
+    let answers = dir.path().join("device.preseed");
+    let p = "amazon-cloudwatch-publisher";
+    std::fs::write(&answers, format!("{p} {p}/region string eu-central-1\n")).unwrap();
+    let out = Command::new(BIN)
+        .arg("configure")
+        .arg(&config)
+        .arg("--answers")
+        .arg(&answers)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("instance id is rpi-65534"), "{stderr}");
+}
+
 #[test]
 fn answers_from_a_file_keep_other_settings_and_bad_answers_write_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -188,14 +188,25 @@ fn ask(prompt: &str, default: &str, secret: bool, hide_default: bool) -> Option<
 
 pub async fn run(path: &Path, answers_file: Option<&PathBuf>) -> Result<(), AppError> {
     crate::logging::init(None, false, true).map_err(AppError::Io)?;
-    let existing: Option<Value> = match std::fs::read_to_string(path) {
-        Ok(text) => Some(serde_json::from_str(&text).map_err(|e| {
-            config_error(
-                path,
-                format!("the existing config is not JSON ({e}); fix or move it first"),
-            )
-        })?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+    // The text and its owner (uid, gid) from one open file, so that the owner is the one of
+    // the text whose command may be run.
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        let meta = f.metadata()?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut f, &mut text)?;
+        Ok((text, (meta.uid(), meta.gid())))
+    });
+    let (existing, owner): (Option<Value>, Option<(u32, u32)>) = match read {
+        Ok((text, owner)) => (
+            Some(serde_json::from_str(&text).map_err(|e| {
+                config_error(
+                    path,
+                    format!("the existing config is not JSON ({e}); fix or move it first"),
+                )
+            })?),
+            Some(owner),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
         Err(e) => return Err(config_error(path, e.to_string())),
     };
     let given = match answers_file {
@@ -298,7 +309,9 @@ pub async fn run(path: &Path, answers_file: Option<&PathBuf>) -> Result<(), AppE
             return Err(AppError::Config(e));
         }
     };
-    let id = crate::instance::resolve_for(&config).await?;
+    // Its serial command may be the existing config's, which (on macOS) the service user owns
+    // and may edit: it runs as that owner, not as root.
+    let id = crate::instance::resolve_for_owned(&config, owner).await?;
     eprintln!("This machine's instance id is {id}; it must match its line in systems.txt.");
 
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -306,7 +319,6 @@ pub async fn run(path: &Path, answers_file: Option<&PathBuf>) -> Result<(), AppE
     }
     // The new file keeps the old one's owner (the service user, when run with sudo), so the
     // publisher can still read it.
-    let owner = std::fs::metadata(path).ok().map(|m| (m.uid(), m.gid()));
     crate::durable::write_private(path, text.as_bytes(), owner)
         .map_err(|e| config_error(path, format!("cannot write it: {e}")))?;
     eprintln!(
