@@ -407,6 +407,15 @@ impl PositionStore for Checkpoints {
             .map(|f| (f.dev, f.ino, f.fingerprint, f.offset))
     }
 
+    fn saved_at(&self, path: &Path) -> Vec<(u64, u64, Fingerprint, u64)> {
+        self.state()
+            .files
+            .values()
+            .filter(|f| f.path == path)
+            .map(|f| (f.dev, f.ino, f.fingerprint, f.offset))
+            .collect()
+    }
+
     fn record_start(&self, key: &FileKey, offset: u64) {
         let mut state = self.state();
         if state.files.contains_key(&(key.dev, key.ino)) {

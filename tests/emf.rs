@@ -327,3 +327,49 @@ fn a_document_stamped_far_ahead_is_refused_alone_and_the_next_keep_their_own_tim
     let log = s.log();
     assert!(log.contains("too_new=1"), "{log}");
 }
+
+#[test]
+fn a_restart_soon_after_a_buffer_was_rotated_sends_the_rotated_buffers_rest_first() {
+    let moto = Moto::start();
+    let port = free_port();
+    let s = Setup::new(config(port, json!({"log_stream_name": "device"})));
+    moto.fail_next(
+        "PutLogEvents",
+        1_000_000,
+        500,
+        "ServiceUnavailableException",
+    );
+    let mut child = start(&s, &moto);
+    // Past the size at which a buffer is rotated (1 MiB), then a few more into the new one.
+    let sent: Vec<String> = (0..5010).map(|n| document("rotated", n)).collect();
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for d in &sent[..5000] {
+        writeln!(tcp, "{d}").unwrap();
+    }
+    tcp.flush().unwrap();
+    wait_until("the buffer is rotated", Duration::from_secs(30), || {
+        buffer_files(&s) == 2
+    });
+    for d in &sent[5000..] {
+        writeln!(tcp, "{d}").unwrap();
+    }
+    drop(tcp);
+    // The reader finishes the rotated buffer (nothing of it delivered) and opens the new one.
+    wait_until(
+        "the rotated buffer is finished",
+        Duration::from_secs(30),
+        || s.log().contains("Finished the old log file"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    stop_gracefully(&mut child, &s);
+    assert!(moto.messages("rotated", "device").is_empty());
+
+    moto.fail_next("PutLogEvents", 0, 500, "ServiceUnavailableException");
+    let mut child = start(&s, &moto);
+    moto.wait_for_messages("rotated", "device", Duration::from_secs(60), |m| {
+        m.len() >= sent.len()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    stop_gracefully(&mut child, &s);
+    assert_eq!(moto.messages("rotated", "device"), sent);
+}

@@ -209,3 +209,61 @@ fn assert_unique_lines_arrived(got: &[String], want: &[String]) {
         "{resent} lines sent twice: more than one batch"
     );
 }
+
+/// Lines go to `file` while CloudWatch is away; then the file is rotated (renamed, or copied
+/// and truncated) and more lines go to the new one; the publisher finishes the old file,
+/// opens the new one and is stopped (within its grace period, nothing delivered). After a
+/// restart with CloudWatch back, the old file's tail arrives first, then the new file, each
+/// line once and in order.
+fn rotated_in_an_outage_then_restarted(rotate: impl FnOnce(&Path, &Path)) {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rot.log");
+    append_lines(&file, &numbered("before the start", 0..3));
+    let s = Setup::new(config(&file));
+    let (mut p, _sock) = start(&s, &moto);
+    moto.fail_next(
+        "PutLogEvents",
+        1_000_000,
+        500,
+        "ServiceUnavailableException",
+    );
+    let mut want = numbered("first file", 0..50);
+    append_lines(&file, &want);
+    std::thread::sleep(Duration::from_secs(2));
+    rotate(&file, &dir.path().join("rot.log.1"));
+    let second = numbered("second file", 0..50);
+    append_lines(&file, &second);
+    want.extend(second);
+    wait_until(
+        "the publisher reads the new file",
+        Duration::from_secs(30),
+        || {
+            let log = s.log();
+            log.contains("Finished the old log file") || log.contains("Log file was truncated")
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    stop_gracefully(&mut p, &s);
+    assert!(moto.messages(GROUP, "rot.log").is_empty());
+    moto.fail_next("PutLogEvents", 0, 500, "ServiceUnavailableException");
+    let got = collect_after_restart(&s, &moto, "rot.log", want.len());
+    assert_eq!(got, want, "{}", s.log());
+}
+
+#[test]
+fn a_restart_soon_after_a_rename_rotation_sends_the_old_files_tail_first() {
+    rotated_in_an_outage_then_restarted(|file, rotated| std::fs::rename(file, rotated).unwrap());
+}
+
+#[test]
+fn a_restart_soon_after_a_copytruncate_rotation_sends_the_copys_tail_first() {
+    rotated_in_an_outage_then_restarted(|file, rotated| {
+        std::fs::copy(file, rotated).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(file)
+            .unwrap();
+    });
+}

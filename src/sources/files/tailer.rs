@@ -58,6 +58,10 @@ pub trait PositionStore: Send + Sync {
     fn offset(&self, dev: u64, ino: u64) -> Option<(Fingerprint, u64)>;
     /// The most recent saved file at `path`: (device, inode, fingerprint, offset).
     fn last_at(&self, path: &Path) -> Option<(u64, u64, Fingerprint, u64)>;
+    /// Every saved file that was read at `path` (as [`PositionStore::last_at`] gives one).
+    fn saved_at(&self, path: &Path) -> Vec<(u64, u64, Fingerprint, u64)> {
+        self.last_at(path).into_iter().collect()
+    }
     /// Keeps where reading a file with no saved position began, so that a restart before
     /// anything of it is delivered begins there too (and not at what is its end by then).
     fn record_start(&self, key: &FileKey, offset: u64);
@@ -375,13 +379,30 @@ impl Tailer {
             return false;
         }
         if first {
-            if let Some(last) = lookup.last_at(&self.path) {
+            let saved = lookup.saved_at(&self.path);
+            if !saved.is_empty() {
                 self.start = StartAt::Beginning;
-                if (last.0, last.1) != (meta.dev(), meta.ino()) && self.resume_rotated(last) {
-                    return true;
-                }
             }
+            let others: Vec<_> = saved
+                .into_iter()
+                .filter(|s| (s.0, s.1) != (meta.dev(), meta.ino()))
+                .collect();
+            let file = match self.resume_rotated(&others, file, (meta.dev(), meta.ino())) {
+                Ok(started) => return started,
+                Err(file) => file,
+            };
+            return self.adopt_at_path(file, meta, lookup);
         }
+        self.adopt_at_path(file, meta, lookup)
+    }
+
+    /// Starts reading `file` (with `meta`), found at the path.
+    fn adopt_at_path(
+        &mut self,
+        file: File,
+        meta: std::fs::Metadata,
+        lookup: &dyn PositionStore,
+    ) -> bool {
         let fingerprint = fingerprint(&file, meta.len()).unwrap_or(Fingerprint { len: 0, hash: 0 });
         let mut copy = None;
         // A file with a saved position needs no record of where reading it began: the saved
@@ -488,18 +509,33 @@ impl Tailer {
         self.lines.clear();
     }
 
-    /// The file this path named when the publisher stopped was rotated away meanwhile: find it
-    /// beside the path by device and inode and read what is left of it first.
-    fn resume_rotated(&mut self, (dev, ino, fp, offset): (u64, u64, Fingerprint, u64)) -> bool {
-        let Some(dir) = self.path.parent() else {
-            return false;
-        };
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return false;
+    /// At the first open: files read at this path before (`saved`, the one at the path now
+    /// left out) that were rotated away with lines not yet delivered, while the publisher was
+    /// stopped or before it stopped: find them beside the path by device and inode and read
+    /// what is left of each first, oldest first, then `at_path` (queued behind them). A
+    /// restart soon after a rotation must not go by the newest saved file alone: the new file
+    /// is recorded as soon as it is opened, while the old one's last lines may still wait for
+    /// CloudWatch. Gives `at_path` back when no such file is found.
+    fn resume_rotated(
+        &mut self,
+        saved: &[(u64, u64, Fingerprint, u64)],
+        at_path: File,
+        (path_dev, path_ino): (u64, u64),
+    ) -> Result<bool, File> {
+        let mut found: Vec<(std::time::SystemTime, File, FileKey, u64, PathBuf)> = Vec::new();
+        let entries = match self.path.parent().map(std::fs::read_dir) {
+            Some(Ok(entries)) if !saved.is_empty() => entries,
+            _ => return Err(at_path),
         };
         for entry in entries.flatten() {
             let Ok(meta) = entry.metadata() else { continue };
-            if meta.dev() != dev || meta.ino() != ino || !meta.is_file() || meta.len() <= offset {
+            let Some(&(dev, ino, fp, offset)) = saved
+                .iter()
+                .find(|s| (s.0, s.1) == (meta.dev(), meta.ino()))
+            else {
+                continue;
+            };
+            if !meta.is_file() || meta.len() <= offset {
                 continue;
             }
             let Ok(file) = File::open(entry.path()) else {
@@ -508,17 +544,29 @@ impl Tailer {
             if !same_start(&file, &fp) {
                 continue;
             }
-            tracing::info!(file = %self.path.display(), rotated_to = %entry.path().display(),
-                "The log file was rotated while the publisher was stopped; sending the rest of the old file first.");
             let key = FileKey {
-                path: entry.path(),
+                path: self.path.clone(),
                 dev,
                 ino,
                 fingerprint: fp,
             };
-            return self.set_current(file, key, offset);
+            let mtime = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+            found.push((mtime, file, key, offset, entry.path()));
         }
-        false
+        // Oldest first: the order they were written in.
+        found.sort_by_key(|f| f.0);
+        let mut found = found.into_iter();
+        let Some((_, file, key, offset, rotated_to)) = found.next() else {
+            return Err(at_path);
+        };
+        tracing::info!(file = %self.path.display(), rotated_to = %rotated_to.display(),
+            "The log file was rotated with lines not yet delivered; sending the rest of the old file first.");
+        // The others wait in turn, each from its saved position, then the file at the path.
+        for (_, file, key, _, _) in found {
+            self.pending.push_back((file, key.dev, key.ino));
+        }
+        self.pending.push_back((at_path, path_dev, path_ino));
+        Ok(self.set_current(file, key, offset))
     }
 
     /// At the end of the current file: look for truncation, rotation and deletion.
