@@ -13,11 +13,12 @@ use tokio_util::task::TaskTracker;
 use crate::checkpoint::Checkpoints;
 use crate::config::{self, Config};
 use crate::error::AppError;
-use crate::pipelines::logs::{LogsPipeline, Shutdown};
+use crate::pipelines::logs::{LogsPipeline, Shutdown, EMF_BUDGET_SHARE};
 use crate::pipelines::metrics::{
     storage_resolution, AgentLabels, Labels, MetricsPipeline, Sampler, WARMUP,
 };
 use crate::service::{Health, Notifier, Status};
+use crate::sinks::cloudwatch_logs::budget::Budget;
 use crate::sinks::cloudwatch_logs::{CloudWatchLogs, LogsSink, Stats};
 use crate::sinks::cloudwatch_metrics::{MetricsSink, Spool};
 use crate::sources::host_metrics::{Host, HostMetrics};
@@ -107,6 +108,7 @@ fn logs_status(stats: &Stats, checkpoints: &Checkpoints) -> Vec<LogStatus> {
             delivered_ms: s.delivered_ms,
             error: s.error,
             error_ms: s.error_ms,
+            parked_until_ms: s.parked_until_ms,
         })
         .collect()
 }
@@ -408,6 +410,13 @@ pub async fn daemon(
         }
     });
     let logs_tracker = TaskTracker::new();
+    // The embedded metric format's buffers have a share of the memory budget of their own, so
+    // local senders can never take the room of the files and the journal.
+    let emf_share = if config.logs.emf.is_some() && !once {
+        config.logs.memory_budget_bytes / EMF_BUDGET_SHARE
+    } else {
+        0
+    };
     let logs = LogsPipeline {
         config: Arc::new(config.clone()),
         instance_id: id.to_string(),
@@ -416,7 +425,8 @@ pub async fn daemon(
         checkpoints: Arc::clone(&checkpoints),
         once,
         health: Arc::clone(&health),
-        budget: crate::sinks::cloudwatch_logs::budget::Budget::new(config.logs.memory_budget_bytes),
+        budget: Budget::new(config.logs.memory_budget_bytes - emf_share),
+        emf_budget: Budget::new(emf_share),
         emf: match &config.logs.emf {
             Some(e) if !once => Some(crate::sources::emf::EmfReceiver::bind(&e.listen).map_err(
                 |(listen, source)| AppError::Listen {

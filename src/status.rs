@@ -68,6 +68,10 @@ pub struct LogStatus {
     /// The last delivery error, and when (kept until a delivery succeeds).
     pub error: Option<String>,
     pub error_ms: Option<i64>,
+    /// Refused for good (the role may not write it): parked until this time, when it is tried
+    /// again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked_until_ms: Option<i64>,
 }
 
 /// Where `status` finds the file for a config's `state_dir`.

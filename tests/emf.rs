@@ -17,7 +17,9 @@ fn config(port: u16, extra_logs: Value) -> Value {
     let mut logs = json!({
         "log_group_name": "default-group",
         "force_flush_interval": 1,
-        "metrics_collected": {"emf": {"service_address": format!(":{port}")}}
+        // The groups these tests' documents name; any other goes to the default group.
+        "metrics_collected": {"emf": {"service_address": format!(":{port}"),
+            "log_group_names": ["shop-*", "legacy-group", "outage", "big", "rotated", "times"]}}
     });
     if let (Some(l), Some(extra)) = (logs.as_object_mut(), extra_logs.as_object()) {
         l.extend(extra.clone());
@@ -105,7 +107,11 @@ for _ in range(3):
     .to_string();
     nc_udp(
         port,
-        &format!("{legacy}\n{bad_unit}\n{}\n", document("", 7)),
+        &format!(
+            "{legacy}\n{bad_unit}\n{}\n{}\n",
+            document("", 7),
+            document("not-allowed", 8)
+        ),
     );
 
     let shop = moto.wait_for_messages("shop-metrics", "checkout", Duration::from_secs(30), |m| {
@@ -131,9 +137,21 @@ for _ in range(3):
                 .any(|events| !events.is_empty())
         },
     );
+    // So does one naming a group the config does not allow, counted and said.
+    wait_until(
+        "the default group's documents",
+        Duration::from_secs(30),
+        || {
+            moto.log_events("default-group")
+                .values()
+                .any(|e| e.len() == 2)
+        },
+    );
     let default = moto.log_events("default-group");
     assert_eq!(default.len(), 1, "{default:?}");
-    assert!(default.values().next().unwrap()[0].1.contains("\"n\":7"));
+    let events = default.values().next().unwrap();
+    assert!(events[0].1.contains("\"n\":7") && events[1].1.contains("\"n\":8"));
+    assert!(!moto.log_groups().contains_key("not-allowed"));
 
     let headers = header_by_stream(&moto);
     assert!(
@@ -154,6 +172,11 @@ for _ in range(3):
     let v: Value = serde_json::from_str(&shop[0]).unwrap();
     assert_eq!(Some(*ts), v["_aws"]["Timestamp"].as_i64());
     stop_gracefully(&mut child, &s);
+    let log = s.log();
+    assert!(
+        log.contains("naming a log group the config does not allow") && log.contains("documents=1"),
+        "{log}"
+    );
 }
 
 /// Buffer files (current and rotated) under the state directory.
@@ -391,7 +414,8 @@ mod damaged_destination {
             "log_group_name": "default-group",
             "log_stream_name": "device",
             "force_flush_interval": 1,
-            "metrics_collected": {"emf": {"service_address": format!(":{port}")}}
+            "metrics_collected": {"emf": {"service_address": format!(":{port}"),
+                "log_group_names": ["kept"]}}
         }})
     }
 
@@ -529,4 +553,88 @@ mod damaged_destination {
         assert_eq!(moto.messages("default-group", "device"), want);
         stop_gracefully(&mut child, &s);
     }
+}
+
+#[test]
+fn destinations_refused_for_good_are_parked_starve_no_other_and_arrive_once_allowed() {
+    let moto = Moto::start();
+    // The device's role may not write these groups.
+    moto.deny_log_groups("denied-*");
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let (good, denied) = (dir.path().join("good.log"), dir.path().join("denied.log"));
+    std::fs::write(&good, "").unwrap();
+    std::fs::write(&denied, "").unwrap();
+    let s = Setup::new(json!({
+        "agent": {"debug": true},
+        "logs": {"log_group_name": "default-group", "log_stream_name": "device",
+            "force_flush_interval": 1, "memory_budget_mib": 2,
+            "logs_collected": {"files": {"collect_list": [
+                {"file_path": good, "log_group_name": "good", "log_stream_name": "good"},
+                {"file_path": denied, "log_group_name": "denied-file", "log_stream_name": "denied"}
+            ]}},
+            "metrics_collected": {"emf": {"service_address": format!(":{port}"),
+                "log_group_names": ["denied-*"]}}}
+    }));
+    // A runtime directory, as under systemd: the status file is written every few seconds.
+    let runtime = tempfile::tempdir().unwrap();
+    let mut cmd = publisher(Some(&moto.url()));
+    cmd.arg(s.config()).env("RUNTIME_DIRECTORY", runtime.path());
+    let mut child = start_ready(cmd).0;
+    wait_until("both files are followed", Duration::from_secs(30), || {
+        s.log().matches("Shipping log file").count() == 2
+    });
+    // More than the whole memory budget (2 MiB) for the refused file...
+    let pad = "x".repeat(200);
+    let denied_lines: Vec<String> = (0..15_000)
+        .map(|n| format!("denied {n:05} {pad}"))
+        .collect();
+    append_lines(&denied, &denied_lines);
+    // ...and 64 embedded metric format destinations refused too.
+    let docs: Vec<String> = (0..64 * 20)
+        .map(|n| document(&format!("denied-emf-{:02}", n % 64), n))
+        .collect();
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for d in &docs {
+        writeln!(tcp, "{d}").unwrap();
+    }
+    drop(tcp);
+    // The other file keeps flowing meanwhile.
+    let good_lines: Vec<String> = (0..200).map(|n| format!("good {n:03}")).collect();
+    for chunk in good_lines.chunks(10) {
+        append_lines(&good, chunk);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = moto.wait_for_messages("good", "good", Duration::from_secs(20), |m| {
+        m.len() >= good_lines.len()
+    });
+    assert_eq!(got, good_lines);
+    // Each refused destination is said once and shown by status.
+    wait_until(
+        "the refused destinations are parked",
+        Duration::from_secs(30),
+        || s.log().matches("it is parked").count() == 65,
+    );
+    wait_until("status shows them parked", Duration::from_secs(30), || {
+        read(&runtime.path().join("status.json"))
+            .matches("parked_until_ms")
+            .count()
+            == 65
+    });
+
+    // Once the role may write them, everything parked arrives, once and in order.
+    moto.deny_log_groups("");
+    let got = moto.wait_for_messages("denied-file", "denied", Duration::from_secs(150), |m| {
+        m.len() >= denied_lines.len()
+    });
+    assert_eq!(got, denied_lines);
+    for g in 0..64 {
+        let group = format!("denied-emf-{g:02}");
+        let got =
+            moto.wait_for_messages(&group, "device", Duration::from_secs(60), |m| m.len() >= 20);
+        let want: Vec<&String> = docs.iter().skip(g).step_by(64).collect();
+        assert_eq!(got.iter().collect::<Vec<_>>(), want, "{group}");
+    }
+    stop_gracefully(&mut child, &s);
+    assert_eq!(s.log().matches("it is parked").count(), 65);
 }

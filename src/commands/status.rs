@@ -53,12 +53,19 @@ fn when(ms: i64, now: i64) -> String {
 }
 
 fn ago(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
+    if ms < 0 {
+        return format!("in {}", span(-ms));
+    }
+    format!("{} ago", span(ms))
+}
+
+fn span(ms: i64) -> String {
+    let s = ms / 1000;
     match s {
-        0..=119 => format!("{s} s ago"),
-        120..=7199 => format!("{} min ago", s / 60),
-        7200..=172_799 => format!("{} h ago", s / 3600),
-        _ => format!("{} days ago", s / 86_400),
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} days", s / 86_400),
     }
 }
 
@@ -122,6 +129,13 @@ fn render(s: &StatusFile, running: bool, now: i64) -> String {
         if let (Some(e), Some(t)) = (&l.error, l.error_ms) {
             let _ = writeln!(out, "      last error {}: {e}", when(t, now));
         }
+        if let Some(t) = l.parked_until_ms {
+            let _ = writeln!(
+                out,
+                "      parked: CloudWatch refuses this destination; its lines wait on disk, tried again {}",
+                when(t, now)
+            );
+        }
     }
     out
 }
@@ -158,6 +172,7 @@ mod tests {
                 delivered_ms: Some(now - 4_000),
                 error: Some("service unavailable".into()),
                 error_ms: Some(now - 600_000),
+                parked_until_ms: Some(now + 1_200_000),
             }],
             ..StatusFile::new()
         };
@@ -173,6 +188,8 @@ mod tests {
             "(5 s ago)",
             "last error 2026-11-30",
             "(10 min ago): service unavailable",
+            "parked: CloudWatch refuses this destination",
+            "(in 20 min)",
         ] {
             assert!(text.contains(want), "{want:?} not in\n{text}");
         }

@@ -1057,7 +1057,7 @@ mod tests {
     #[test]
     fn statsd_and_emf_take_the_agents_keys_and_listen_on_loopback_unless_told() {
         let c = ok(r#"{"metrics": {"metrics_collected": {"statsd": {}}},
-            "logs": {"metrics_collected": {"emf": {}}}}"#);
+            "logs": {"metrics_collected": {"emf": {"log_group_names": ["shop-*", "audit"]}}}}"#);
         let st = c
             .metrics
             .collected
@@ -1076,6 +1076,8 @@ mod tests {
         let emf = c.logs.emf.clone().unwrap();
         let listen: Vec<String> = emf.listen.iter().map(|l| l.to_string()).collect();
         assert_eq!(listen, ["tcp://127.0.0.1:25888", "udp://127.0.0.1:25888"]);
+        assert!(emf.log_group_names[0].matches("shop-metrics"));
+        assert!(!emf.log_group_names[1].matches("audit-2"));
         // The effective config reads back the same.
         let again = ok(&crate::config::render::effective(&c).to_string());
         assert_eq!(again.metrics.collected.unwrap().statsd.unwrap(), st);
@@ -1105,13 +1107,16 @@ mod tests {
             r#"{"metrics": {"metrics_collected": {"statsd": {
             "service_address": "8125", "metrics_collection_interval": 30,
             "metrics_aggregation_interval": 10, "metric_separator": "|"}}},
-            "logs": {"metrics_collected": {"emf": {"service_address": "http://:1"}, "x": {}}}}"#,
+            "logs": {"metrics_collected": {"emf": {"service_address": "http://:1",
+                "log_group_names": ["a[", 7]}, "x": {}}}}"#,
         );
         for want in [
             "metrics.metrics_collected.statsd.service_address: \"8125\" is not an address",
             "metrics.metrics_collected.statsd.metrics_aggregation_interval: 10 s is shorter",
             "metrics.metrics_collected.statsd.metric_separator:",
             "logs.metrics_collected.emf.service_address: \"http://:1\" is not an address",
+            "logs.metrics_collected.emf.log_group_names[0]: \"a[\" is not a log group name pattern",
+            "logs.metrics_collected.emf.log_group_names[1]:",
             "logs.metrics_collected.x: unknown key",
         ] {
             assert!(p.iter().any(|m| m.starts_with(want)), "{want} in {p:#?}");

@@ -8,7 +8,12 @@ use super::check::{Checker, Section};
 use super::listen::{self, Transport};
 use super::Emf;
 
-const EMF_KEYS: &[&str] = &["service_address", "log_group_name", "log_stream_name"];
+const EMF_KEYS: &[&str] = &[
+    "service_address",
+    "log_group_name",
+    "log_stream_name",
+    "log_group_names",
+];
 /// The agent's port.
 pub const DEFAULT_ADDRESS: &str = ":25888";
 
@@ -17,9 +22,20 @@ pub(super) fn check_emf(c: &mut Checker, path: &str, v: &Value) -> Option<Emf> {
     let map = c.object(path, v, EMF_KEYS)?;
     let s = Section::new(path, map);
     let listen = listen::check(c, &s, DEFAULT_ADDRESS, &[Transport::Tcp, Transport::Udp]);
+    let mut log_group_names = Vec::new();
+    for (i, text) in c.strings(&s, "log_group_names").into_iter().enumerate() {
+        match glob::Pattern::new(&text) {
+            Ok(p) => log_group_names.push(p),
+            Err(e) => c.problem(
+                &format!("{}[{i}]", s.at("log_group_names")),
+                format!("{text:?} is not a log group name pattern: {e}"),
+            ),
+        }
+    }
     Some(Emf {
         listen,
         log_group_name: c.group_template(&s, "log_group_name"),
         log_stream_name: c.stream_template(&s, "log_stream_name"),
+        log_group_names,
     })
 }

@@ -240,6 +240,9 @@ pub struct Emf {
     /// The stream of a document that names none (a template); else `logs.log_stream_name`,
     /// else the instance id.
     pub log_stream_name: Option<String>,
+    /// The log groups a document may name besides the default ones (globs); a document that
+    /// names another goes to the default destination.
+    pub log_group_names: Vec<glob::Pattern>,
 }
 
 #[derive(Debug, Clone)]

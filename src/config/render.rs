@@ -185,6 +185,10 @@ pub(super) fn effective(c: &Config) -> Value {
         if let Some(st) = &e.log_stream_name {
             m.insert("log_stream_name".into(), json!(st));
         }
+        if !e.log_group_names.is_empty() {
+            let names: Vec<&str> = e.log_group_names.iter().map(|p| p.as_str()).collect();
+            m.insert("log_group_names".into(), json!(names));
+        }
         logs.insert("metrics_collected".into(), json!({ "emf": m }));
     }
 

@@ -9,16 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::backoff::Backoff;
 use crate::checkpoint::Checkpoints;
 use crate::config::{self, Config, FileSource, Filters, JournalSource, UnifiedLogSource};
 use crate::service::{Health, Heartbeat};
 use crate::sinks::cloudwatch_logs::budget::{Budget, Held};
 use crate::sinks::cloudwatch_logs::{
-    in_window, run_sender, Batch, BatchBuilder, Destination, LogsSink,
+    in_window, run_sender, Batch, BatchBuilder, Destination, LogsSink, SenderEnd,
 };
 use crate::sources::emf::{self, EmfReceiver};
 use crate::sources::files::multiline::{Assembler, Event};
@@ -59,8 +61,12 @@ pub struct LogsPipeline {
     /// Read what is there now, deliver it and stop (`--once`).
     pub once: bool,
     pub health: Arc<Health>,
-    /// Room for lines read and not yet delivered, shared by every file.
+    /// Room for lines read and not yet delivered, shared by every file, the journal and the
+    /// unified log.
     pub budget: Budget,
+    /// The embedded metric format buffers' room: a share of their own, taken from the budget
+    /// (see [`EMF_BUDGET_SHARE`]).
+    pub emf_budget: Budget,
     /// `metrics_collected.emf`'s sockets, bound.
     pub emf: Option<EmfReceiver>,
 }
@@ -268,15 +274,32 @@ impl LogsPipeline {
                 None => "journal".to_owned(),
                 Some(k) => format!("journald {k}"),
             };
-            let tx = this.sender(dest, &source, None, tracker, &shutdown);
-            let beat = this.health.register(format!("{source} reader"));
-            tracker.spawn(journal.run(
-                resume,
-                tx,
-                this.budget.clone(),
-                shutdown.stop.clone(),
-                beat,
-            ));
+            let (this, tracker2, shutdown) = (Arc::clone(&this), tracker.clone(), shutdown.clone());
+            tracker.spawn(async move {
+                let mut first = Some(resume);
+                let mut parked = Backoff::new(PARK_FIRST, PARK_MAX);
+                loop {
+                    // After a parking, from the last entry delivered.
+                    let resume = match first.take() {
+                        Some(r) => r,
+                        None => this.journal_resume(&journal).await,
+                    };
+                    let (tx, sender) =
+                        this.sender(Arc::clone(&dest), &source, None, &tracker2, &shutdown);
+                    let beat = this.health.register(format!("{source} reader"));
+                    let run = journal.clone().run(
+                        resume,
+                        tx,
+                        this.budget.clone(),
+                        shutdown.stop.clone(),
+                        beat,
+                    );
+                    run.await;
+                    if !this.parked(sender, &dest, &mut parked, &shutdown).await {
+                        return;
+                    }
+                }
+            });
         }
         if let Some(receiver) = emf {
             this.receive_emf(receiver, &registry, tracker, &shutdown);
@@ -284,9 +307,35 @@ impl LogsPipeline {
         for (reader, mark) in unified {
             let dest = Arc::new(this.unified_log_destination(&reader.source));
             let source = format!("unified log {}", reader.source.key);
-            let tx = this.sender(dest, &source, None, tracker, &shutdown);
-            let beat = this.health.register(format!("{source} reader"));
-            tracker.spawn(reader.run(mark, tx, this.budget.clone(), shutdown.stop.clone(), beat));
+            let (this, tracker2, shutdown) = (Arc::clone(&this), tracker.clone(), shutdown.clone());
+            tracker.spawn(async move {
+                let mut first = Some(mark);
+                let mut parked = Backoff::new(PARK_FIRST, PARK_MAX);
+                loop {
+                    // After a parking, from the mark of the last entry delivered.
+                    let mark = first.take().unwrap_or_else(|| {
+                        this.checkpoints
+                            .unified_log_mark(&reader.source.key)
+                            .as_deref()
+                            .and_then(Mark::parse)
+                            .unwrap_or_else(|| Mark::starting(crate::clock::wall_ms() * 1000))
+                    });
+                    let (tx, sender) =
+                        this.sender(Arc::clone(&dest), &source, None, &tracker2, &shutdown);
+                    let beat = this.health.register(format!("{source} reader"));
+                    let run = reader.clone().run(
+                        mark,
+                        tx,
+                        this.budget.clone(),
+                        shutdown.stop.clone(),
+                        beat,
+                    );
+                    run.await;
+                    if !this.parked(sender, &dest, &mut parked, &shutdown).await {
+                        return;
+                    }
+                }
+            });
         }
         true
     }
@@ -318,6 +367,11 @@ impl LogsPipeline {
                         .unwrap_or("{instance_id}"),
                 ),
             ),
+            // The logs' default group, and whatever the config allows besides.
+            allowed: std::iter::once(&self.resolve(&logs.log_group_name))
+                .filter_map(|g| glob::Pattern::new(&glob::Pattern::escape(g)).ok())
+                .chain(e.map(|e| e.log_group_names.clone()).unwrap_or_default())
+                .collect(),
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let positions: Arc<dyn files::PositionStore> = self.checkpoints.clone();
@@ -419,13 +473,13 @@ impl LogsPipeline {
         file: Option<&Path>,
         tracker: &TaskTracker,
         shutdown: &Shutdown,
-    ) -> mpsc::Sender<Batch> {
+    ) -> (mpsc::Sender<Batch>, JoinHandle<SenderEnd>) {
         self.sink.stats().register(&dest, source, file);
         let (tx, rx) = mpsc::channel(1);
         let beat = self
             .health
             .register(format!("sender {}/{}", dest.group, dest.stream));
-        tracker.spawn(run_sender(
+        let sender = tracker.spawn(run_sender(
             rx,
             dest,
             self.sink.clone(),
@@ -433,7 +487,54 @@ impl LogsPipeline {
             shutdown.abort.clone(),
             beat,
         ));
-        tx
+        (tx, sender)
+    }
+
+    /// Whether a source whose reader ended is to read again: its sender ended because the
+    /// destination refused for good, and it has waited parked (see [`LogsPipeline::park`]).
+    async fn parked(
+        &self,
+        sender: JoinHandle<SenderEnd>,
+        dest: &Destination,
+        backoff: &mut Backoff,
+        shutdown: &Shutdown,
+    ) -> bool {
+        match sender.await {
+            Ok(SenderEnd::Refused(reason)) if !self.once => {
+                self.park(dest, &reason, backoff, &shutdown.stop).await
+            }
+            _ => false,
+        }
+    }
+
+    /// After its destination refused (`reason`): says so (once, until it is delivered to
+    /// again), shows it in the status, and waits before the next try, longer each time up to
+    /// [`PARK_MAX`]. False if the publisher stops meanwhile.
+    async fn park(
+        &self,
+        dest: &Destination,
+        reason: &str,
+        backoff: &mut Backoff,
+        stop: &CancellationToken,
+    ) -> bool {
+        let delay = backoff.next_delay();
+        if backoff.failures() == 1 {
+            tracing::error!(group = %dest.group, stream = %dest.stream, error = %reason,
+                retry_in_s = delay.as_secs(),
+                "CloudWatch Logs refuses this destination (the role may not write or create it): it is parked, its lines stay on disk and it is tried again now and then, longer apart each time; the other sources go on.");
+        } else {
+            tracing::debug!(group = %dest.group, stream = %dest.stream, error = %reason,
+                retry_in_s = delay.as_secs(), "The destination still refuses; parked again.");
+        }
+        self.sink.stats().park(
+            dest,
+            reason,
+            crate::clock::wall_ms() + delay.as_millis() as i64,
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = stop.cancelled() => false,
+        }
     }
 
     /// Whether `path`, found for entry `index`, is to be followed now (and by this entry): not
@@ -555,7 +656,33 @@ impl LogsPipeline {
             .unwrap_or_default();
         let dest = Arc::new(self.destination(entry, &file_name));
         tracing::info!(file = %path.display(), group = %dest.group, stream = %dest.stream, "Shipping log file.");
-        let lines = FileLines {
+        let lines = self.file_lines(index, path);
+        let ends_when_missing = files::is_pattern(&entry.file_path);
+        let remake: Remake = {
+            let (this, registry, path) = (Arc::clone(self), Arc::clone(registry), path.to_owned());
+            Box::new(move || {
+                (
+                    this.tailer(index, path.clone(), StartAt::Beginning, &registry),
+                    this.file_lines(index, &path),
+                )
+            })
+        };
+        self.follow_with(
+            tailer,
+            dest,
+            lines,
+            remake,
+            ends_when_missing,
+            registry,
+            tracker,
+            shutdown,
+        );
+    }
+
+    /// What turns the lines of `path`, found for entry `index`, into batches.
+    fn file_lines(&self, index: usize, path: &Path) -> FileLines {
+        let entry = &self.config.logs.files[index];
+        FileLines {
             builder: BatchBuilder::new(),
             filters: entry.filters.clone(),
             full: Vec::new(),
@@ -569,17 +696,7 @@ impl LogsPipeline {
                 check: Some(path.to_owned()),
                 said_invalid: false,
             }),
-        };
-        let ends_when_missing = files::is_pattern(&entry.file_path);
-        self.follow_with(
-            tailer,
-            dest,
-            lines,
-            ends_when_missing,
-            registry,
-            tracker,
-            shutdown,
-        );
+        }
     }
 
     /// Follows an embedded metric format buffer file to its destination.
@@ -599,54 +716,103 @@ impl LogsPipeline {
         });
         tracing::debug!(file = %buffer.path.display(), group = %dest.group, stream = %dest.stream,
             "Shipping embedded metric format documents.");
-        let tailer = Tailer::new(buffer.path, StartAt::Beginning, Some(Arc::clone(registry)));
-        let lines = FileLines::plain(Some(EmfLines {
-            check: None,
-            said_invalid: false,
-        }));
-        self.follow_with(tailer, dest, lines, false, registry, tracker, shutdown);
+        let remake: Remake = {
+            let (registry, path) = (Arc::clone(registry), buffer.path);
+            Box::new(move || {
+                let tailer = Tailer::new(
+                    path.clone(),
+                    StartAt::Beginning,
+                    Some(Arc::clone(&registry)),
+                );
+                let lines = FileLines::plain(Some(EmfLines {
+                    check: None,
+                    said_invalid: false,
+                }));
+                (tailer, lines)
+            })
+        };
+        let (tailer, lines) = remake();
+        self.follow_with(
+            tailer, dest, lines, remake, false, registry, tracker, shutdown,
+        );
     }
 
-    /// Starts reading `tailer`'s file into `lines`, with a sender of its own to `dest`.
+    /// Starts reading `tailer`'s file into `lines`, with a sender of its own to `dest`. When
+    /// the destination refuses for good, reader and sender stop (the lines read go back to
+    /// the budget, unsent) and, after a while, start again from the saved position with a
+    /// reader `remake` gives.
     #[allow(clippy::too_many_arguments)]
     fn follow_with(
         self: &Arc<Self>,
         tailer: Tailer,
         dest: Arc<Destination>,
         lines: FileLines,
+        remake: Remake,
         ends_when_missing: bool,
         registry: &Arc<Registry>,
         tracker: &TaskTracker,
         shutdown: &Shutdown,
     ) {
-        let path = tailer.path();
-        let tx = self.sender(
-            dest,
-            &path.display().to_string(),
-            Some(path),
-            tracker,
-            shutdown,
+        let (this, registry, tracker2, shutdown) = (
+            Arc::clone(self),
+            Arc::clone(registry),
+            tracker.clone(),
+            shutdown.clone(),
         );
-        let reader = FileReader {
-            heartbeat: self.health.register(format!("reader {}", path.display())),
-            tailer,
-            sink: lines,
-            checkpoints: Arc::clone(&self.checkpoints),
-            flush: self.flush_interval(),
-            once: self.once,
-            ends_when_missing,
-            budget: self.budget.clone(),
-            held: Held::none(),
-            rest_until: Instant::now(),
-        };
-        let registry = Arc::clone(registry);
-        let stop = shutdown.stop.clone();
         tracker.spawn(async move {
-            let path = reader.run(tx, stop).await;
-            registry.release(&path);
+            // The receiver's buffers (the documents were checked as they came), not a file
+            // of the user's marked `emf`.
+            let emf_buffer = lines.emf.as_ref().is_some_and(|e| e.check.is_none());
+            let mut first = Some((tailer, lines));
+            let mut parked = Backoff::new(PARK_FIRST, PARK_MAX);
+            loop {
+                let (tailer, lines) = first.take().unwrap_or_else(&remake);
+                let path = tailer.path().to_owned();
+                let (tx, sender) = this.sender(
+                    Arc::clone(&dest),
+                    &path.display().to_string(),
+                    Some(&path),
+                    &tracker2,
+                    &shutdown,
+                );
+                let reader = FileReader {
+                    heartbeat: this.health.register(format!("reader {}", path.display())),
+                    tailer,
+                    sink: lines,
+                    checkpoints: Arc::clone(&this.checkpoints),
+                    flush: this.flush_interval(),
+                    once: this.once,
+                    ends_when_missing,
+                    budget: if emf_buffer {
+                        this.emf_budget.clone()
+                    } else {
+                        this.budget.clone()
+                    },
+                    held: Held::none(),
+                    rest_until: Instant::now(),
+                };
+                let path = reader.run(tx, shutdown.stop.clone()).await;
+                if !this.parked(sender, &dest, &mut parked, &shutdown).await {
+                    registry.release(&path);
+                    return;
+                }
+            }
         });
     }
 }
+
+/// Makes a file's reader again, to read from its saved position after its destination was
+/// parked.
+type Remake = Box<dyn Fn() -> (Tailer, FileLines) + Send + Sync>;
+
+/// With the embedded metric format received, its buffers have this part of the logs memory
+/// budget (a quarter) for their own, and the other sources the rest.
+pub const EMF_BUDGET_SHARE: u32 = 4;
+
+/// A parked destination is tried again after this long at first...
+const PARK_FIRST: Duration = Duration::from_secs(10);
+/// ...and at most this long apart.
+const PARK_MAX: Duration = Duration::from_secs(3600);
 
 /// Lines → event times → filters → batches, on the reader's side.
 struct FileLines {
@@ -859,13 +1025,15 @@ struct FileReader {
 impl FileReader {
     /// Waits for room to read in (in turn with every other reader), beating the heartbeat
     /// meanwhile, until the lines already read are due to be sent.
-    async fn reserve(&self, stop: &CancellationToken) -> Reserved {
+    async fn reserve(&self, out: &mpsc::Sender<Batch>, stop: &CancellationToken) -> Reserved {
         let room = (READ_BUDGET as u32).min(self.budget.total() / 4);
         let reserve = self.budget.reserve(room);
         tokio::pin!(reserve);
         loop {
             tokio::select! {
                 held = &mut reserve => return Reserved::Room(held),
+                // The sender is gone (its destination parked): what is read stays unread.
+                _ = out.closed() => return Reserved::Stopped,
                 _ = tokio::time::sleep(POLL_MAX) => {
                     self.heartbeat.beat();
                     if self.due() {
@@ -921,7 +1089,7 @@ impl FileReader {
                 } else {
                     poll
                 };
-                if !self.sleep(nap, &stop).await {
+                if !self.sleep(nap, &out, &stop).await {
                     break;
                 }
                 poll = if resting {
@@ -931,7 +1099,7 @@ impl FileReader {
                 };
                 continue;
             }
-            let mut room = match self.reserve(&stop).await {
+            let mut room = match self.reserve(&out, &stop).await {
                 Reserved::Room(room) => room,
                 // The lines read so far are due while the reader waits for room: they go on
                 // now, and their room comes back once they are delivered (readers that kept
@@ -1013,7 +1181,7 @@ impl FileReader {
                 Step::Idle | Step::Missing if self.once => break,
                 Step::Idle | Step::Missing => {}
             }
-            if !self.sleep(poll, &stop).await {
+            if !self.sleep(poll, &out, &stop).await {
                 break;
             }
             // While a rotated file is finished, the path is watched closely: the next file may
@@ -1077,7 +1245,12 @@ impl FileReader {
     }
 
     /// Sleeps `poll`, or less if the batch is due sooner; false if `stop` came first.
-    async fn sleep(&self, poll: Duration, stop: &CancellationToken) -> bool {
+    async fn sleep(
+        &self,
+        poll: Duration,
+        out: &mpsc::Sender<Batch>,
+        stop: &CancellationToken,
+    ) -> bool {
         let now = Instant::now();
         let deadline = self
             .sink
@@ -1095,6 +1268,7 @@ impl FileReader {
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => true,
             _ = stop.cancelled() => false,
+            _ = out.closed() => false,
         }
     }
 

@@ -32,6 +32,7 @@ fn lines() -> CappedLines {
     CappedLines::new(MAX_ENTRY_BYTES)
 }
 
+#[derive(Clone)]
 pub struct Journal {
     pub program: PathBuf,
     pub source: JournalSource,

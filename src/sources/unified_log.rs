@@ -182,6 +182,7 @@ fn start_arg(at_us: i64) -> String {
     format!("{}+0000", utc_text(at_us.div_euclid(1_000_000)))
 }
 
+#[derive(Clone)]
 pub struct UnifiedLog {
     pub program: PathBuf,
     pub source: UnifiedLogSource,

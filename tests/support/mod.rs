@@ -125,6 +125,12 @@ impl Moto {
         ));
     }
 
+    /// Makes CloudWatch Logs answer AccessDeniedException for the log groups matching these
+    /// glob patterns (comma-separated; empty ends it), as a role's policy would.
+    pub fn deny_log_groups(&self, patterns: &str) {
+        self.get_json(&format!("/_harness/deny-log-groups?pattern={patterns}"));
+    }
+
     /// Makes CloudWatch refuse, as invalid, every PutMetricData request that holds a datum
     /// named `name` (an empty name ends it).
     pub fn refuse_metric(&self, name: &str) {

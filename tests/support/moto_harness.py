@@ -23,6 +23,9 @@
   * fails the next N calls of an operation on request, as throttling or a server error would,
     for CBOR and JSON protocol operations alike
     (GET /_harness/fail?op=PutMetricData&times=2&status=400&code=ThrottlingException);
+  * answers AccessDeniedException to PutLogEvents, CreateLogGroup, CreateLogStream and
+    PutRetentionPolicy on log groups matching glob patterns, as a role's policy would
+    (GET /_harness/deny-log-groups?pattern=denied-*,other; no pattern ends it);
   * refuses PutMetricData requests that hold a datum of a given name as invalid, as CloudWatch
     refuses a datum for a reason the publisher cannot know beforehand
     (GET /_harness/refuse-metric?name=Bad; no name ends it);
@@ -36,6 +39,7 @@ provisioning run would, and prints their ids as JSON.
 import argparse
 import base64
 import datetime
+import fnmatch
 import gzip
 import io
 import json
@@ -59,6 +63,8 @@ MAX_LOG_BATCH_BYTES = 1_048_576
 LOG_EVENT_OVERHEAD = 26
 MAX_LOG_EVENT_BYTES = MAX_LOG_BATCH_BYTES - LOG_EVENT_OVERHEAD
 MAX_LOG_SPAN_MS = 24 * 3600 * 1000
+# The operations on a log group a role's policy allows or denies by the group's name.
+LOG_GROUP_OPERATIONS = {"PutLogEvents", "CreateLogGroup", "CreateLogStream", "PutRetentionPolicy"}
 
 
 def to_json_value(v):
@@ -236,6 +242,9 @@ class Harness:
         self.lock = threading.Lock()
         # op -> [times left, HTTP status, error code]: answers to fail with, set by the tests.
         self.failures = {}
+        # Log groups (glob patterns) the device's role may not write: PutLogEvents,
+        # CreateLogGroup and CreateLogStream on them answer AccessDeniedException.
+        self.denied_groups = set()
         # PutMetricData requests with a datum of one of these names are refused as invalid.
         self.refused_metric_names = set()
         # op -> seconds every call of it waits before being handled, set by the tests.
@@ -317,6 +326,23 @@ class Harness:
             if not content_type.startswith("application/x-amz-json-"):
                 content_type = "application/x-amz-json-1.1"
             return self.answer_json_error(start_response, failure[0], failure[1], "injected by the test harness", content_type)
+        if self.denied_groups and op in LOG_GROUP_OPERATIONS:
+            raw = read_body(environ)
+            environ["wsgi.input"] = io.BytesIO(raw)
+            environ["CONTENT_LENGTH"] = str(len(raw))
+            try:
+                group = json.loads(raw or b"{}").get("logGroupName") or ""
+            except (ValueError, AttributeError):
+                group = ""
+            with self.lock:
+                denied = any(fnmatch.fnmatchcase(group, g) for g in self.denied_groups)
+                if denied:
+                    self.calls[op + ".denied"] += 1
+            if denied:
+                return self.answer_json_error(
+                    start_response, 400, "AccessDeniedException",
+                    f"User is not authorized to perform: logs:{op} on resource: log-group:{group}",
+                    environ.get("CONTENT_TYPE") or "application/x-amz-json-1.1")
         if op == "PutLogEvents":
             return self.put_log_events(environ, start_response)
         if op == "CreateLogGroup":
@@ -351,6 +377,10 @@ class Harness:
                     self.delays[q["op"]] = seconds
                 else:
                     self.delays.pop(q["op"], None)
+            return self.answer_json(start_response, {"ok": True})
+        if name == "deny-log-groups":
+            with self.lock:
+                self.denied_groups = {g for g in q.get("pattern", "").split(",") if g}
             return self.answer_json(start_response, {"ok": True})
         if name == "refuse-metric":
             with self.lock:

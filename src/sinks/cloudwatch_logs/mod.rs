@@ -53,6 +53,38 @@ pub struct Destination {
     pub emf: bool,
 }
 
+/// How delivering a batch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered,
+    /// Stopped first: the lines stay on disk after the saved position.
+    Aborted,
+    /// The destination refuses for good (the role may not write or create it): the lines stay
+    /// on disk after the saved position, and the destination is parked.
+    Refused(String),
+}
+
+/// Why a group or stream could not be created.
+#[derive(Debug)]
+struct CreateFailure {
+    message: String,
+    /// The role may not create it.
+    denied: bool,
+}
+
+impl CreateFailure {
+    fn new<E, R>(operation: &str, e: &aws_sdk_cloudwatchlogs::error::SdkError<E, R>) -> Self
+    where
+        E: aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        CreateFailure {
+            message: format!("{operation}: {}", crate::aws::describe(e)),
+            denied: retry::is_access_denied(e.as_service_error().and_then(|s| s.code())),
+        }
+    }
+}
+
 /// The header that makes CloudWatch Logs extract embedded metric format documents' metrics.
 pub const EMF_HEADER: (&str, &str) = ("x-amzn-logs-format", "json/emf");
 
@@ -88,6 +120,9 @@ pub struct StreamStats {
     /// The last delivery error, and when it was; cleared by a delivery.
     pub error: Option<String>,
     pub error_ms: Option<i64>,
+    /// Parked (refused for good) until this time, when it is tried again; cleared by a
+    /// delivery.
+    pub parked_until_ms: Option<i64>,
 }
 
 impl Stats {
@@ -123,6 +158,17 @@ impl Stats {
             s.newest_event_ms = s.newest_event_ms.max(newest);
             s.delivered_ms = Some(now);
             s.error = None;
+            s.parked_until_ms = None;
+        });
+    }
+
+    /// The destination refused for good (`error`) and is parked until `until_ms`.
+    pub fn park(&self, dest: &Destination, error: &str, until_ms: i64) {
+        let now = crate::clock::wall_ms();
+        self.stream(dest, |s| {
+            s.error = Some(error.to_owned());
+            s.error_ms = Some(now);
+            s.parked_until_ms = Some(until_ms);
         });
     }
 
@@ -151,8 +197,13 @@ impl LogsSink {
         }
     }
 
-    /// Delivers one batch; false if `abort` came first.
-    async fn deliver(&self, dest: &Destination, batch: Batch, abort: &CancellationToken) -> bool {
+    /// Delivers one batch.
+    async fn deliver(
+        &self,
+        dest: &Destination,
+        batch: Batch,
+        abort: &CancellationToken,
+    ) -> Delivery {
         match self {
             LogsSink::CloudWatch(c) => c.deliver(dest, batch, abort).await,
             LogsSink::Stdout(stats) => {
@@ -172,7 +223,7 @@ impl LogsSink {
                         .delivered
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
-                true
+                Delivery::Delivered
             }
         }
     }
@@ -198,7 +249,12 @@ impl CloudWatchLogs {
         }
     }
 
-    async fn deliver(&self, dest: &Destination, batch: Batch, abort: &CancellationToken) -> bool {
+    async fn deliver(
+        &self,
+        dest: &Destination,
+        batch: Batch,
+        abort: &CancellationToken,
+    ) -> Delivery {
         let mut backoff = Backoff::new(RETRY_BASE, RETRY_MAX);
         // Single events refused one after another with none accepted in between: past a few,
         // CloudWatch objects to the stream or the request, not to the events, and skipping them
@@ -215,7 +271,7 @@ impl CloudWatchLogs {
                 let result = {
                     let _permit = tokio::select! {
                         p = self.in_flight.acquire() => p.expect("semaphore is never closed"),
-                        _ = abort.cancelled() => return false,
+                        _ = abort.cancelled() => return Delivery::Aborted,
                     };
                     let events = batch
                         .events()
@@ -247,7 +303,7 @@ impl CloudWatchLogs {
                     };
                     tokio::select! {
                         r = put => r,
-                        _ = abort.cancelled() => return false,
+                        _ = abort.cancelled() => return Delivery::Aborted,
                     }
                 };
                 let err = match result {
@@ -271,18 +327,19 @@ impl CloudWatchLogs {
                         creates += 1;
                         let created = tokio::select! {
                             r = self.create(dest) => r,
-                            _ = abort.cancelled() => return false,
+                            _ = abort.cancelled() => return Delivery::Aborted,
                         };
                         // Created, yet still missing (deleted again, or an eventually
                         // consistent answer): wait before the next round.
                         let trouble = match created {
-                            Err(e) => Some(e),
+                            Err(e) if e.denied => return Delivery::Refused(e.message),
+                            Err(e) => Some(e.message),
                             Ok(()) if creates > 2 => Some(message),
                             Ok(()) => None,
                         };
                         if let Some(e) = trouble {
                             if !self.wait(dest, &mut backoff, &e, abort).await {
-                                return false;
+                                return Delivery::Aborted;
                             }
                         }
                     }
@@ -296,7 +353,7 @@ impl CloudWatchLogs {
                     }
                     Outcome::Invalid if refused_in_a_row >= MAX_REFUSED_IN_A_ROW => {
                         if !self.wait(dest, &mut backoff, &message, abort).await {
-                            return false;
+                            return Delivery::Aborted;
                         }
                     }
                     Outcome::Invalid => {
@@ -310,15 +367,16 @@ impl CloudWatchLogs {
                         }
                         break;
                     }
+                    Outcome::Refused => return Delivery::Refused(message),
                     Outcome::Retry => {
                         if !self.wait(dest, &mut backoff, &message, abort).await {
-                            return false;
+                            return Delivery::Aborted;
                         }
                     }
                 }
             }
         }
-        true
+        Delivery::Delivered
     }
 
     /// Waits before the next attempt; false if `abort` came first.
@@ -383,7 +441,7 @@ impl CloudWatchLogs {
     }
 
     /// Creates the stream, and the group (with its retention) if that is missing too.
-    async fn create(&self, dest: &Destination) -> Result<(), String> {
+    async fn create(&self, dest: &Destination) -> Result<(), CreateFailure> {
         let stream = self
             .client
             .create_log_stream()
@@ -407,7 +465,7 @@ impl CloudWatchLogs {
                     .as_service_error()
                     .is_some_and(|s| s.is_resource_not_found_exception()) =>
             {
-                return Err(format!("CreateLogStream: {}", crate::aws::describe(&e)));
+                return Err(CreateFailure::new("CreateLogStream", &e));
             }
             Err(_) => {}
         }
@@ -426,13 +484,18 @@ impl CloudWatchLogs {
             Ok(_) => {
                 tracing::info!(group = %dest.group, "Created log group.");
                 if let Some(days) = dest.retention_in_days {
-                    self.put_retention(&dest.group, days).await?;
+                    self.put_retention(&dest.group, days)
+                        .await
+                        .map_err(|message| CreateFailure {
+                            message,
+                            denied: false,
+                        })?;
                 }
             }
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_already_exists_exception()) => {}
-            Err(e) => return Err(format!("CreateLogGroup: {}", crate::aws::describe(&e))),
+            Err(e) => return Err(CreateFailure::new("CreateLogGroup", &e)),
         }
         match self
             .client
@@ -452,7 +515,7 @@ impl CloudWatchLogs {
             {
                 Ok(())
             }
-            Err(e) => Err(format!("CreateLogStream: {}", crate::aws::describe(&e))),
+            Err(e) => Err(CreateFailure::new("CreateLogStream", &e)),
         }
     }
 
@@ -526,11 +589,12 @@ pub async fn run_sender(
     checkpoints: Arc<Checkpoints>,
     abort: CancellationToken,
     heartbeat: crate::service::Heartbeat,
-) {
-    let mut in_flight: VecDeque<tokio::task::JoinHandle<Option<Option<Position>>>> =
+) -> SenderEnd {
+    let mut in_flight: VecDeque<tokio::task::JoinHandle<Result<Option<Position>, Delivery>>> =
         VecDeque::new();
     let mut open = true;
     let mut left = 0u64;
+    let mut end = SenderEnd::Done;
     while open || !in_flight.is_empty() {
         let room = in_flight.len() < REQUESTS_PER_SOURCE;
         // Waiting for the reader with nothing in flight cannot hang (the reader has a
@@ -547,11 +611,19 @@ pub async fn run_sender(
             done = async { in_flight.front_mut().expect("not empty").await }, if !in_flight.is_empty() => {
                 in_flight.pop_front();
                 match done {
-                    Ok(Some(Some(position))) => checkpoints.commit(&position),
-                    Ok(Some(None)) => {}
+                    Ok(Ok(Some(position))) => checkpoints.commit(&position),
+                    Ok(Ok(None)) => {}
+                    // Refused for good: this batch and those after it are dropped (their room
+                    // goes back to the budget) and nothing after it is committed; the lines
+                    // stay on disk for when the destination is tried again.
+                    Ok(Err(Delivery::Refused(reason))) => {
+                        end = SenderEnd::Refused(reason);
+                        break;
+                    }
                     // Stopped before this batch was accepted: nothing after it may be committed.
                     _ => {
                         left += 1;
+                        end = SenderEnd::Stopped;
                         break;
                     }
                 }
@@ -560,22 +632,42 @@ pub async fn run_sender(
                 Some(batch) => {
                     let (sink, dest, abort) = (sink.clone(), Arc::clone(&dest), abort.clone());
                     in_flight.push_back(tokio::spawn(async move {
-                        let batch = on_the_clock(batch, &abort).await?;
+                        let Some(batch) = on_the_clock(batch, &abort).await else {
+                            return Err(Delivery::Aborted);
+                        };
                         let position = batch.position.clone();
-                        sink.deliver(&dest, batch, &abort).await.then_some(position)
+                        match sink.deliver(&dest, batch, &abort).await {
+                            Delivery::Delivered => Ok(position),
+                            other => Err(other),
+                        }
                     }));
                 }
                 None => open = false,
             },
         }
     }
-    left += in_flight.len() as u64;
+    let parked = matches!(end, SenderEnd::Refused(_));
+    if !parked {
+        left += in_flight.len() as u64;
+    }
     for task in in_flight {
         task.abort();
     }
     batches.close();
     while batches.recv().await.is_some() {
-        left += 1;
+        left += u64::from(!parked);
     }
     sink.stats().undelivered.fetch_add(left, Ordering::Relaxed);
+    end
+}
+
+/// How a sender ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderEnd {
+    /// Its source ended and everything was delivered.
+    Done,
+    /// Stopped before everything was delivered (the lines stay on disk).
+    Stopped,
+    /// The destination refuses for good: parked, its lines on disk after the saved position.
+    Refused(String),
 }

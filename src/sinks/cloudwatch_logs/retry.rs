@@ -11,6 +11,9 @@ pub enum Outcome {
     Invalid,
     /// CloudWatch already has these events.
     Accepted,
+    /// The role may not write here (AccessDenied): sending again soon cannot succeed, and the
+    /// destination is parked.
+    Refused,
     /// Throttling, server errors, timeouts, network and credential trouble: wait, send again.
     Retry,
 }
@@ -21,10 +24,16 @@ pub fn classify<R>(err: &SdkError<PutLogEventsError, R>) -> Outcome {
             PutLogEventsError::ResourceNotFoundException(_) => Outcome::Create,
             PutLogEventsError::InvalidParameterException(_) => Outcome::Invalid,
             PutLogEventsError::DataAlreadyAcceptedException(_) => Outcome::Accepted,
+            e if is_access_denied(e.meta().code()) => Outcome::Refused,
             _ => Outcome::Retry,
         },
         _ => Outcome::Retry,
     }
+}
+
+/// Whether an error code says the role may not do this (to this resource).
+pub fn is_access_denied(code: Option<&str>) -> bool {
+    matches!(code, Some("AccessDeniedException" | "AccessDenied"))
 }
 
 #[cfg(test)]
@@ -62,7 +71,7 @@ mod tests {
                 .code("AccessDeniedException")
                 .build(),
         );
-        assert_eq!(classify(&service(denied)), Outcome::Retry);
+        assert_eq!(classify(&service(denied)), Outcome::Refused);
         let timeout: SdkError<PutLogEventsError, ()> = SdkError::timeout_error("slow");
         assert_eq!(classify(&timeout), Outcome::Retry);
         let dispatch: SdkError<PutLogEventsError, ()> = SdkError::dispatch_failure(

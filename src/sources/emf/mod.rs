@@ -64,11 +64,22 @@ pub struct Buffer {
     pub path: PathBuf,
 }
 
-/// Where documents that name no group or stream go, resolved.
+/// Where documents that name no group or stream go, resolved, and which groups a document may
+/// name.
 #[derive(Debug, Clone)]
 pub struct Defaults {
     pub group: String,
     pub stream: String,
+    /// Groups a document may name (globs) besides `group`; a document naming another goes
+    /// to `group`, counted.
+    pub allowed: Vec<glob::Pattern>,
+}
+
+impl Defaults {
+    /// Whether a document may send its events to `group`.
+    pub fn allows(&self, group: &str) -> bool {
+        group == self.group || self.allowed.iter().any(|p| p.matches(group))
+    }
 }
 
 /// The buffer files left by an earlier run, each with its destination. A buffer whose
@@ -211,6 +222,8 @@ struct Buffers {
     refused_long: u64,
     invalid: u64,
     rerouted: u64,
+    /// Documents naming a group the config does not allow.
+    not_allowed: u64,
     told: Option<Instant>,
 }
 
@@ -242,6 +255,16 @@ impl Buffers {
             let (group, stream, invalid) = match document::inspect(&text) {
                 Ok(d) => (d.log_group, d.log_stream, d.validity.err()),
                 Err(e) => (None, None, Some(e)),
+            };
+            // A group the config does not allow goes to the default one: a local sender must
+            // not choose any group the device's role may write (or one it may not, which
+            // would be parked for good).
+            let group = match group {
+                Some(g) if !self.defaults.allows(&g) => {
+                    self.not_allowed += 1;
+                    None
+                }
+                g => g,
             };
             let mut target = Target {
                 group: group
@@ -381,7 +404,9 @@ impl Buffers {
     }
 
     fn tell(&mut self, force: bool) {
-        if self.refused_full + self.refused_long + self.invalid + self.rerouted == 0 {
+        if self.refused_full + self.refused_long + self.invalid + self.rerouted + self.not_allowed
+            == 0
+        {
             return;
         }
         if !force && self.told.is_some_and(|t| t.elapsed() < COMPLAINT_EVERY) {
@@ -409,10 +434,15 @@ impl Buffers {
             tracing::warn!(documents = self.rerouted, most = MAX_DESTINATIONS,
                 "Sent embedded metric format documents naming yet another log group or stream to the default destination.");
         }
+        if self.not_allowed > 0 {
+            tracing::warn!(documents = self.not_allowed, group = %self.defaults.group,
+                "Sent embedded metric format documents naming a log group the config does not allow to the default group (logs.metrics_collected.emf.log_group_names allows more).");
+        }
         self.refused_full = 0;
         self.refused_long = 0;
         self.invalid = 0;
         self.rerouted = 0;
+        self.not_allowed = 0;
     }
 }
 
@@ -476,6 +506,7 @@ impl EmfReceiver {
             refused_long: 0,
             invalid: 0,
             rerouted: 0,
+            not_allowed: 0,
             told: None,
         }));
         // The sockets' tasks only receive; one blocking task checks and writes to disk.
@@ -612,11 +643,13 @@ mod tests {
             defaults: Defaults {
                 group: "default-group".into(),
                 stream: "device".into(),
+                allowed: vec![glob::Pattern::new("*").unwrap()],
             },
             refused_full: 0,
             refused_long: 0,
             invalid: 0,
             rerouted: 0,
+            not_allowed: 0,
             told: None,
         };
         (b, rx)
