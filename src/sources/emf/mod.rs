@@ -47,8 +47,14 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 const COMPLAINT_EVERY: Duration = Duration::from_secs(60);
 /// Destinations (log group and stream) received in one run, at most.
 const MAX_DESTINATIONS: usize = 64;
-/// Chunks received and not yet written; the sockets wait when it is full.
+/// Chunks received and not yet written; the sockets wait when it is full...
 const WRITE_QUEUE: usize = 1024;
+/// ...or when the chunks queued hold this many bytes (a chunk is a datagram or a line of up
+/// to a megabyte).
+const WRITE_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A chunk received, with its room in the write queue (given back once written).
+type Chunk = (Vec<u8>, Option<tokio::sync::OwnedSemaphorePermit>);
 
 /// Where a document goes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -517,7 +523,8 @@ impl EmfReceiver {
         };
         let receiver = Receiver {
             tx,
-            buffers: Arc::clone(&buffers),
+            room: Arc::new(tokio::sync::Semaphore::new(WRITE_QUEUE_BYTES)),
+            refused_long: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         };
         let tracker = tokio_util::task::TaskTracker::new();
         for (listen, socket) in self.sockets {
@@ -534,9 +541,10 @@ impl EmfReceiver {
                 _ = tokio::time::sleep(SYNC_EVERY) => {}
                 _ = stop.cancelled() => break,
             }
-            let buffers = Arc::clone(&buffers);
+            let (buffers, long) = (Arc::clone(&buffers), receiver.refused_long());
             let _ = tokio::task::spawn_blocking(move || {
                 let mut b = buffers.lock().unwrap_or_else(|e| e.into_inner());
+                b.refused_long += long;
                 b.sync();
                 b.rotate();
                 b.tell(false);
@@ -545,40 +553,63 @@ impl EmfReceiver {
         }
         tracker.wait().await;
         // The last sender goes: the writer writes what is queued, and ends.
+        let long = receiver.refused_long();
         drop(receiver);
         let _ = writer.await;
-        let mut b = buffers.lock().unwrap_or_else(|e| e.into_inner());
-        b.sync();
-        b.tell(true);
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut b = buffers.lock().unwrap_or_else(|e| e.into_inner());
+            b.refused_long += long;
+            b.sync();
+            b.tell(true);
+        })
+        .await;
     }
 }
 
 /// Writes what the sockets received, a chunk (a datagram, a TCP line) at a time; whatever is
 /// queued is written under one lock.
-fn write(mut rx: mpsc::Receiver<Vec<u8>>, buffers: &Mutex<Buffers>) {
-    while let Some(chunk) = rx.blocking_recv() {
+fn write(mut rx: mpsc::Receiver<Chunk>, buffers: &Mutex<Buffers>) {
+    while let Some((chunk, _room)) = rx.blocking_recv() {
         let mut b = buffers.lock().unwrap_or_else(|e| e.into_inner());
         b.take(&chunk);
-        while let Ok(more) = rx.try_recv() {
+        while let Ok((more, _room)) = rx.try_recv() {
             b.take(&more);
         }
     }
 }
 
+/// The sockets' side: they never take the buffers' lock (the writer holds it while it writes
+/// to the disk), so a slow disk stalls only the writer, and the sockets wait on the queue.
 #[derive(Clone)]
 struct Receiver {
-    tx: mpsc::Sender<Vec<u8>>,
-    buffers: Arc<Mutex<Buffers>>,
+    tx: mpsc::Sender<Chunk>,
+    /// The write queue's room in bytes.
+    room: Arc<tokio::sync::Semaphore>,
+    /// Lines longer than a document may be, since the last look.
+    refused_long: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Receiver {
+    fn refused_long(&self) -> u64 {
+        self.refused_long
+            .swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Queues `chunk` for the writer once the queue has room for its bytes; false if the
+    /// writer is gone.
+    async fn queue(&self, chunk: Vec<u8>) -> bool {
+        let bytes = chunk.len().clamp(1, WRITE_QUEUE_BYTES) as u32;
+        let room = Arc::clone(&self.room).acquire_many_owned(bytes).await.ok();
+        self.tx.send((chunk, room)).await.is_ok()
+    }
+
     async fn udp(self, socket: UdpSocket, stop: CancellationToken) {
         let mut buf = vec![0u8; 65_536];
         loop {
             tokio::select! {
                 r = socket.recv(&mut buf) => match r {
                     Ok(n) => {
-                        if self.tx.send(buf[..n].to_vec()).await.is_err() {
+                        if !self.queue(buf[..n].to_vec()).await {
                             return;
                         }
                     }
@@ -588,7 +619,7 @@ impl Receiver {
             }
         }
         while let Ok(n) = socket.try_recv(&mut buf) {
-            if self.tx.send(buf[..n].to_vec()).await.is_err() {
+            if !self.queue(buf[..n].to_vec()).await {
                 return;
             }
         }
@@ -600,13 +631,11 @@ impl Receiver {
             async move {
                 match received {
                     Received::Line(line) => {
-                        let _ = this.tx.send(line).await;
+                        this.queue(line).await;
                     }
                     Received::TooLong => {
-                        this.buffers
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .refused_long += 1;
+                        this.refused_long
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
             }
@@ -618,6 +647,29 @@ impl Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_write_queue_holds_at_most_its_bytes() {
+        let (tx, _rx) = mpsc::channel(WRITE_QUEUE);
+        let receiver = Receiver {
+            tx,
+            room: Arc::new(tokio::sync::Semaphore::new(WRITE_QUEUE_BYTES)),
+            refused_long: Arc::default(),
+        };
+        // Nothing is written: megabyte lines queue up to the bound, then the socket waits.
+        let mut queued = 0;
+        while tokio::time::timeout(
+            Duration::from_millis(50),
+            receiver.queue(vec![b'x'; 1 << 20]),
+        )
+        .await
+        .is_ok()
+        {
+            queued += 1;
+            assert!(queued <= WRITE_QUEUE, "unbounded");
+        }
+        assert_eq!(queued, WRITE_QUEUE_BYTES >> 20);
+    }
     use crate::sources::files::{FileKey, Fingerprint};
 
     /// Nothing delivered yet.
