@@ -303,20 +303,48 @@ impl Checkpoints {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let saved = {
+        // Looking for files that are gone reads folders (a network file system may take its
+        // time): done on a copy, without the lock that every delivery's commit takes.
+        let now = now_ms();
+        let copy = {
             let mut state = self.state();
             if !state.dirty {
                 return Ok(());
             }
             state.dirty = false;
-            let now = now_ms();
-            if now.saturating_sub(state.pruned_ms) > PRUNE_EVERY_MS {
+            let prune = now.saturating_sub(state.pruned_ms) > PRUNE_EVERY_MS;
+            let gone = now.saturating_sub(state.gone_ms) > GONE_EVERY_MS;
+            if prune {
                 state.pruned_ms = now;
-                state.files.retain(|_, f| keep(f, now));
             }
-            if now.saturating_sub(state.gone_ms) > GONE_EVERY_MS {
+            if gone {
                 state.gone_ms = now;
-                drop_gone(&mut state.files, now);
+            }
+            (prune || gone).then(|| (prune, gone, state.files.clone()))
+        };
+        let doomed: Vec<((u64, u64), FileEntry)> = match copy {
+            Some((prune, gone, files)) => {
+                let mut kept = files.clone();
+                if prune {
+                    kept.retain(|_, f| keep(f, now));
+                }
+                if gone {
+                    drop_gone(&mut kept, now);
+                }
+                files
+                    .into_iter()
+                    .filter(|(k, _)| !kept.contains_key(k))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let saved = {
+            let mut state = self.state();
+            // An entry that moved meanwhile is alive.
+            for (k, e) in doomed {
+                if state.files.get(&k) == Some(&e) {
+                    state.files.remove(&k);
+                }
             }
             let mut files: Vec<FileEntry> = state.files.values().cloned().collect();
             // By device too: one path on two devices (a remounted disk) would otherwise come
@@ -441,6 +469,10 @@ fn keep(f: &FileEntry, now: i64) -> bool {
 /// and so does an entry moved in the last [`GONE_GRACE_MS`].
 fn drop_gone(files: &mut HashMap<(u64, u64), FileEntry>, now: i64) {
     use std::os::unix::fs::{DirEntryExt, MetadataExt};
+    #[cfg(test)]
+    std::thread::sleep(std::time::Duration::from_millis(
+        tests::SLOW_FOLDERS_MS.load(std::sync::atomic::Ordering::Relaxed),
+    ));
     let mut folders: HashMap<PathBuf, Option<(u64, std::collections::HashSet<u64>)>> =
         HashMap::new();
     files.retain(|_, f| {
@@ -474,6 +506,40 @@ fn set_aside(path: &Path, why: &str) {
 mod tests {
     use super::*;
     use crate::sources::files::FilePosition;
+
+    /// How long reading folders takes in a save (as on a slow network file system).
+    pub(super) static SLOW_FOLDERS_MS: std::sync::atomic::AtomicU64 =
+        std::sync::atomic::AtomicU64::new(0);
+
+    #[test]
+    fn a_save_reading_slow_folders_never_holds_up_a_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Arc::new(Checkpoints::load(dir.path()).unwrap());
+        let a = key("/var/log/a.log", 10);
+        c.commit(&Position::File(FilePosition {
+            key: Arc::new(a.clone()),
+            offset: 1,
+        }));
+        SLOW_FOLDERS_MS.store(600, std::sync::atomic::Ordering::Relaxed);
+        let saver = {
+            let c = Arc::clone(&c);
+            std::thread::spawn(move || c.save())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let started = std::time::Instant::now();
+        c.commit(&Position::File(FilePosition {
+            key: Arc::new(a),
+            offset: 2,
+        }));
+        let took = started.elapsed();
+        saver.join().unwrap().unwrap();
+        SLOW_FOLDERS_MS.store(0, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            took < std::time::Duration::from_millis(300),
+            "a commit waited {took:?} for the save"
+        );
+        assert_eq!(c.offset(1, 10).unwrap().1, 2);
+    }
 
     fn key(path: &str, ino: u64) -> FileKey {
         FileKey {
