@@ -144,14 +144,23 @@ impl Aggregator {
         tags.sort_by(|a, b| a.0.cmp(b.0));
         tags.dedup_by(|later, first| later.0 == first.0);
         let k = key(m.name, m.kind, &tags);
-        let bucket = self.series.entry(k).or_default();
-        let index = match bucket.iter().position(|s| same(s, m.name, m.kind, &tags)) {
+        let known = self
+            .series
+            .get(&k)
+            .and_then(|b| b.iter().position(|s| same(s, m.name, m.kind, &tags)));
+        let index = match known {
             Some(i) => i,
             None => {
+                // Checked before anything is kept: a refused metric leaves no trace, so a
+                // flood of new names past the bound takes no memory.
                 if self.len >= MAX_SERIES {
                     return Err(Refused::TooManySeries);
                 }
                 check_names(m.name, &tags)?;
+                let bucket = self.series.entry(k).or_default();
+                // Room for this one only: a bucket nearly always holds one series, and a
+                // first push would make room for four.
+                bucket.reserve_exact(1);
                 bucket.push(Series {
                     name: m.name.to_owned(),
                     kind: m.kind,
@@ -166,7 +175,7 @@ impl Aggregator {
                 bucket.len() - 1
             }
         };
-        let s = &mut bucket[index];
+        let s = &mut self.series.get_mut(&k).expect("found or added above")[index];
         // A value scaled or summed past what CloudWatch takes is refused, and what was there
         // before it stays.
         let out_of_range = |what: &str, v: f64| {
@@ -437,6 +446,13 @@ mod tests {
         }
     }
 
+    /// The first metric of `line`, added.
+    fn add(a: &mut Aggregator, line: &str) -> Result<(), Refused> {
+        let mut out = Vec::new();
+        parse_line(line, &mut out).unwrap();
+        a.add(&out[0])
+    }
+
     fn find<'r>(records: &'r [MetricRecord], name: &str) -> &'r MetricRecord {
         records
             .iter()
@@ -612,6 +628,25 @@ mod tests {
             Aggregator::new(None).add(&out[0]),
             Err(Refused::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn metrics_refused_leave_nothing_behind() {
+        let mut a = Aggregator::new(None);
+        for i in 0..1000 {
+            let long = format!("{}{i}:1|c", "x".repeat(300));
+            assert!(matches!(add(&mut a, &long), Err(Refused::Invalid(_))));
+        }
+        for i in 0..MAX_SERIES {
+            feed(&mut a, &[&format!("m{i}:1|c")]);
+        }
+        for i in 0..1000 {
+            assert_eq!(
+                add(&mut a, &format!("new{i}:1|c")),
+                Err(Refused::TooManySeries)
+            );
+        }
+        assert_eq!(a.series.len(), MAX_SERIES);
     }
 
     #[test]
