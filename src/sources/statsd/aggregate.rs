@@ -84,13 +84,24 @@ enum Window {
 }
 
 /// The metrics received in this aggregation interval.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Aggregator {
     series: HashMap<u64, Vec<Series>>,
     len: usize,
     /// Gauges' last values, kept across intervals so that `+N`/`-N` apply to them.
     gauges: HashMap<u64, f64>,
     separator: Option<String>,
+    publish: Publish,
+    /// Tags a metric may keep: CloudWatch's dimensions less `publish`'s and `metric_type`.
+    tag_room: usize,
+    trimmed: Trimmed,
+}
+
+/// What was left out to stay within bounds while the values were kept, since last asked.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Trimmed {
+    /// Values whose tags were cut to [`Aggregator::tag_room`].
+    pub tags: u64,
 }
 
 fn key(name: &str, kind: Kind, tags: &[(&str, &str)]) -> u64 {
@@ -115,12 +126,27 @@ pub const TAG_WITHOUT_VALUE: &str = "<empty>";
 
 impl Aggregator {
     /// `separator` replaces the dots of names (the agent's `metric_separator`); `None` keeps
-    /// them.
-    pub fn new(separator: Option<String>) -> Aggregator {
+    /// them. Every record is published as `publish` says.
+    pub fn new(separator: Option<String>, publish: Publish) -> Aggregator {
         Aggregator {
+            series: HashMap::new(),
+            len: 0,
+            gauges: HashMap::new(),
             separator,
-            ..Aggregator::default()
+            tag_room: MAX_DIMENSIONS.saturating_sub(publish.dimensions.len() + 1),
+            publish,
+            trimmed: Trimmed::default(),
         }
+    }
+
+    /// The most tags a metric keeps.
+    pub fn tag_room(&self) -> usize {
+        self.tag_room
+    }
+
+    /// What was left out since the last call.
+    pub fn take_trimmed(&mut self) -> Trimmed {
+        std::mem::take(&mut self.trimmed)
     }
 
     /// Metrics in this aggregation interval.
@@ -134,15 +160,22 @@ impl Aggregator {
 
     /// Takes one parsed metric into this collection.
     pub fn add(&mut self, m: &Metric) -> Result<(), Refused> {
-        // By name; of a name given twice, the last value (as the agent).
+        // By name; of a name given twice, the last value (as the agent). A tag named as a
+        // dimension of every metric would give way to it: it is left out and takes no room.
+        let fixed = &self.publish.dimensions;
         let mut tags: Vec<(&str, &str)> = m
             .tags
             .iter()
             .rev()
+            .filter(|(k, _)| !fixed.iter().any(|d| d.0 == *k))
             .map(|&(k, v)| (k, if v.is_empty() { TAG_WITHOUT_VALUE } else { v }))
             .collect();
         tags.sort_by(|a, b| a.0.cmp(b.0));
         tags.dedup_by(|later, first| later.0 == first.0);
+        // CloudWatch takes 30 dimensions: the tags past what is left keep no memory and make
+        // no metric of their own; the first by name stay, as with the agent.
+        let cut = tags.len() > self.tag_room;
+        tags.truncate(self.tag_room);
         let k = key(m.name, m.kind, &tags);
         let known = self
             .series
@@ -175,6 +208,9 @@ impl Aggregator {
                 bucket.len() - 1
             }
         };
+        if cut {
+            self.trimmed.tags += 1;
+        }
         let s = &mut self.series.get_mut(&k).expect("found or added above")[index];
         // A value scaled or summed past what CloudWatch takes is refused, and what was there
         // before it stays.
@@ -298,8 +334,9 @@ impl Aggregator {
     /// Ends an aggregation interval that began at `timestamp_ms`: one record per metric that
     /// received something, and an empty aggregator. `single`: each collection is its own data
     /// point (no aggregation), so a lone value goes as a value, not a statistic set.
-    pub fn take(&mut self, p: &Publish, timestamp_ms: i64, single: bool) -> Vec<MetricRecord> {
+    pub fn take(&mut self, timestamp_ms: i64, single: bool) -> Vec<MetricRecord> {
         self.collect();
+        let p = &self.publish;
         let mut out = Vec::with_capacity(self.len);
         for s in std::mem::take(&mut self.series).into_values().flatten() {
             let (unit, metric_type) = describe(s.kind);
@@ -462,11 +499,11 @@ mod tests {
 
     #[test]
     fn counters_sum_scaled_by_sample_rate_and_collections_become_a_statistic_set() {
-        let mut a = Aggregator::new(None);
+        let mut a = Aggregator::new(None, publish());
         feed(&mut a, &["hits:1|c", "hits:2|c|@0.5", "hits:1|c:1|c"]);
         a.collect();
         feed(&mut a, &["hits:10|c"]);
-        let r = a.take(&publish(), 60_000, false);
+        let r = a.take(60_000, false);
         let hits = find(&r, "hits");
         assert_eq!(
             hits.values[0].summary,
@@ -487,26 +524,26 @@ mod tests {
         );
         assert_eq!(hits.timestamp_ms, 60_000);
         assert!(a.is_empty());
-        assert!(a.take(&publish(), 120_000, false).is_empty());
+        assert!(a.take(120_000, false).is_empty());
     }
 
     #[test]
     fn gauges_keep_their_value_for_deltas_and_a_lone_collection_is_a_value() {
-        let mut a = Aggregator::new(None);
+        let mut a = Aggregator::new(None, publish());
         feed(&mut a, &["temp:20|g", "temp:+3|g", "temp:-1|g"]);
-        let r = a.take(&publish(), 0, true);
+        let r = a.take(0, true);
         assert_eq!(
             find(&r, "temp").values,
             [Measurement::single("temp", Unit::None, 22.0)]
         );
         feed(&mut a, &["temp:+1|g"]);
-        let r = a.take(&publish(), 0, true);
+        let r = a.take(0, true);
         assert_eq!(find(&r, "temp").values[0].value, 23.0);
     }
 
     #[test]
     fn timings_are_values_with_counts_and_tags_are_dimensions() {
-        let mut a = Aggregator::new(None);
+        let mut a = Aggregator::new(None, publish());
         feed(
             &mut a,
             &[
@@ -516,7 +553,7 @@ mod tests {
                 "db.query:5|ms|#table:orders",
             ],
         );
-        let r = a.take(&publish(), 0, false);
+        let r = a.take(0, false);
         assert_eq!(r.len(), 2);
         let users = r
             .iter()
@@ -543,11 +580,11 @@ mod tests {
 
     #[test]
     fn many_distinct_timings_go_in_datums_of_150_and_are_rounded_past_the_cap() {
-        let mut a = Aggregator::new(None);
+        let mut a = Aggregator::new(None, publish());
         for i in 0..400 {
             feed(&mut a, &[&format!("t:{i}|h")]);
         }
-        let r = a.take(&publish(), 0, false);
+        let r = a.take(0, false);
         let t = find(&r, "t");
         assert_eq!(t.values.len(), 3);
         let total: f64 = t
@@ -566,7 +603,7 @@ mod tests {
         for i in 0..(MAX_DISTINCT + 5000) {
             feed(&mut a, &[&format!("t:{}|ms", 1.0 + i as f64 * 1e-4)]);
         }
-        let r = a.take(&publish(), 0, false);
+        let r = a.take(0, false);
         let t = find(&r, "t");
         let distinct: usize = t
             .values
@@ -581,7 +618,7 @@ mod tests {
 
     #[test]
     fn dots_become_the_separator_and_a_tag_given_twice_keeps_its_last_value() {
-        let mut a = Aggregator::new(Some("_".into()));
+        let mut a = Aggregator::new(Some("_".into()), publish());
         feed(
             &mut a,
             &[
@@ -589,7 +626,7 @@ mod tests {
                 "app.requests.ok:2|c",
             ],
         );
-        let r = a.take(&publish(), 0, true);
+        let r = a.take(0, true);
         assert_eq!(r.len(), 2);
         assert!(r.iter().all(|r| r.values[0].name == "app_requests_ok"));
         assert!(
@@ -600,16 +637,43 @@ mod tests {
     }
 
     #[test]
+    fn tags_past_what_cloudwatchs_dimensions_leave_room_for_are_cut_and_counted() {
+        let mut p = publish();
+        p.dimensions
+            .extend((0..9).map(|i| (format!("fixed{i}"), "x".into())));
+        let mut a = Aggregator::new(None, p);
+        // 30 dimensions less host, the nine fixed ones and metric_type.
+        assert_eq!(a.tag_room(), 19);
+        let tags: Vec<String> = (0..40).map(|i| format!("t{i:02}:v")).collect();
+        // A tag named as a dimension of every metric is replaced by it and takes no room.
+        feed(&mut a, &[&format!("m:1|c|#host:other,{}", tags.join(","))]);
+        // The same metric once cut: the same series.
+        feed(&mut a, &[&format!("m:2|c|#{},t39:w", tags[..19].join(","))]);
+        feed(&mut a, &["few:1|c|#t00:v"]);
+        assert_eq!(a.take_trimmed(), Trimmed { tags: 2 });
+        assert_eq!(a.take_trimmed(), Trimmed::default());
+        let r = a.take(0, true);
+        assert_eq!(r.len(), 2, "{r:?}");
+        let m = find(&r, "m");
+        assert_eq!(m.values[0].value, 3.0);
+        assert_eq!(m.dimensions.len(), 30);
+        assert_eq!(m.dimensions[0], ("host".into(), "pi".into()));
+        assert!(m.dimensions.contains(&("t18".into(), "v".into())));
+        assert!(!m.dimensions.iter().any(|d| d.0 == "t19"));
+        assert_eq!(m.dimensions[29], ("metric_type".into(), "counter".into()));
+    }
+
+    #[test]
     fn sets_count_distinct_members() {
-        let mut a = Aggregator::new(None);
+        let mut a = Aggregator::new(None, publish());
         feed(&mut a, &["users:alice|s", "users:bob|s", "users:alice|s"]);
-        let r = a.take(&publish(), 0, true);
+        let r = a.take(0, true);
         assert_eq!(find(&r, "users").values[0].value, 2.0);
     }
 
     #[test]
     fn too_many_metrics_are_refused_and_names_cloudwatch_refuses_too() {
-        let mut a = Aggregator::new(None);
+        let mut a = Aggregator::new(None, publish());
         for i in 0..MAX_SERIES {
             feed(&mut a, &[&format!("m{i}:1|c")]);
         }
@@ -625,14 +689,14 @@ mod tests {
         out.clear();
         parse_line(&long, &mut out).unwrap();
         assert!(matches!(
-            Aggregator::new(None).add(&out[0]),
+            Aggregator::new(None, publish()).add(&out[0]),
             Err(Refused::Invalid(_))
         ));
     }
 
     #[test]
     fn metrics_refused_leave_nothing_behind() {
-        let mut a = Aggregator::new(None);
+        let mut a = Aggregator::new(None, publish());
         for i in 0..1000 {
             let long = format!("{}{i}:1|c", "x".repeat(300));
             assert!(matches!(add(&mut a, &long), Err(Refused::Invalid(_))));
@@ -651,7 +715,7 @@ mod tests {
 
     #[test]
     fn a_value_summed_or_scaled_past_what_cloudwatch_takes_is_refused_and_the_rest_kept() {
-        let mut a = Aggregator::new(None);
+        let mut a = Aggregator::new(None, publish());
         let mut refused = 0;
         for line in [
             "c:1e108|c",
@@ -674,7 +738,7 @@ mod tests {
         // The next collection would make the interval's sum too large: it is left out.
         feed(&mut a, &["c:1e108|c"]);
         a.collect();
-        let records = a.take(&publish(), 0, false);
+        let records = a.take(0, false);
         for r in &records {
             for m in &r.values {
                 assert_eq!(m.refused_value(), None, "{m:?}");

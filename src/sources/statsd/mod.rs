@@ -165,6 +165,8 @@ struct Complaints {
     malformed: u64,
     example: Option<(String, String)>,
     too_many: u64,
+    /// Values whose tags were cut to what CloudWatch's dimensions leave room for.
+    tags_cut: u64,
     told: Option<Instant>,
 }
 
@@ -177,9 +179,9 @@ impl Complaints {
         }
     }
 
-    /// Logs what was refused since the last time, if a minute has passed.
-    fn tell(&mut self, force: bool) {
-        if self.malformed == 0 && self.too_many == 0 {
+    /// Logs what was refused or cut since the last time, if a minute has passed.
+    fn tell(&mut self, force: bool, tag_room: usize) {
+        if self.malformed == 0 && self.too_many == 0 && self.tags_cut == 0 {
             return;
         }
         if !force && self.told.is_some_and(|t| t.elapsed() < COMPLAINT_EVERY) {
@@ -202,8 +204,16 @@ impl Complaints {
                 "Dropped StatsD values of new metrics past the most kept per aggregation interval; are tags carrying ids?"
             );
         }
+        if self.tags_cut > 0 {
+            tracing::warn!(
+                values = self.tags_cut,
+                most = tag_room,
+                "Cut the tags of StatsD values to the most a metric keeps: CloudWatch takes 30 dimensions, host, append_dimensions and metric_type among them; the first tags by name were kept."
+            );
+        }
         self.malformed = 0;
         self.too_many = 0;
+        self.tags_cut = 0;
     }
 }
 
@@ -213,6 +223,13 @@ struct Shared {
 }
 
 impl Shared {
+    /// Logs what was refused or cut since the last time, if a minute has passed (or `force`).
+    fn tell(&mut self, force: bool) {
+        let trimmed = self.aggregator.take_trimmed();
+        self.complaints.tags_cut += trimmed.tags;
+        self.complaints.tell(force, self.aggregator.tag_room());
+    }
+
     /// Takes every line of `text`.
     fn take_lines(&mut self, text: &[u8]) {
         let mut metrics = Vec::new();
@@ -260,6 +277,7 @@ impl StatsdSource {
         let shared = Arc::new(Mutex::new(Shared {
             aggregator: Aggregator::new(
                 (self.config.metric_separator != ".").then(|| self.config.metric_separator.clone()),
+                self.publish,
             ),
             complaints: Complaints::default(),
         }));
@@ -292,12 +310,9 @@ impl StatsdSource {
             let now_ms = crate::clock::wall_ms();
             let records = {
                 let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
-                s.complaints.tell(false);
+                s.tell(false);
                 if aligned(now_ms, window) > window_start {
-                    Some(
-                        s.aggregator
-                            .take(&self.publish, window_start, aggregation.is_none()),
-                    )
+                    Some(s.aggregator.take(window_start, aggregation.is_none()))
                 } else {
                     s.aggregator.collect();
                     None
@@ -314,9 +329,8 @@ impl StatsdSource {
         let _ = receiver.await;
         let records = {
             let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
-            s.complaints.tell(true);
-            s.aggregator
-                .take(&self.publish, window_start, aggregation.is_none())
+            s.tell(true);
+            s.aggregator.take(window_start, aggregation.is_none())
         };
         if !records.is_empty() {
             tracing::info!(
@@ -410,6 +424,20 @@ async fn accept_tcp(listener: TcpListener, shared: Arc<Mutex<Shared>>, stop: Can
 mod tests {
     use super::*;
 
+    fn shared() -> Shared {
+        Shared {
+            aggregator: Aggregator::new(
+                None,
+                Publish {
+                    namespace: "Own".into(),
+                    dimensions: vec![("host".into(), "pi".into())],
+                    storage_resolution: 60,
+                },
+            ),
+            complaints: Complaints::default(),
+        }
+    }
+
     #[test]
     fn intervals_are_aligned_to_the_wall_clock() {
         assert_eq!(aligned(125_000, Duration::from_secs(60)), 120_000);
@@ -419,18 +447,15 @@ mod tests {
 
     #[test]
     fn malformed_lines_are_counted_with_one_example() {
-        let mut s = Shared {
-            aggregator: Aggregator::new(None),
-            complaints: Complaints::default(),
-        };
+        let mut s = shared();
         s.take_lines(b"good:1|c\nbad line\nworse:x|c\n\n\xff\xfe:1|c\r\nok:2|g\r\n");
         assert_eq!(s.complaints.malformed, 3);
         assert_eq!(s.complaints.example.as_ref().unwrap().0, "bad line");
         assert_eq!(s.aggregator.len(), 2);
-        s.complaints.tell(false);
+        s.tell(false);
         assert_eq!(s.complaints.malformed, 0);
         s.take_lines(b"bad again");
-        s.complaints.tell(false);
+        s.tell(false);
         // Within the minute: kept for later.
         assert_eq!(s.complaints.malformed, 1);
     }
