@@ -763,6 +763,17 @@ impl LogsPipeline {
             // The receiver's buffers (the documents were checked as they came), not a file
             // of the user's marked `emf`.
             let emf_buffer = lines.emf.as_ref().is_some_and(|e| e.check.is_none());
+            let remote = {
+                let path = tailer.path().to_owned();
+                let job = tokio::task::spawn_blocking(move || files::on_network_fs(&path));
+                let beat = this
+                    .health
+                    .register(format!("reader {}", tailer.path().display()));
+                match blocking(&beat, &shutdown.stop, job).await {
+                    Some(remote) => remote,
+                    None => return,
+                }
+            };
             let mut first = Some((tailer, lines));
             let mut parked = Backoff::new(PARK_FIRST, PARK_MAX);
             loop {
@@ -790,6 +801,7 @@ impl LogsPipeline {
                     },
                     held: Held::none(),
                     rest_until: Instant::now(),
+                    remote,
                 };
                 let path = reader.run(tx, shutdown.stop.clone()).await;
                 if !this.parked(sender, &dest, &mut parked, &shutdown).await {
@@ -798,6 +810,20 @@ impl LogsPipeline {
                 }
             }
         });
+    }
+}
+
+/// Waits for `job` (a call on a file of a network file system) beating `heartbeat`: a hung
+/// mount holds up this reader, not the watchdog; `None` if `stop` came first (the job is left
+/// to end when it can).
+async fn blocking<T>(
+    heartbeat: &Heartbeat,
+    stop: &CancellationToken,
+    job: JoinHandle<T>,
+) -> Option<T> {
+    tokio::select! {
+        done = crate::service::beating(heartbeat, job) => Some(done.expect("reading a file does not panic")),
+        _ = stop.cancelled() => None,
     }
 }
 
@@ -1020,6 +1046,9 @@ struct FileReader {
     held: Held,
     /// Until when a file read to its end is not read again for only having grown.
     rest_until: Instant,
+    /// The file is on a network file system: every call on it goes to the blocking pool,
+    /// where a hung mount holds up only this reader (see [`files::on_network_fs`]).
+    remote: bool,
 }
 
 impl FileReader {
@@ -1054,6 +1083,7 @@ impl FileReader {
 
     /// Reads until `stop` (or, for `--once`, the end of the file); returns the path.
     async fn run(mut self, out: mpsc::Sender<Batch>, stop: CancellationToken) -> PathBuf {
+        let path = self.tailer.path().to_owned();
         let mut poll = POLL_MIN;
         let mut last = Step::Read;
         loop {
@@ -1065,7 +1095,20 @@ impl FileReader {
             // one that only grew since it was read to its end less than a second ago (its
             // lines wait for their flush deadline anyway). A truncation or rotation is read
             // at once.
-            let look = self.tailer.look();
+            let look = if self.remote {
+                let tailer = self.tailer;
+                let job = tokio::task::spawn_blocking(move || {
+                    let look = tailer.look();
+                    (tailer, look)
+                });
+                let Some((tailer, look)) = blocking(&self.heartbeat, &stop, job).await else {
+                    return path;
+                };
+                self.tailer = tailer;
+                look
+            } else {
+                self.tailer.look()
+            };
             let resting = matches!(look, Look::Grew(_)) && Instant::now() < self.rest_until;
             if last != Step::Read && !self.once && (look == Look::Unchanged || resting) {
                 self.sink.expire(false);
@@ -1119,19 +1162,26 @@ impl FileReader {
             self.sink.stamp(&crate::clock::get().read());
             // A little growth (a trickle's second) is read here: cheaper than a trip to the
             // blocking pool and back, and a page-cache read of a chunk takes microseconds.
-            let step = if matches!(look, Look::Grew(n) if n <= files::CHUNK as u64) {
+            let step = if !self.remote && matches!(look, Look::Grew(n) if n <= files::CHUNK as u64)
+            {
                 self.tailer
                     .step(&*self.checkpoints, &mut self.sink, may_read)
             } else {
                 let (tailer, sink, step) = {
                     let (mut tailer, mut sink, lookup) =
                         (self.tailer, self.sink, Arc::clone(&self.checkpoints));
-                    tokio::task::spawn_blocking(move || {
+                    let job = tokio::task::spawn_blocking(move || {
                         let step = tailer.step(&*lookup, &mut sink, may_read);
                         (tailer, sink, step)
-                    })
-                    .await
-                    .expect("reading a file does not panic")
+                    });
+                    if self.remote {
+                        match blocking(&self.heartbeat, &stop, job).await {
+                            Some(done) => done,
+                            None => return path,
+                        }
+                    } else {
+                        job.await.expect("reading a file does not panic")
+                    }
                 };
                 self.tailer = tailer;
                 self.sink = sink;
@@ -1239,7 +1289,10 @@ impl FileReader {
                         Err(_) => false,
                     };
                 }
-                _ = tokio::time::sleep(POLL_MIN) => self.tailer.watch(),
+                // On a network file system the path is not looked at here, on the runtime's
+                // threads (a hung mount would hold them up).
+                _ = tokio::time::sleep(POLL_MIN), if !self.remote => self.tailer.watch(),
+                _ = tokio::time::sleep(POLL_MIN), if self.remote => {}
             }
         }
     }

@@ -114,6 +114,59 @@ pub fn is_pattern(path: &str) -> bool {
     path.contains(['*', '?', '['])
 }
 
+/// Whether the folder of `path` is on a network file system (NFS, SMB, a FUSE mount...), whose
+/// calls can hang for as long as the server is away: its reader then makes every call on the
+/// blocking pool, so a hung mount stalls only that reader. Blocking.
+pub fn on_network_fs(path: &Path) -> bool {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Ok(c) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()))
+    else {
+        return false;
+    };
+    // SAFETY: `c` is a valid C string, and `fs` a buffer statfs fills.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut fs) } != 0 {
+        return false;
+    }
+    is_network_fs(&fs)
+}
+
+#[cfg(target_os = "linux")]
+fn is_network_fs(fs: &libc::statfs) -> bool {
+    // The magic numbers of statfs(2): NFS, SMB, CIFS, SMB2, FUSE (sshfs and the like), Ceph,
+    // 9P, AFS, Coda, NCP.
+    const NETWORK: [u32; 10] = [
+        0x6969,
+        0x517B,
+        0xFF53_4D42,
+        0xFE53_4D42,
+        0x6573_5546,
+        0x00C3_6400,
+        0x0102_1997,
+        0x5346_414F,
+        0x7375_7245,
+        0x564C,
+    ];
+    NETWORK.contains(&(fs.f_type as u32))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_network_fs(fs: &libc::statfs) -> bool {
+    let name: Vec<u8> = fs
+        .f_fstypename
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    matches!(
+        &name[..],
+        b"nfs" | b"smbfs" | b"afpfs" | b"webdav" | b"macfuse" | b"osxfuse" | b"cifs"
+    )
+}
+
 /// The regular files a pattern matches now (`**` matches any number of folders).
 pub fn expand(pattern: &str) -> Vec<PathBuf> {
     let options = glob::MatchOptions {
@@ -150,6 +203,19 @@ pub fn is_own_log(path: &Path, own: &Path) -> bool {
             .strip_prefix(own_name.as_ref())
             .and_then(|rest| rest.strip_prefix('.'))
             .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod network_fs_tests {
+    use super::*;
+
+    #[test]
+    fn local_folders_are_not_network_file_systems() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!on_network_fs(&dir.path().join("app.log")));
+        assert!(!on_network_fs(Path::new("relative.log")));
+        assert!(!on_network_fs(Path::new("/no/such/folder/app.log")));
+    }
 }
 
 #[cfg(test)]
