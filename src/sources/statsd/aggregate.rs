@@ -25,6 +25,8 @@ use crate::metric::{
 pub const MAX_SERIES: usize = 10_000;
 /// Distinct values of one timing kept exactly per aggregation interval.
 pub const MAX_DISTINCT: usize = 10_000;
+/// Distinct members of one set kept per collection interval.
+pub const MAX_MEMBERS: usize = 10_000;
 /// CloudWatch's limits.
 const MAX_DIMENSIONS: usize = 30;
 const MAX_NAME: usize = 255;
@@ -45,6 +47,8 @@ pub struct Publish {
 pub enum Refused {
     /// Too many metrics in this aggregation interval.
     TooManySeries,
+    /// A new member of a set that has [`MAX_MEMBERS`] this collection interval.
+    TooManyMembers,
     /// Not something CloudWatch takes: the reason.
     Invalid(String),
 }
@@ -249,11 +253,18 @@ impl Aggregator {
                     Value::Member(text) => text.hash(&mut h),
                     Value::Number(n) | Value::Delta(n) => n.to_bits().hash(&mut h),
                 }
+                let member = h.finish();
                 match &mut s.now {
-                    Now::Members(m) => {
-                        m.insert(h.finish());
+                    Now::Members(m) if m.contains(&member) => {}
+                    // A set whose members are ids (a client per request) would grow without
+                    // end; past the bound it counts no more members, and says so.
+                    Now::Members(m) if m.len() >= MAX_MEMBERS => {
+                        return Err(Refused::TooManyMembers)
                     }
-                    now => *now = Now::Members(HashSet::from([h.finish()])),
+                    Now::Members(m) => {
+                        m.insert(member);
+                    }
+                    now => *now = Now::Members(HashSet::from([member])),
                 }
             }
             (Kind::Timer | Kind::Histogram | Kind::Distribution, Value::Number(n)) => {
@@ -669,6 +680,35 @@ mod tests {
         feed(&mut a, &["users:alice|s", "users:bob|s", "users:alice|s"]);
         let r = a.take(0, true);
         assert_eq!(find(&r, "users").values[0].value, 2.0);
+    }
+
+    #[test]
+    fn a_set_keeps_at_most_max_members_a_collection_and_refuses_new_ones_past_it() {
+        let mut a = Aggregator::new(None, publish());
+        let mut refused = 0;
+        for i in 0..MAX_MEMBERS + 10 {
+            match add(&mut a, &format!("users:u{i}|s")) {
+                Ok(()) => {}
+                Err(Refused::TooManyMembers) => refused += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(refused, 10);
+        // A member already counted is still taken.
+        assert_eq!(add(&mut a, "users:u0|s"), Ok(()));
+        a.collect();
+        // The next collection counts anew.
+        feed(&mut a, &["users:u0|s"]);
+        let r = a.take(0, false);
+        assert_eq!(
+            find(&r, "users").values[0].summary,
+            Some(Summary::Statistics {
+                count: 2.0,
+                sum: MAX_MEMBERS as f64 + 1.0,
+                min: 1.0,
+                max: MAX_MEMBERS as f64,
+            })
+        );
     }
 
     #[test]

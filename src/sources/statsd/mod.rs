@@ -165,6 +165,8 @@ struct Complaints {
     malformed: u64,
     example: Option<(String, String)>,
     too_many: u64,
+    /// New members of sets that had as many as they keep.
+    members: u64,
     /// Values whose tags were cut to what CloudWatch's dimensions leave room for.
     tags_cut: u64,
     told: Option<Instant>,
@@ -181,7 +183,7 @@ impl Complaints {
 
     /// Logs what was refused or cut since the last time, if a minute has passed.
     fn tell(&mut self, force: bool, tag_room: usize) {
-        if self.malformed == 0 && self.too_many == 0 && self.tags_cut == 0 {
+        if self.malformed == 0 && self.too_many == 0 && self.members == 0 && self.tags_cut == 0 {
             return;
         }
         if !force && self.told.is_some_and(|t| t.elapsed() < COMPLAINT_EVERY) {
@@ -204,6 +206,13 @@ impl Complaints {
                 "Dropped StatsD values of new metrics past the most kept per aggregation interval; are tags carrying ids?"
             );
         }
+        if self.members > 0 {
+            tracing::warn!(
+                members = self.members,
+                most = aggregate::MAX_MEMBERS,
+                "Dropped new members of StatsD sets past the most one set keeps per collection interval; those sets count no more than that."
+            );
+        }
         if self.tags_cut > 0 {
             tracing::warn!(
                 values = self.tags_cut,
@@ -213,6 +222,7 @@ impl Complaints {
         }
         self.malformed = 0;
         self.too_many = 0;
+        self.members = 0;
         self.tags_cut = 0;
     }
 }
@@ -252,6 +262,7 @@ impl Shared {
                 match self.aggregator.add(m) {
                     Ok(()) => {}
                     Err(Refused::TooManySeries) => self.complaints.too_many += 1,
+                    Err(Refused::TooManyMembers) => self.complaints.members += 1,
                     Err(Refused::Invalid(reason)) => self.complaints.malformed(line, reason),
                 }
             }
