@@ -80,10 +80,11 @@ enum Window {
         min: f64,
         max: f64,
     },
-    /// Value (its bits) → how often it came.
+    /// Value (its bits) → how often it came; values are kept to `digits` significant digits,
+    /// or exactly.
     Values {
         counts: HashMap<u64, f64>,
-        rounded: bool,
+        digits: Option<u32>,
     },
 }
 
@@ -106,6 +107,8 @@ pub struct Aggregator {
 pub struct Trimmed {
     /// Values whose tags were cut to [`Aggregator::tag_room`].
     pub tags: u64,
+    /// Timings kept to fewer than three significant digits, to stay within [`MAX_DISTINCT`].
+    pub timings: u64,
 }
 
 fn key(name: &str, kind: Kind, tags: &[(&str, &str)]) -> u64 {
@@ -275,22 +278,33 @@ impl Aggregator {
                 if let Window::Nothing = s.window {
                     s.window = Window::Values {
                         counts: HashMap::new(),
-                        rounded: false,
+                        digits: None,
                     };
                 }
-                if let Window::Values { counts, rounded } = &mut s.window {
-                    if !*rounded && counts.len() >= MAX_DISTINCT {
-                        let exact = std::mem::take(counts);
-                        for (bits, c) in exact {
+                if let Window::Values { counts, digits } = &mut s.window {
+                    let mut bits = value_bits(n, *digits);
+                    // A new value past the bound: every value to three significant digits,
+                    // then two, then one. CloudWatch's values are about 3,400 to one digit
+                    // (±1 to 9 times 10^-79 to 10^108), fewer than the bound, so a timing's
+                    // memory is bounded and no value is dropped; only precision is lost, and
+                    // below three digits that is said.
+                    while counts.len() >= MAX_DISTINCT
+                        && *digits != Some(1)
+                        && !counts.contains_key(&bits)
+                    {
+                        let fewer = digits.map_or(3, |d| d - 1);
+                        for (old, c) in std::mem::take(counts) {
                             *counts
-                                .entry(round3(f64::from_bits(bits)).to_bits())
+                                .entry(value_bits(f64::from_bits(old), Some(fewer)))
                                 .or_default() += c;
                         }
-                        *rounded = true;
+                        *digits = Some(fewer);
+                        if fewer < 3 {
+                            self.trimmed.timings += 1;
+                        }
+                        bits = value_bits(n, *digits);
                     }
-                    let v = if *rounded { round3(n) } else { n };
-                    // -0.0 and 0.0 are one value.
-                    let count = counts.entry((v + 0.0).to_bits()).or_default();
+                    let count = counts.entry(bits).or_default();
                     if !accepted_value(*count + times) {
                         return Err(out_of_range("count of a value", *count + times));
                     }
@@ -462,19 +476,33 @@ fn check_names(name: &str, tags: &[(&str, &str)]) -> Result<(), Refused> {
     Ok(())
 }
 
-/// `v` to three significant digits.
-fn round3(v: f64) -> f64 {
+/// The key of a timing's value `v` kept to `digits` significant digits (`None`: exactly).
+fn value_bits(v: f64, digits: Option<u32>) -> u64 {
+    let v = digits.map_or(v, |d| round(v, d));
+    // -0.0 and 0.0 are one value.
+    (v + 0.0).to_bits()
+}
+
+/// `v` to `digits` significant digits; toward 0 where rounding up would take it past what
+/// CloudWatch takes (2^360 is 2.3485...e108).
+fn round(v: f64, digits: u32) -> f64 {
     if v == 0.0 || !v.is_finite() {
         return v;
     }
-    let scale = 10f64.powi(2 - v.abs().log10().floor() as i32);
-    (v * scale).round() / scale
+    let scale = 10f64.powi(digits as i32 - 1 - v.abs().log10().floor() as i32);
+    let rounded = (v * scale).round() / scale;
+    if accepted_value(rounded) {
+        rounded
+    } else {
+        (v * scale).trunc() / scale
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::parse::parse_line;
     use super::*;
+    use crate::metric::MAX_VALUE;
 
     fn publish() -> Publish {
         Publish {
@@ -628,6 +656,35 @@ mod tests {
     }
 
     #[test]
+    fn a_timing_keeps_fewer_digits_rather_than_more_than_max_distinct_values() {
+        let mut a = Aggregator::new(None, publish());
+        // 67 decades of 900 values of three digits each, either sign: 12,060 of two
+        // digits.
+        let n = 60_000;
+        for i in 0..n {
+            let v = (100 + i % 900) as f64 * 10f64.powi(i / 900 - 40);
+            feed(
+                &mut a,
+                &[&format!("spread:{v:e}|ms"), &format!("spread:-{v:e}|ms")],
+            );
+        }
+        let r = a.take(0, false);
+        let (mut distinct, mut total) = (0, 0.0);
+        for m in &find(&r, "spread").values {
+            let Some(Summary::Distribution { values, counts }) = &m.summary else {
+                panic!("not a distribution: {m:?}");
+            };
+            distinct += values.len();
+            total += counts.iter().sum::<f64>();
+        }
+        assert!(distinct <= MAX_DISTINCT, "{distinct}");
+        // No value is lost.
+        assert_eq!(total, 2.0 * n as f64);
+        // To two digits, then one.
+        assert_eq!(a.take_trimmed().timings, 2);
+    }
+
+    #[test]
     fn dots_become_the_separator_and_a_tag_given_twice_keeps_its_last_value() {
         let mut a = Aggregator::new(Some("_".into()), publish());
         feed(
@@ -661,7 +718,13 @@ mod tests {
         // The same metric once cut: the same series.
         feed(&mut a, &[&format!("m:2|c|#{},t39:w", tags[..19].join(","))]);
         feed(&mut a, &["few:1|c|#t00:v"]);
-        assert_eq!(a.take_trimmed(), Trimmed { tags: 2 });
+        assert_eq!(
+            a.take_trimmed(),
+            Trimmed {
+                tags: 2,
+                ..Trimmed::default()
+            }
+        );
         assert_eq!(a.take_trimmed(), Trimmed::default());
         let r = a.take(0, true);
         assert_eq!(r.len(), 2, "{r:?}");
@@ -796,10 +859,17 @@ mod tests {
     }
 
     #[test]
-    fn three_significant_digits() {
-        assert_eq!(round3(123_456.0), 123_000.0);
-        assert_eq!(round3(0.012_345), 0.0123);
-        assert_eq!(round3(-9.876), -9.88);
-        assert_eq!(round3(0.0), 0.0);
+    fn significant_digits() {
+        assert_eq!(round(123_456.0, 3), 123_000.0);
+        assert_eq!(round(0.012_345, 3), 0.0123);
+        assert_eq!(round(-9.876, 3), -9.88);
+        assert_eq!(round(-9.876, 2), -9.9);
+        assert_eq!(round(-9.876, 1), -10.0);
+        assert_eq!(round(0.0, 3), 0.0);
+        // Rounded up, the greatest value CloudWatch takes would pass it.
+        for digits in 1..=3 {
+            assert!(accepted_value(round(MAX_VALUE, digits)));
+            assert!(accepted_value(round(-MAX_VALUE, digits)));
+        }
     }
 }

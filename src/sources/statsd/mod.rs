@@ -169,6 +169,8 @@ struct Complaints {
     members: u64,
     /// Values whose tags were cut to what CloudWatch's dimensions leave room for.
     tags_cut: u64,
+    /// Timings kept to fewer than three significant digits.
+    coarsened: u64,
     told: Option<Instant>,
 }
 
@@ -183,7 +185,16 @@ impl Complaints {
 
     /// Logs what was refused or cut since the last time, if a minute has passed.
     fn tell(&mut self, force: bool, tag_room: usize) {
-        if self.malformed == 0 && self.too_many == 0 && self.members == 0 && self.tags_cut == 0 {
+        if [
+            self.malformed,
+            self.too_many,
+            self.members,
+            self.tags_cut,
+            self.coarsened,
+        ]
+        .iter()
+        .all(|&n| n == 0)
+        {
             return;
         }
         if !force && self.told.is_some_and(|t| t.elapsed() < COMPLAINT_EVERY) {
@@ -220,10 +231,18 @@ impl Complaints {
                 "Cut the tags of StatsD values to the most a metric keeps: CloudWatch takes 30 dimensions, host, append_dimensions and metric_type among them; the first tags by name were kept."
             );
         }
+        if self.coarsened > 0 {
+            tracing::warn!(
+                timings = self.coarsened,
+                most = aggregate::MAX_DISTINCT,
+                "Kept StatsD timings to fewer than three significant digits: their values spread too widely for the most distinct values a timing keeps per aggregation interval."
+            );
+        }
         self.malformed = 0;
         self.too_many = 0;
         self.members = 0;
         self.tags_cut = 0;
+        self.coarsened = 0;
     }
 }
 
@@ -237,6 +256,7 @@ impl Shared {
     fn tell(&mut self, force: bool) {
         let trimmed = self.aggregator.take_trimmed();
         self.complaints.tags_cut += trimmed.tags;
+        self.complaints.coarsened += trimmed.timings;
         self.complaints.tell(force, self.aggregator.tag_room());
     }
 
