@@ -27,6 +27,8 @@ pub const MAX_SERIES: usize = 10_000;
 pub const MAX_DISTINCT: usize = 10_000;
 /// Distinct members of one set kept per collection interval.
 pub const MAX_MEMBERS: usize = 10_000;
+/// Gauges whose last values are kept across aggregation intervals.
+pub const MAX_GAUGES: usize = 10_000;
 /// CloudWatch's limits.
 const MAX_DIMENSIONS: usize = 30;
 const MAX_NAME: usize = 255;
@@ -94,12 +96,21 @@ pub struct Aggregator {
     series: HashMap<u64, Vec<Series>>,
     len: usize,
     /// Gauges' last values, kept across intervals so that `+N`/`-N` apply to them.
-    gauges: HashMap<u64, f64>,
+    gauges: HashMap<u64, Gauge>,
+    /// Aggregation intervals ended so far.
+    intervals: u64,
     separator: Option<String>,
     publish: Publish,
     /// Tags a metric may keep: CloudWatch's dimensions less `publish`'s and `metric_type`.
     tag_room: usize,
     trimmed: Trimmed,
+}
+
+/// A gauge's last value, and the aggregation interval it was set in.
+#[derive(Debug, Clone, Copy)]
+struct Gauge {
+    value: f64,
+    set: u64,
 }
 
 /// What was left out to stay within bounds while the values were kept, since last asked.
@@ -109,6 +120,8 @@ pub struct Trimmed {
     pub tags: u64,
     /// Timings kept to fewer than three significant digits, to stay within [`MAX_DISTINCT`].
     pub timings: u64,
+    /// Gauges' last values forgotten, to keep [`MAX_GAUGES`].
+    pub gauges: u64,
 }
 
 fn key(name: &str, kind: Kind, tags: &[(&str, &str)]) -> u64 {
@@ -139,6 +152,7 @@ impl Aggregator {
             series: HashMap::new(),
             len: 0,
             gauges: HashMap::new(),
+            intervals: 0,
             separator,
             tag_room: MAX_DIMENSIONS.saturating_sub(publish.dimensions.len() + 1),
             publish,
@@ -239,16 +253,18 @@ impl Aggregator {
                 s.now = Now::Number(total);
             }
             (Kind::Gauge, Value::Number(n)) => {
-                self.gauges.insert(k, n);
+                let set = self.intervals;
+                self.gauges.insert(k, Gauge { value: n, set });
                 s.now = Now::Number(n);
             }
             (Kind::Gauge, Value::Delta(d)) => {
-                let g = self.gauges.entry(k).or_insert(0.0);
-                if !accepted_value(*g + d) {
-                    return Err(out_of_range("gauge", *g + d));
+                let g = self.gauges.entry(k).or_insert(Gauge { value: 0.0, set: 0 });
+                if !accepted_value(g.value + d) {
+                    return Err(out_of_range("gauge", g.value + d));
                 }
-                *g += d;
-                s.now = Now::Number(*g);
+                g.value += d;
+                g.set = self.intervals;
+                s.now = Now::Number(g.value);
             }
             (Kind::Set, v) => {
                 let mut h = DefaultHasher::new();
@@ -411,11 +427,28 @@ impl Aggregator {
             });
         }
         self.len = 0;
+        self.forget_gauges();
+        self.intervals += 1;
         // Records in a stable order: by name, then dimensions.
         out.sort_by(|a, b| {
             (&a.values[0].name, &a.dimensions).cmp(&(&b.values[0].name, &b.dimensions))
         });
         out
+    }
+
+    /// Forgets the gauges set least recently past [`MAX_GAUGES`]: gauges named by a changing
+    /// tag would otherwise be kept for ever. An interval adds at most [`MAX_SERIES`], so
+    /// between two ends there are at most the two together.
+    fn forget_gauges(&mut self) {
+        let Some(excess) = self.gauges.len().checked_sub(MAX_GAUGES).filter(|&n| n > 0) else {
+            return;
+        };
+        let mut by_age: Vec<(u64, u64)> = self.gauges.iter().map(|(&k, g)| (g.set, k)).collect();
+        by_age.select_nth_unstable(excess - 1);
+        for (_, k) in &by_age[..excess] {
+            self.gauges.remove(k);
+        }
+        self.trimmed.gauges += excess as u64;
     }
 }
 
@@ -578,6 +611,27 @@ mod tests {
         feed(&mut a, &["temp:+1|g"]);
         let r = a.take(0, true);
         assert_eq!(find(&r, "temp").values[0].value, 23.0);
+    }
+
+    #[test]
+    fn at_most_max_gauges_are_kept_across_intervals_the_least_recently_set_forgotten() {
+        let mut a = Aggregator::new(None, publish());
+        for i in 0..MAX_GAUGES {
+            feed(&mut a, &[&format!("g{i}:10|g")]);
+        }
+        a.take(0, true);
+        feed(&mut a, &["g0:+1|g"]);
+        for i in 0..10 {
+            feed(&mut a, &[&format!("new{i}:5|g")]);
+        }
+        a.take(0, true);
+        assert_eq!(a.gauges.len(), MAX_GAUGES);
+        assert_eq!(a.take_trimmed().gauges, 10);
+        // Those set last are kept.
+        feed(&mut a, &["g0:+1|g", "new9:+1|g"]);
+        let r = a.take(0, true);
+        assert_eq!(find(&r, "g0").values[0].value, 12.0);
+        assert_eq!(find(&r, "new9").values[0].value, 6.0);
     }
 
     #[test]

@@ -171,6 +171,8 @@ struct Complaints {
     tags_cut: u64,
     /// Timings kept to fewer than three significant digits.
     coarsened: u64,
+    /// Gauges' last values forgotten.
+    gauges_forgotten: u64,
     told: Option<Instant>,
 }
 
@@ -191,6 +193,7 @@ impl Complaints {
             self.members,
             self.tags_cut,
             self.coarsened,
+            self.gauges_forgotten,
         ]
         .iter()
         .all(|&n| n == 0)
@@ -238,11 +241,19 @@ impl Complaints {
                 "Kept StatsD timings to fewer than three significant digits: their values spread too widely for the most distinct values a timing keeps per aggregation interval."
             );
         }
+        if self.gauges_forgotten > 0 {
+            tracing::warn!(
+                gauges = self.gauges_forgotten,
+                most = aggregate::MAX_GAUGES,
+                "Forgot the last values of the StatsD gauges set least recently, past the most kept across intervals; a +N or -N to them starts from 0. Are tags carrying ids?"
+            );
+        }
         self.malformed = 0;
         self.too_many = 0;
         self.members = 0;
         self.tags_cut = 0;
         self.coarsened = 0;
+        self.gauges_forgotten = 0;
     }
 }
 
@@ -257,6 +268,7 @@ impl Shared {
         let trimmed = self.aggregator.take_trimmed();
         self.complaints.tags_cut += trimmed.tags;
         self.complaints.coarsened += trimmed.timings;
+        self.complaints.gauges_forgotten += trimmed.gauges;
         self.complaints.tell(force, self.aggregator.tag_room());
     }
 
