@@ -2,6 +2,10 @@
 
 /// After SIGTERM, in-flight requests get this long to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// However a stop goes (clients that keep sending, CloudWatch answering slowly, a hung
+/// mount), the process ends this long after it was asked to: within systemd's stop timeout
+/// (`TimeoutStopSec=30`) and launchd's (`ExitTimeOut` 30), with the positions saved.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -380,6 +384,25 @@ pub async fn daemon(
         }
         false => (None, None),
     };
+    // Fired SHUTDOWN_GRACE after a stop: requests still in flight then end (log lines stay on
+    // disk behind their positions, metrics go to the spool).
+    let abort = CancellationToken::new();
+    let shutdown = CancellationToken::new();
+    // The backstop: past the deadline, what is delivered is saved and the process ends; the
+    // rest is on disk behind the saved positions (or in the spool).
+    tokio::spawn({
+        let (stop, checkpoints) = (shutdown.clone(), Arc::clone(&checkpoints));
+        async move {
+            stop.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_DEADLINE).await;
+            tracing::error!(
+                deadline_s = SHUTDOWN_DEADLINE.as_secs(),
+                "Stopping took longer than it may; ending now. What was not delivered stays on disk behind the saved positions."
+            );
+            let _ = tokio::task::spawn_blocking(move || checkpoints.save()).await;
+            std::process::exit(1);
+        }
+    });
     let pipeline = MetricsPipeline {
         inbound: statsd_rx,
         heartbeat: health.register("metrics"),
@@ -389,18 +412,16 @@ pub async fn daemon(
         sink,
         spool,
         once,
-        shutdown_grace: SHUTDOWN_GRACE,
+        abort: abort.clone(),
         spool_failing: false,
         spool_dropping: false,
     };
 
-    let shutdown = CancellationToken::new();
     let signals = crate::signal::spawn(shutdown.clone()).map_err(AppError::Io)?;
     let tracker = TaskTracker::new();
 
     // Logs: after SIGTERM readers stop and what they read is still delivered, for at most
     // SHUTDOWN_GRACE; then delivery stops too and the saved positions stay before the rest.
-    let abort = CancellationToken::new();
     tokio::spawn({
         let (stop, abort) = (shutdown.clone(), abort.clone());
         async move {

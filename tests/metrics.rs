@@ -292,3 +292,58 @@ fn a_datum_refused_as_invalid_is_dropped_alone_and_not_retried_forever() {
         "{log}"
     );
 }
+
+#[test]
+fn a_stop_while_many_requests_wait_on_a_slow_network_ends_in_time_and_spools_them() {
+    let moto = Moto::start();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap().port();
+    drop(udp);
+    let s = Setup::new(json!({
+        "agent": {"debug": true, "metrics_collection_interval": 3600},
+        "metrics": {"namespace": "Own/Slow", "force_flush_interval": 1, "metrics_collected": {"statsd": {
+            "service_address": format!("udp://127.0.0.1:{port}"),
+            "metrics_collection_interval": 1, "metrics_aggregation_interval": 1}}}
+    }));
+    // Every PutMetricData hangs for a minute, as on a link that drops packets.
+    moto.delay("PutMetricData", 60.0);
+    let mut cmd = publisher(Some(&moto.url()));
+    cmd.arg(s.config());
+    let (mut child, _sock) = start_ready(cmd);
+    // Five requests' worth of metrics.
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for chunk in (0..5000).collect::<Vec<u32>>().chunks(500) {
+        let lines: String = chunk.iter().map(|i| format!("m{i:04}:1|c\n")).collect();
+        sender
+            .send_to(lines.as_bytes(), ("127.0.0.1", port))
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let asked = std::time::Instant::now();
+    signal(&child, libc::SIGTERM);
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    let took = asked.elapsed();
+    assert!(status.success(), "{status}\n{}", s.log());
+    // One grace for all requests in flight, not one each.
+    assert!(took < Duration::from_secs(12), "the stop took {took:?}");
+    // Nothing lost: with the network back, a restart sends the spool.
+    moto.delay("PutMetricData", 0.0);
+    let mut cmd = publisher(Some(&moto.url()));
+    cmd.arg(s.config());
+    let (mut child, _sock) = start_ready(cmd);
+    let data = moto.wait_for_metrics(Duration::from_secs(90), |d| {
+        d.iter()
+            .filter(|d| d.namespace == "Own/Slow")
+            .map(|d| d.name.as_str())
+            .collect::<BTreeSet<_>>()
+            .len()
+            == 5000
+    });
+    stop_gracefully(&mut child, &s);
+    let sum: f64 = data
+        .iter()
+        .filter(|d| d.namespace == "Own/Slow")
+        .map(|d| d.statistics.as_ref().map_or(d.value, |s| s.sum))
+        .sum();
+    assert!(sum >= 5000.0, "{sum}");
+}

@@ -30,3 +30,8 @@ pub enum Position {
     /// before that time, and those at it that it names, are delivered.
     UnifiedLog(std::sync::Arc<str>, String),
 }
+
+/// At a stop, how long a receiver still takes what local senders have already sent (queued
+/// datagrams, lines on a connection), at most: a sender that keeps sending cannot hold the
+/// stop up.
+pub const DRAIN_AT_STOP: std::time::Duration = std::time::Duration::from_secs(1);

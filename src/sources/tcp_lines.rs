@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::capped_lines::{CappedLines, Next};
+use super::DRAIN_AT_STOP;
 
 /// Connections served at once.
 const MAX_CONNECTIONS: usize = 64;
@@ -29,7 +30,8 @@ pub const LINE_ROOM: usize = 4 * 1024 * 1024;
 /// When every connection is taken, one that sent nothing for this long is closed to make
 /// way for a new one.
 const IDLE_EVICT: Duration = Duration::from_secs(10);
-/// At a stop, how long a connection is still read while data keeps arriving.
+/// At a stop, how long a connection is still read while data keeps arriving (a line at most
+/// this far apart; and all within [`DRAIN_AT_STOP`]).
 const DRAIN: Duration = Duration::from_millis(100);
 /// How often what was refused is told of, at most.
 const COMPLAINT_EVERY: Duration = Duration::from_secs(60);
@@ -229,11 +231,15 @@ async fn connection<F, Fut>(
     Fut: Future<Output = ()>,
 {
     let mut reader = BufReader::new(stream);
+    // Set at the stop: what arrives after it is not read.
+    let mut drain_until: Option<Instant> = None;
     loop {
         let next = if stop.is_cancelled() {
-            match tokio::time::timeout(DRAIN, lines.next(&mut reader)).await {
-                Ok(r) => r,
-                Err(_) => return,
+            let until = *drain_until.get_or_insert_with(|| Instant::now() + DRAIN_AT_STOP);
+            let wait = DRAIN.min(until.saturating_duration_since(Instant::now()));
+            match tokio::time::timeout(wait, lines.next(&mut reader)).await {
+                Ok(r) if Instant::now() < until => r,
+                _ => return,
             }
         } else {
             // `next` keeps what it read of a line when the stop interrupts it.

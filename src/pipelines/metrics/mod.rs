@@ -41,8 +41,9 @@ pub struct MetricsPipeline {
     pub force_flush_interval: Option<Duration>,
     /// Collect and publish one round, then stop.
     pub once: bool,
-    /// How long an in-flight request may still take after shutdown was asked for.
-    pub shutdown_grace: Duration,
+    /// Ends requests in flight, a while after shutdown was asked for: whatever is not
+    /// accepted by then goes to the spool. One moment for all of them, however many there are.
+    pub abort: CancellationToken,
     pub heartbeat: crate::service::Heartbeat,
     pub status: Arc<crate::service::Status>,
     /// The spool could not be written at the last try (said once until it can).
@@ -439,19 +440,21 @@ impl MetricsPipeline {
         }
     }
 
-    /// One request; after shutdown is asked for it gets `shutdown_grace` more to finish.
+    /// One request, unless `abort` came first.
     async fn send(
         &self,
         batch: &Batch,
-        cancel: &CancellationToken,
+        _cancel: &CancellationToken,
     ) -> Result<(), (Disposition, String)> {
-        let deadline = async {
-            cancel.cancelled().await;
-            tokio::time::sleep(self.shutdown_grace).await;
-        };
+        if self.abort.is_cancelled() {
+            return Err((
+                Disposition::Retry,
+                "shutting down before CloudWatch answered".into(),
+            ));
+        }
         tokio::select! {
             r = self.sink.send(batch) => r.map_err(|e| (e.disposition, e.message)),
-            _ = deadline => Err((Disposition::Retry, "shutting down before CloudWatch answered".into())),
+            _ = self.abort.cancelled() => Err((Disposition::Retry, "shutting down before CloudWatch answered".into())),
         }
     }
 

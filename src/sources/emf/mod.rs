@@ -618,10 +618,14 @@ impl Receiver {
                 _ = stop.cancelled() => break,
             }
         }
+        // What is queued at the stop is still taken, within a bound: a sender flooding the
+        // port cannot hold the stop up.
+        let until = Instant::now() + crate::sources::DRAIN_AT_STOP;
         while let Ok(n) = socket.try_recv(&mut buf) {
-            if !self.queue(buf[..n].to_vec()).await {
+            if !self.queue(buf[..n].to_vec()).await || Instant::now() >= until {
                 return;
             }
+            tokio::task::yield_now().await;
         }
     }
 
