@@ -8,9 +8,13 @@
 //! collections, their sum, least and greatest) for counters, gauges and sets, and for timings
 //! the values with their counts, so CloudWatch computes percentiles over all of them.
 //!
-//! Memory is bounded: at most [`MAX_SERIES`] metrics per aggregation interval (more are
-//! dropped and counted), and at most [`MAX_DISTINCT`] distinct values kept exactly per timing
-//! (beyond that, values are kept to three significant digits).
+//! Memory is bounded, as whatever local program sends is: per aggregation interval at most
+//! [`MAX_SERIES`] metrics and [`MAX_BYTES`] of names, tags, set members and timing values
+//! (new ones past either are refused); a metric keeps the tags CloudWatch's dimensions leave
+//! room for; a set at most [`MAX_MEMBERS`] members a collection interval; a timing at most
+//! [`MAX_DISTINCT`] distinct values (past that to three significant digits, then two, then
+//! one); and at most [`MAX_GAUGES`] gauges' last values are kept across intervals. What is
+//! refused or cut is counted, for the listener to tell of.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
@@ -27,6 +31,11 @@ pub const MAX_SERIES: usize = 10_000;
 pub const MAX_DISTINCT: usize = 10_000;
 /// Distinct members of one set kept per collection interval.
 pub const MAX_MEMBERS: usize = 10_000;
+/// Bytes one aggregation interval's metrics may hold: names and tags, set members and
+/// timings' values, with what keeping each costs (an estimate, on the high side). [`MAX_SERIES`] metrics with three short tags (about 700 bytes
+/// each) fit, or 200,000 distinct timing values; past that is a flood of long names, tags or
+/// values, not a host's metrics, and the publisher's memory matters more.
+pub const MAX_BYTES: usize = 8 << 20;
 /// Gauges whose last values are kept across aggregation intervals.
 pub const MAX_GAUGES: usize = 10_000;
 /// CloudWatch's limits.
@@ -51,6 +60,8 @@ pub enum Refused {
     TooManySeries,
     /// A new member of a set that has [`MAX_MEMBERS`] this collection interval.
     TooManyMembers,
+    /// A new metric, set member or timing value past [`MAX_BYTES`] this interval.
+    Full,
     /// Not something CloudWatch takes: the reason.
     Invalid(String),
 }
@@ -95,6 +106,8 @@ enum Window {
 pub struct Aggregator {
     series: HashMap<u64, Vec<Series>>,
     len: usize,
+    /// What `series` holds, as [`MAX_BYTES`] counts it.
+    bytes: usize,
     /// Gauges' last values, kept across intervals so that `+N`/`-N` apply to them.
     gauges: HashMap<u64, Gauge>,
     /// Aggregation intervals ended so far.
@@ -151,6 +164,7 @@ impl Aggregator {
         Aggregator {
             series: HashMap::new(),
             len: 0,
+            bytes: 0,
             gauges: HashMap::new(),
             intervals: 0,
             separator,
@@ -168,6 +182,11 @@ impl Aggregator {
     /// What was left out since the last call.
     pub fn take_trimmed(&mut self) -> Trimmed {
         std::mem::take(&mut self.trimmed)
+    }
+
+    /// Bytes this interval's metrics hold, as [`MAX_BYTES`] counts them.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Metrics in this aggregation interval.
@@ -211,6 +230,10 @@ impl Aggregator {
                     return Err(Refused::TooManySeries);
                 }
                 check_names(m.name, &tags)?;
+                let cost = series_bytes(m.name, &tags);
+                if self.bytes + cost > MAX_BYTES {
+                    return Err(Refused::Full);
+                }
                 let bucket = self.series.entry(k).or_default();
                 // Room for this one only: a bucket nearly always holds one series, and a
                 // first push would make room for four.
@@ -226,6 +249,7 @@ impl Aggregator {
                     window: Window::Nothing,
                 });
                 self.len += 1;
+                self.bytes += cost;
                 bucket.len() - 1
             }
         };
@@ -280,10 +304,15 @@ impl Aggregator {
                     Now::Members(m) if m.len() >= MAX_MEMBERS => {
                         return Err(Refused::TooManyMembers)
                     }
+                    _ if self.bytes + MEMBER_BYTES > MAX_BYTES => return Err(Refused::Full),
                     Now::Members(m) => {
                         m.insert(member);
+                        self.bytes += MEMBER_BYTES;
                     }
-                    now => *now = Now::Members(HashSet::from([member])),
+                    now => {
+                        *now = Now::Members(HashSet::from([member]));
+                        self.bytes += MEMBER_BYTES;
+                    }
                 }
             }
             (Kind::Timer | Kind::Histogram | Kind::Distribution, Value::Number(n)) => {
@@ -309,22 +338,30 @@ impl Aggregator {
                         && !counts.contains_key(&bits)
                     {
                         let fewer = digits.map_or(3, |d| d - 1);
+                        let before = counts.len();
                         for (old, c) in std::mem::take(counts) {
                             *counts
                                 .entry(value_bits(f64::from_bits(old), Some(fewer)))
                                 .or_default() += c;
                         }
                         *digits = Some(fewer);
+                        self.bytes -= (before - counts.len()) * VALUE_BYTES;
                         if fewer < 3 {
                             self.trimmed.timings += 1;
                         }
                         bits = value_bits(n, *digits);
                     }
-                    let count = counts.entry(bits).or_default();
-                    if !accepted_value(*count + times) {
-                        return Err(out_of_range("count of a value", *count + times));
+                    match counts.get_mut(&bits) {
+                        Some(count) if !accepted_value(*count + times) => {
+                            return Err(out_of_range("count of a value", *count + times));
+                        }
+                        Some(count) => *count += times,
+                        None if self.bytes + VALUE_BYTES > MAX_BYTES => return Err(Refused::Full),
+                        None => {
+                            counts.insert(bits, times);
+                            self.bytes += VALUE_BYTES;
+                        }
                     }
-                    *count += times;
                 }
             }
             (kind, v) => {
@@ -343,7 +380,10 @@ impl Aggregator {
             let value = match std::mem::replace(&mut s.now, Now::Nothing) {
                 Now::Nothing => continue,
                 Now::Number(n) => n,
-                Now::Members(m) => m.len() as f64,
+                Now::Members(m) => {
+                    self.bytes -= m.len() * MEMBER_BYTES;
+                    m.len() as f64
+                }
             };
             s.window = match s.window {
                 Window::Stats { sum, .. } if !accepted_value(sum + value) => {
@@ -427,6 +467,7 @@ impl Aggregator {
             });
         }
         self.len = 0;
+        self.bytes = 0;
         self.forget_gauges();
         self.intervals += 1;
         // Records in a stable order: by name, then dimensions.
@@ -507,6 +548,39 @@ fn check_names(name: &str, tags: &[(&str, &str)]) -> Result<(), Refused> {
         )));
     }
     Ok(())
+}
+
+/// About what one heap allocation costs beyond the bytes asked for: the allocator's header
+/// and rounding.
+const ALLOCATION: usize = 16;
+/// A table's first allocation: four slots and a group of control bytes.
+const FIRST_TABLE: usize = 128;
+
+/// The most an entry of `entry` bytes takes in a table: one that has just doubled is 7/16
+/// full, and each slot has a control byte.
+const fn in_table(entry: usize) -> usize {
+    (entry + 1) * 16 / 7 + 1
+}
+
+/// What a set member costs.
+const MEMBER_BYTES: usize = in_table(std::mem::size_of::<u64>());
+/// What a timing's distinct value costs.
+const VALUE_BYTES: usize = in_table(std::mem::size_of::<(u64, f64)>());
+
+/// What a metric costs before its values: its name and tags (each its own allocation), the
+/// series, its entry in the interval's table, and the first allocation of a table of set
+/// members or timing values.
+fn series_bytes(name: &str, tags: &[(&str, &str)]) -> usize {
+    let tag = std::mem::size_of::<(String, String)>() + 2 * ALLOCATION;
+    std::mem::size_of::<Series>()
+        + in_table(std::mem::size_of::<(u64, Vec<Series>)>())
+        + FIRST_TABLE
+        + 3 * ALLOCATION
+        + name.len()
+        + tags
+            .iter()
+            .map(|(k, v)| tag + k.len() + v.len())
+            .sum::<usize>()
 }
 
 /// The key of a timing's value `v` kept to `digits` significant digits (`None`: exactly).
@@ -868,6 +942,51 @@ mod tests {
             );
         }
         assert_eq!(a.series.len(), MAX_SERIES);
+    }
+
+    #[test]
+    fn an_interval_holds_at_most_max_bytes_of_names_tags_members_and_values() {
+        let mut a = Aggregator::new(None, publish());
+        feed(&mut a, &["users:u0|s", "t:0|ms"]);
+        // Metrics of long names and tags: far fewer than MAX_SERIES fill it.
+        let tags: Vec<String> = (0..20)
+            .map(|i| format!("{i:0>250}:{}", "v".repeat(1000)))
+            .collect();
+        let tags = tags.join(",");
+        let (mut taken, mut refused) = (0, 0);
+        for i in 0..1000 {
+            match add(&mut a, &format!("{i:0>250}:1|c|#{tags}")) {
+                Ok(()) => taken += 1,
+                Err(Refused::Full) => refused += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(taken > 0 && refused > 0, "{taken} {refused}");
+        assert!(a.bytes() <= MAX_BYTES, "{}", a.bytes());
+        assert!(a.bytes() > taken * (250 + 20 * 1250), "{}", a.bytes());
+        // A metric kept still counts.
+        assert_eq!(add(&mut a, &format!("{:0>250}:1|c|#{tags}", 0)), Ok(()));
+        // The room left: new set members and timing values are refused past it, and those
+        // known still count.
+        for what in ["users:u{}|s", "t:{}|ms"] {
+            let mut i = 1;
+            while add(&mut a, &what.replace("{}", &i.to_string())) == Ok(()) {
+                i += 1;
+                assert!(i < 100_000);
+            }
+            assert_eq!(
+                add(&mut a, &what.replace("{}", &i.to_string())),
+                Err(Refused::Full)
+            );
+            assert_eq!(add(&mut a, &what.replace("{}", "0")), Ok(()));
+        }
+        assert!(a.bytes() <= MAX_BYTES, "{}", a.bytes());
+        // A collection's members are let go at its end, and the interval's all at its end.
+        let before = a.bytes();
+        a.collect();
+        assert!(a.bytes() < before);
+        a.take(0, false);
+        assert_eq!(a.bytes(), 0);
     }
 
     #[test]

@@ -167,6 +167,8 @@ struct Complaints {
     too_many: u64,
     /// New members of sets that had as many as they keep.
     members: u64,
+    /// New metrics, set members and timing values past the bytes an interval keeps.
+    full: u64,
     /// Values whose tags were cut to what CloudWatch's dimensions leave room for.
     tags_cut: u64,
     /// Timings kept to fewer than three significant digits.
@@ -191,6 +193,7 @@ impl Complaints {
             self.malformed,
             self.too_many,
             self.members,
+            self.full,
             self.tags_cut,
             self.coarsened,
             self.gauges_forgotten,
@@ -227,6 +230,13 @@ impl Complaints {
                 "Dropped new members of StatsD sets past the most one set keeps per collection interval; those sets count no more than that."
             );
         }
+        if self.full > 0 {
+            tracing::warn!(
+                values = self.full,
+                most_bytes = aggregate::MAX_BYTES,
+                "Dropped StatsD values of new metrics, set members and timing values past the most bytes an aggregation interval keeps; are names or tags carrying ids?"
+            );
+        }
         if self.tags_cut > 0 {
             tracing::warn!(
                 values = self.tags_cut,
@@ -251,6 +261,7 @@ impl Complaints {
         self.malformed = 0;
         self.too_many = 0;
         self.members = 0;
+        self.full = 0;
         self.tags_cut = 0;
         self.coarsened = 0;
         self.gauges_forgotten = 0;
@@ -295,6 +306,7 @@ impl Shared {
                     Ok(()) => {}
                     Err(Refused::TooManySeries) => self.complaints.too_many += 1,
                     Err(Refused::TooManyMembers) => self.complaints.members += 1,
+                    Err(Refused::Full) => self.complaints.full += 1,
                     Err(Refused::Invalid(reason)) => self.complaints.malformed(line, reason),
                 }
             }
@@ -479,6 +491,36 @@ mod tests {
             ),
             complaints: Complaints::default(),
         }
+    }
+
+    #[test]
+    fn each_bound_hit_is_counted_on_its_own() {
+        let mut s = shared();
+        let members: String = (0..aggregate::MAX_MEMBERS + 3)
+            .map(|i| format!("users:u{i}|s\n"))
+            .collect();
+        s.take_lines(members.as_bytes());
+        let tags: Vec<String> = (0..40).map(|i| format!("t{i}:v")).collect();
+        s.take_lines(format!("cut:1|c|#{}", tags.join(",")).as_bytes());
+        // Long names and tags fill the interval's bytes before its count of metrics.
+        for i in 0..400 {
+            let tags: Vec<String> = (0..20).map(|t| format!("t{t}:{i:0>1000}")).collect();
+            s.take_lines(format!("{i:0>250}:1|c|#{}", tags.join(",")).as_bytes());
+        }
+        assert_eq!(s.complaints.members, 3);
+        assert!(s.complaints.full > 0);
+        assert_eq!(s.complaints.too_many, 0);
+        assert_eq!(s.complaints.malformed, 0);
+        s.tell(true);
+        // What the aggregator cut is told with the rest.
+        assert_eq!(s.aggregator.take_trimmed(), aggregate::Trimmed::default());
+        assert_eq!((s.complaints.members, s.complaints.full), (0, 0));
+
+        let mut s = shared();
+        for i in 0..aggregate::MAX_SERIES + 2 {
+            s.take_lines(format!("m{i}:1|c").as_bytes());
+        }
+        assert_eq!((s.complaints.too_many, s.complaints.full), (2, 0));
     }
 
     #[test]
