@@ -811,16 +811,6 @@ fn journal_readers_share_the_memory_budget_and_lose_nothing_while_it_is_spent() 
     stop(&mut p, &s);
 }
 
-/// Peak resident memory of a running process, from /proc.
-fn peak_rss_kib(p: &Child) -> u64 {
-    read(Path::new(&format!("/proc/{}/status", p.id())))
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn a_message_that_is_not_utf8_costs_about_its_size_in_memory() {
     // journalctl prints a message that is not valid UTF-8 as a list of numbers, one per byte:

@@ -76,16 +76,6 @@ fn wait_following(s: &Setup, path: &Path) {
     }
 }
 
-/// Peak resident memory of a running process, from /proc.
-fn peak_rss_kib(p: &Child) -> u64 {
-    read(Path::new(&format!("/proc/{}/status", p.id())))
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 /// A publisher (debug log) pointed at `endpoint`, following one file with `initial` content in
 /// a temporary directory; returns once it follows the file, so what is written next is new.
 fn follow_one(

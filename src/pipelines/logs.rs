@@ -274,32 +274,22 @@ impl LogsPipeline {
                 None => "journal".to_owned(),
                 Some(k) => format!("journald {k}"),
             };
-            let (this, tracker2, shutdown) = (Arc::clone(&this), tracker.clone(), shutdown.clone());
-            tracker.spawn(async move {
-                let mut first = Some(resume);
-                let mut parked = Backoff::new(PARK_FIRST, PARK_MAX);
-                loop {
-                    // After a parking, from the last entry delivered.
-                    let resume = match first.take() {
-                        Some(r) => r,
-                        None => this.journal_resume(&journal).await,
-                    };
-                    let (tx, sender) =
-                        this.sender(Arc::clone(&dest), &source, None, &tracker2, &shutdown);
-                    let beat = this.health.register(format!("{source} reader"));
-                    let run = journal.clone().run(
-                        resume,
-                        tx,
-                        this.budget.clone(),
-                        shutdown.stop.clone(),
-                        beat,
-                    );
-                    run.await;
-                    if !this.parked(sender, &dest, &mut parked, &shutdown).await {
-                        return;
-                    }
-                }
-            });
+            let (budget, journal_again) = (this.budget.clone(), journal.clone());
+            this.supervise(
+                dest,
+                source,
+                resume,
+                // After a parking, from the last entry delivered.
+                move |this: Arc<Self>| {
+                    let journal = journal_again.clone();
+                    async move { this.journal_resume(&journal).await }
+                },
+                move |resume, tx, stop, beat| {
+                    journal.clone().run(resume, tx, budget.clone(), stop, beat)
+                },
+                tracker,
+                &shutdown,
+            );
         }
         if let Some(receiver) = emf {
             this.receive_emf(receiver, &registry, tracker, &shutdown);
@@ -307,35 +297,27 @@ impl LogsPipeline {
         for (reader, mark) in unified {
             let dest = Arc::new(this.unified_log_destination(&reader.source));
             let source = format!("unified log {}", reader.source.key);
-            let (this, tracker2, shutdown) = (Arc::clone(&this), tracker.clone(), shutdown.clone());
-            tracker.spawn(async move {
-                let mut first = Some(mark);
-                let mut parked = Backoff::new(PARK_FIRST, PARK_MAX);
-                loop {
-                    // After a parking, from the mark of the last entry delivered.
-                    let mark = first.take().unwrap_or_else(|| {
-                        this.checkpoints
-                            .unified_log_mark(&reader.source.key)
-                            .as_deref()
-                            .and_then(Mark::parse)
-                            .unwrap_or_else(|| Mark::starting(crate::clock::wall_ms() * 1000))
-                    });
-                    let (tx, sender) =
-                        this.sender(Arc::clone(&dest), &source, None, &tracker2, &shutdown);
-                    let beat = this.health.register(format!("{source} reader"));
-                    let run = reader.clone().run(
-                        mark,
-                        tx,
-                        this.budget.clone(),
-                        shutdown.stop.clone(),
-                        beat,
-                    );
-                    run.await;
-                    if !this.parked(sender, &dest, &mut parked, &shutdown).await {
-                        return;
-                    }
-                }
-            });
+            let (budget, key) = (this.budget.clone(), reader.source.key.clone());
+            this.supervise(
+                dest,
+                source,
+                mark,
+                // After a parking, from the mark of the last entry delivered.
+                move |this: Arc<Self>| {
+                    let mark = this
+                        .checkpoints
+                        .unified_log_mark(&key)
+                        .as_deref()
+                        .and_then(Mark::parse)
+                        .unwrap_or_else(|| Mark::starting(crate::clock::wall_ms() * 1000));
+                    std::future::ready(mark)
+                },
+                move |mark, tx, stop, beat| {
+                    reader.clone().run(mark, tx, budget.clone(), stop, beat)
+                },
+                tracker,
+                &shutdown,
+            );
         }
         true
     }
@@ -488,6 +470,46 @@ impl LogsPipeline {
             beat,
         ));
         (tx, sender)
+    }
+
+    /// Runs a reader of a child process's output (the journal, the unified log) from `first`
+    /// with a sender of its own to `dest`; after each parking of `dest`, again from where
+    /// `resume` says (its saved position).
+    #[allow(clippy::too_many_arguments)]
+    fn supervise<P, R, RFut, F, Fut>(
+        self: &Arc<Self>,
+        dest: Arc<Destination>,
+        source: String,
+        first: P,
+        resume: R,
+        read: F,
+        tracker: &TaskTracker,
+        shutdown: &Shutdown,
+    ) where
+        P: Send + 'static,
+        R: Fn(Arc<Self>) -> RFut + Send + 'static,
+        RFut: std::future::Future<Output = P> + Send,
+        F: Fn(P, mpsc::Sender<Batch>, CancellationToken, Heartbeat) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let (this, tracker2, shutdown) = (Arc::clone(self), tracker.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            let mut first = Some(first);
+            let mut parked = Backoff::new(PARK_FIRST, PARK_MAX);
+            loop {
+                let from = match first.take() {
+                    Some(p) => p,
+                    None => resume(Arc::clone(&this)).await,
+                };
+                let (tx, sender) =
+                    this.sender(Arc::clone(&dest), &source, None, &tracker2, &shutdown);
+                let beat = this.health.register(format!("{source} reader"));
+                read(from, tx, shutdown.stop.clone(), beat).await;
+                if !this.parked(sender, &dest, &mut parked, &shutdown).await {
+                    return;
+                }
+            }
+        });
     }
 
     /// Whether a source whose reader ended is to read again: its sender ended because the

@@ -693,3 +693,13 @@ pub fn nc_udp(port: u16, text: &str) {
         .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// Peak resident memory of a running process, from /proc.
+pub fn peak_rss_kib(p: &Child) -> u64 {
+    read(Path::new(&format!("/proc/{}/status", p.id())))
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
