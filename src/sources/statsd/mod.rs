@@ -5,7 +5,8 @@
 //! interval the records go to the metrics pipeline, which publishes them or keeps them in its
 //! spool. At a stop the interval so far is handed over too, so nothing received is lost to a
 //! restart. Lines that are not StatsD are counted and logged at most once a minute, with an
-//! example; they never stop the listener.
+//! example; they never stop the listener. So are the values the aggregator's bounds refused
+//! or cut, one count for each bound, with the bound.
 
 pub mod aggregate;
 pub mod parse;
