@@ -311,3 +311,43 @@ fn one_value_cloudwatch_refuses_never_drops_the_others() {
     );
     assert!(log.contains("Ignored StatsD lines"), "{log}");
 }
+
+#[test]
+fn a_stop_ends_in_time_while_datagrams_flood_in_and_the_last_interval_is_kept() {
+    let moto = Moto::start();
+    let port = free_udp_port();
+    // A long aggregation interval: what was received is handed over at the stop.
+    let s = Setup::new(config(port, 60));
+    let mut child = start(&s, &moto);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let floods: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                let mut sent = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if socket.send_to(b"flood:1|c", ("127.0.0.1", port)).is_ok() {
+                        sent += 1;
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let asked = std::time::Instant::now();
+    signal(&child, libc::SIGTERM);
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    let took = asked.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent: u64 = floods.into_iter().map(|f| f.join().unwrap()).sum();
+    assert!(status.success(), "{status}\n{}", s.log());
+    assert!(took < Duration::from_secs(10), "the stop took {took:?}");
+    // The interval so far was handed over and published.
+    let counted = stat_sum(&moto.metrics(), "flood");
+    assert!(
+        counted > 0.0 && counted <= sent as f64,
+        "{counted} of {sent} datagrams counted"
+    );
+}

@@ -438,6 +438,10 @@ async fn receive_udp(socket: UdpSocket, shared: Arc<Mutex<Shared>>, stop: Cancel
             taken += 1;
             if taken.is_multiple_of(128) {
                 tokio::task::yield_now().await;
+                // A flood never empties the queue: the stop is looked for here too.
+                if stop.is_cancelled() {
+                    break;
+                }
             }
             match socket.try_recv(&mut buf) {
                 Ok(n) => shared
@@ -452,12 +456,22 @@ async fn receive_udp(socket: UdpSocket, shared: Arc<Mutex<Shared>>, stop: Cancel
             }
         }
     }
-    // What is queued at the stop is still taken.
+    // What is queued at the stop is still taken, within a bound: a sender flooding the port
+    // cannot hold the stop up.
+    let until = tokio::time::Instant::now() + crate::sources::DRAIN_AT_STOP;
+    let mut taken = 0u32;
     while let Ok(n) = socket.try_recv(&mut buf) {
         shared
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take_lines(&buf[..n]);
+        taken += 1;
+        if taken.is_multiple_of(128) {
+            if tokio::time::Instant::now() >= until {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
     }
 }
 
