@@ -845,3 +845,35 @@ fn a_message_that_is_not_utf8_costs_about_its_size_in_memory() {
         "a 3 MiB message (12 MiB of JSON) took the publisher to {peak_mib} MiB"
     );
 }
+
+#[test]
+fn a_journal_group_the_role_may_not_write_is_parked_then_delivered_from_the_cursor() {
+    let moto = Moto::start();
+    moto.deny_log_groups(GROUP);
+    let j = Journal::new();
+    let base = (now_ms() - 60_000) * 1000;
+    let first: Vec<Value> = (0..5)
+        .map(|n| entry(B0, n, base, json!(format!("refused {n}")), json!({})))
+        .collect();
+    j.append(&first);
+    let s = Setup::new(app_only());
+    let mut p = j.spawn(&s, &moto, &[]);
+    wait_until(
+        "the journal's group is parked",
+        Duration::from_secs(30),
+        || s.log().contains("it is parked"),
+    );
+    // Written while parked; the reader is gone until the next try.
+    let later: Vec<Value> = (5..8)
+        .map(|n| entry(B0, n, base, json!(format!("refused {n}")), json!({})))
+        .collect();
+    j.append(&later);
+    moto.deny_log_groups("");
+    let want: Vec<String> = (0..8).map(|n| format!("refused {n}")).collect();
+    let got = moto.wait_for_messages(GROUP, "journal", Duration::from_secs(60), |m| {
+        m.len() >= want.len()
+    });
+    stop(&mut p, &s);
+    assert_eq!(got, want, "each once, in order");
+    assert_eq!(s.log().matches("it is parked").count(), 1, "said once");
+}

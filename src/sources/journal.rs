@@ -354,6 +354,9 @@ impl Journal {
                     .map(|t| Instant::from_std(t) + self.flush_interval);
                 tokio::select! {
                     _ = stop.cancelled() => { stopped = true; break; }
+                    // The sender is gone (its destination parked): read again later from the
+                    // last entry delivered.
+                    _ = out.closed() => return,
                     _ = tokio::time::sleep(BEAT) => {}
                     _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                         let due = builder.take();

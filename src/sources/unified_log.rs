@@ -395,6 +395,9 @@ impl UnifiedLog {
                 .map(|t| Instant::from_std(t) + self.flush_interval);
             tokio::select! {
                 _ = stop.cancelled() => { read.stopped = true; break; }
+                // The sender is gone (its destination parked): read again later from the mark
+                // of the last entry delivered.
+                _ = out.closed() => return None,
                 _ = tokio::time::sleep(BEAT) => {}
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     let due = builder.take();
