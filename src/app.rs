@@ -399,7 +399,8 @@ pub async fn daemon(
                 deadline_s = SHUTDOWN_DEADLINE.as_secs(),
                 "Stopping took longer than it may; ending now. What was not delivered stays on disk behind the saved positions."
             );
-            let _ = tokio::task::spawn_blocking(move || checkpoints.save()).await;
+            let save = tokio::task::spawn_blocking(move || checkpoints.save());
+            let _ = tokio::time::timeout(Duration::from_secs(5), save).await;
             std::process::exit(1);
         }
     });
@@ -566,7 +567,8 @@ pub async fn daemon(
     let _ = signals.await;
     let _ = supervisor.await;
     if let Some(writer) = status_writer {
-        let _ = writer.await;
+        // Its last round may wait on a file of a mount that hangs: not for long.
+        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     }
     let stats = logs_sink.stats();
     let undelivered = Stats::get(&stats.undelivered);

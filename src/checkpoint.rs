@@ -43,6 +43,9 @@ const PRUNE_EVERY_MS: i64 = 3600 * 1000;
 /// How often, at a save, entries of files that are gone (rotated and deleted) are dropped: the
 /// state file stays the size of what exists, not of every file generation in a week.
 const GONE_EVERY_MS: i64 = 60 * 1000;
+/// How long a save waits for the folders of followed files to be looked at (to forget the
+/// files that are gone) before it saves without forgetting any.
+const GONE_LOOK_MAX: Duration = Duration::from_secs(5);
 /// An entry moved this recently is kept even if its file is not found (a rename under way).
 const GONE_GRACE_MS: i64 = 60 * 1000;
 
@@ -324,17 +327,30 @@ impl Checkpoints {
         };
         let doomed: Vec<((u64, u64), FileEntry)> = match copy {
             Some((prune, gone, files)) => {
-                let mut kept = files.clone();
-                if prune {
-                    kept.retain(|_, f| keep(f, now));
+                // On a thread of its own, waited for a while: a folder on a mount that hangs
+                // must not stop positions being saved (nothing is forgotten this time).
+                let (tx, rx) = std::sync::mpsc::channel();
+                let looked =
+                    std::thread::Builder::new()
+                        .name("gone files".into())
+                        .spawn(move || {
+                            let mut kept = files.clone();
+                            if prune {
+                                kept.retain(|_, f| keep(f, now));
+                            }
+                            if gone {
+                                drop_gone(&mut kept, now);
+                            }
+                            let doomed: Vec<_> = files
+                                .into_iter()
+                                .filter(|(k, _)| !kept.contains_key(k))
+                                .collect();
+                            let _ = tx.send(doomed);
+                        });
+                match looked {
+                    Ok(_) => rx.recv_timeout(GONE_LOOK_MAX).unwrap_or_default(),
+                    Err(_) => Vec::new(),
                 }
-                if gone {
-                    drop_gone(&mut kept, now);
-                }
-                files
-                    .into_iter()
-                    .filter(|(k, _)| !kept.contains_key(k))
-                    .collect()
             }
             None => Vec::new(),
         };

@@ -67,6 +67,8 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(commands::run(args));
+    // A blocking task still running (a write to a disk that hangs) does not keep the process.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     if let Some(pid_file) = pid_file {
         let _ = std::fs::remove_file(pid_file);
     }

@@ -265,14 +265,21 @@ pub async fn run_writer(
                 .save(status);
         })
     };
+    // A round still running (a file on a mount that hangs) is not waited for, and no other
+    // starts beside it: the status holds at most one blocking thread, whatever hangs.
+    let mut running: Option<tokio::task::JoinHandle<()>> = None;
     loop {
-        let _ = round(false).await;
+        if running.as_ref().is_none_or(|r| r.is_finished()) {
+            running = Some(round(false));
+        }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.cancelled() => break,
         }
     }
-    let _ = round(true).await;
+    if running.as_ref().is_none_or(|r| r.is_finished()) {
+        let _ = round(true).await;
+    }
 }
 
 #[cfg(test)]

@@ -704,3 +704,120 @@ fn one_memory_budget_for_many_files_behind_loses_nothing_and_starves_no_file() {
         accepted.len()
     );
 }
+
+/// A FUSE mount (tests/support/hangfs.py) of `backing` at `mount` that hangs while `hang`
+/// exists, as a network mount does when its server is away; unmounted when dropped.
+struct HangingMount {
+    process: std::process::Child,
+    mount: PathBuf,
+    hang: PathBuf,
+}
+
+impl HangingMount {
+    fn new(dir: &Path) -> HangingMount {
+        let (backing, mount, hang) = (dir.join("backing"), dir.join("mount"), dir.join("HANG"));
+        std::fs::create_dir_all(&backing).unwrap();
+        std::fs::create_dir_all(&mount).unwrap();
+        let process = std::process::Command::new(python())
+            .arg(repo().join("tests/support/hangfs.py"))
+            .args([&backing, &mount, &hang])
+            .spawn()
+            .expect("the FUSE test file system starts (scripts/test installs fuse and fusepy)");
+        let m = HangingMount {
+            process,
+            mount,
+            hang,
+        };
+        wait_until(
+            "the FUSE mount is up (needs /dev/fuse, the fuse package and fusepy)",
+            Duration::from_secs(20),
+            || {
+                std::process::Command::new("mountpoint")
+                    .arg("-q")
+                    .arg(&m.mount)
+                    .status()
+                    .is_ok_and(|s| s.success())
+            },
+        );
+        m
+    }
+
+    fn hang(&self, on: bool) {
+        if on {
+            std::fs::write(&self.hang, "").unwrap();
+        } else {
+            let _ = std::fs::remove_file(&self.hang);
+        }
+    }
+}
+
+impl Drop for HangingMount {
+    fn drop(&mut self) {
+        self.hang(false);
+        let _ = std::process::Command::new("fusermount")
+            .arg("-u")
+            .arg(&self.mount)
+            .status();
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[test]
+fn a_hung_network_mount_holds_up_only_its_own_reader() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mount = HangingMount::new(dir.path());
+    std::fs::write(dir.path().join("backing/remote.log"), "").unwrap();
+    let good = dir.path().join("good.log");
+    std::fs::write(&good, "").unwrap();
+    let s = Setup::new(debug_config(logs_config(
+        json!([
+            {"file_path": mount.mount.join("remote.log"), "log_stream_name": "remote"},
+            {"file_path": good, "log_stream_name": "good"}
+        ]),
+        json!({"force_flush_interval": 1}),
+    )));
+    let mut cmd = publisher(Some(&moto.url()));
+    cmd.arg(s.config()).env("WATCHDOG_USEC", "2000000");
+    let (mut p, sock) = start_ready(cmd);
+    append(
+        &dir.path().join("backing/remote.log"),
+        &["before the hang".to_owned()],
+    );
+    moto.wait_for_messages(GROUP, "remote", Duration::from_secs(30), |m| m.len() == 1);
+    // The server goes away: every call on the mount blocks.
+    mount.hang(true);
+    std::thread::sleep(Duration::from_secs(3));
+    let lines = numbered("while the mount hangs", 0..20);
+    append(&good, &lines);
+    let got = moto.wait_for_messages(GROUP, "good", Duration::from_secs(20), |m| {
+        m.len() >= lines.len()
+    });
+    assert_eq!(got, lines);
+    // The watchdog is still fed: nothing the publisher waits on is stuck but that reader.
+    let since = std::time::Instant::now();
+    let pings = sock.collect(since, Duration::from_secs(4), |m| {
+        m.iter().filter(|(_, t)| t.contains("WATCHDOG=1")).count() >= 3
+    });
+    assert!(
+        pings
+            .iter()
+            .filter(|(_, t)| t.contains("WATCHDOG=1"))
+            .count()
+            >= 3,
+        "{pings:?}\n{}",
+        s.log()
+    );
+    // And a stop ends in time, the hung reader left behind. (The kernel keeps the process
+    // until the call on the mount returns, as with a hard NFS mount: it is gone once the
+    // mount answers again.)
+    signal(&p, libc::SIGTERM);
+    wait_until("the publisher stops", Duration::from_secs(10), || {
+        s.log().contains("Stopped.")
+    });
+    mount.hang(false);
+    let status = wait_exit(&mut p, Duration::from_secs(10));
+    assert!(status.success(), "{status}\n{}", s.log());
+    drop(mount);
+}

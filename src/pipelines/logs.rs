@@ -787,11 +787,9 @@ impl LogsPipeline {
             let emf_buffer = lines.emf.as_ref().is_some_and(|e| e.check.is_none());
             let remote = {
                 let path = tailer.path().to_owned();
-                let job = tokio::task::spawn_blocking(move || files::on_network_fs(&path));
-                let beat = this
-                    .health
-                    .register(format!("reader {}", tailer.path().display()));
-                match blocking(&beat, &shutdown.stop, job).await {
+                let beat = this.health.register(format!("reader {}", path.display()));
+                let job = move || files::on_network_fs(&path);
+                match off_runtime(&beat, &shutdown.stop, job).await {
                     Some(remote) => remote,
                     None => return,
                 }
@@ -801,10 +799,12 @@ impl LogsPipeline {
             loop {
                 let (tailer, lines) = first.take().unwrap_or_else(&remake);
                 let path = tailer.path().to_owned();
+                // How far a file is behind is read for the status, off the reader: not for a
+                // file on a network file system, whose mount may hang.
                 let (tx, sender) = this.sender(
                     Arc::clone(&dest),
                     &path.display().to_string(),
-                    Some(&path),
+                    (!remote).then_some(path.as_path()),
                     &tracker2,
                     &shutdown,
                 );
@@ -835,16 +835,27 @@ impl LogsPipeline {
     }
 }
 
-/// Waits for `job` (a call on a file of a network file system) beating `heartbeat`: a hung
-/// mount holds up this reader, not the watchdog; `None` if `stop` came first (the job is left
-/// to end when it can).
-async fn blocking<T>(
+/// Runs `job` (a call on a file of a network file system) on a thread of its own, beating
+/// `heartbeat` while it waits: a hung mount holds up this reader and that thread, never the
+/// runtime, the blocking pool the other sources share, or the watchdog. `None` if `stop` came
+/// first (the thread is left to end when it can; the process does not wait for it).
+async fn off_runtime<T: Send + 'static>(
     heartbeat: &Heartbeat,
     stop: &CancellationToken,
-    job: JoinHandle<T>,
+    job: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let started = std::thread::Builder::new()
+        .name("network file".into())
+        .spawn(move || {
+            let _ = tx.send(job());
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "Cannot start a thread to read a file on a network file system.");
+        return None;
+    }
     tokio::select! {
-        done = crate::service::beating(heartbeat, job) => Some(done.expect("reading a file does not panic")),
+        done = crate::service::beating(heartbeat, rx) => done.ok(),
         _ = stop.cancelled() => None,
     }
 }
@@ -1119,11 +1130,11 @@ impl FileReader {
             // at once.
             let look = if self.remote {
                 let tailer = self.tailer;
-                let job = tokio::task::spawn_blocking(move || {
+                let job = move || {
                     let look = tailer.look();
                     (tailer, look)
-                });
-                let Some((tailer, look)) = blocking(&self.heartbeat, &stop, job).await else {
+                };
+                let Some((tailer, look)) = off_runtime(&self.heartbeat, &stop, job).await else {
                     return path;
                 };
                 self.tailer = tailer;
@@ -1192,17 +1203,19 @@ impl FileReader {
                 let (tailer, sink, step) = {
                     let (mut tailer, mut sink, lookup) =
                         (self.tailer, self.sink, Arc::clone(&self.checkpoints));
-                    let job = tokio::task::spawn_blocking(move || {
+                    let job = move || {
                         let step = tailer.step(&*lookup, &mut sink, may_read);
                         (tailer, sink, step)
-                    });
+                    };
                     if self.remote {
-                        match blocking(&self.heartbeat, &stop, job).await {
+                        match off_runtime(&self.heartbeat, &stop, job).await {
                             Some(done) => done,
                             None => return path,
                         }
                     } else {
-                        job.await.expect("reading a file does not panic")
+                        tokio::task::spawn_blocking(job)
+                            .await
+                            .expect("reading a file does not panic")
                     }
                 };
                 self.tailer = tailer;
