@@ -15,13 +15,11 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::{calibrate, cpu_seconds, pin};
-
-const BIN: &str = env!("CARGO_BIN_EXE_amazon-cloudwatch-publisher");
+use support::{calibrate, cpu_seconds, dry_run, pin};
 
 /// A document as aws-embedded-metrics writes one (about 330 bytes).
 fn document(n: u64, streams: u64) -> String {
@@ -55,26 +53,10 @@ fn start(dir: &std::path::Path, port: u16) -> Child {
                   "clock_sync_timeout": 0,
                   "logfile": dir.join("publisher.log"), "state_dir": dir.join("state")},
         "logs": {"force_flush_interval": 1,
-                 "metrics_collected": {"emf": {"service_address": format!("tcp://127.0.0.1:{port}")}}}
+                 "metrics_collected": {"emf": {"service_address": format!("tcp://127.0.0.1:{port}"),
+                                               "log_group_names": ["bench"]}}}
     });
-    let config_path = dir.join("config.json");
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    let mut command = Command::new(BIN);
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: pin only makes a system call, which is allowed between fork and exec.
-        unsafe { command.pre_exec(|| pin(&[0])) };
-    }
-    let mut child = command
-        .arg("--dry-run")
-        .arg(&config_path)
-        .env("HOME", dir)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = dry_run(&config, dir);
     // --dry-run logs to standard error.
     let (ready_tx, ready_rx) = mpsc::channel();
     let stderr = child.stderr.take().unwrap();

@@ -39,16 +39,15 @@ mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use amazon_cloudwatch_publisher::sources::statsd::kernel_drops;
-use support::{calibrate, pin};
+use support::{calibrate, dry_run, pin};
 
-const BIN: &str = env!("CARGO_BIN_EXE_amazon-cloudwatch-publisher");
 /// Idle connections opened before the other clients: more than a listener serves (64).
 const IDLE_CONNECTIONS: usize = 72;
 /// A StatsD client's datagram, at most (DogStatsD's default for UDP).
@@ -147,24 +146,7 @@ fn start(dir: &std::path::Path, statsd: &str) -> Publisher {
                  "metrics_collected": {"emf": {"service_address": format!("127.0.0.1:{emf_port}"),
                                                "log_group_names": ["flood-*"]}}}
     });
-    let config_path = dir.join("config.json");
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    let mut command = Command::new(BIN);
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: pin only makes a system call, which is allowed between fork and exec.
-        unsafe { command.pre_exec(|| pin(&[0])) };
-    }
-    let mut child = command
-        .arg("--dry-run")
-        .arg(&config_path)
-        .env("HOME", dir)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = dry_run(&config, dir);
     let pid = child.id();
     // Read whatever it prints, so that it never waits on a full pipe.
     let mut stdout = child.stdout.take().unwrap();

@@ -30,14 +30,12 @@ mod support;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{calibrate, cpu_seconds, pin};
-
-const BIN: &str = env!("CARGO_BIN_EXE_amazon-cloudwatch-publisher");
+use support::{calibrate, cpu_seconds, pin, pinned};
 
 #[derive(Default)]
 struct Counts {
@@ -281,13 +279,7 @@ fn main() {
     std::fs::write(&config_path, config.to_string()).unwrap();
 
     let start = Instant::now();
-    let mut command = Command::new(BIN);
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: pin only makes a system call, which is allowed between fork and exec.
-        unsafe { command.pre_exec(|| pin(&[0])) };
-    }
-    let mut child = command
+    let mut child = pinned()
         .arg(&config_path)
         .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
         .env("AWS_ACCESS_KEY_ID", "bench")

@@ -52,11 +52,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{calibrate, cpu_seconds};
+use support::{calibrate, cpu_seconds, BIN};
 
 use serde_json::{json, Value};
-
-const BIN: &str = env!("CARGO_BIN_EXE_amazon-cloudwatch-publisher");
 
 const FILES: usize = 20;
 const LINES_PER_SECOND: u64 = 200;

@@ -39,15 +39,14 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use amazon_cloudwatch_publisher::sources::statsd::kernel_drops;
-use support::{calibrate, cpu_seconds, pin};
+use support::{calibrate, cpu_seconds, dry_run, pin};
 
-const BIN: &str = env!("CARGO_BIN_EXE_amazon-cloudwatch-publisher");
 /// Datagrams handed to one `sendmmsg`: the most a paced sender sends at once.
 const BATCH: usize = 32;
 
@@ -275,24 +274,7 @@ fn start(dir: &std::path::Path, port: u16, pending: Option<u64>) -> (Child, u64)
                   "logfile": dir.join("publisher.log"), "state_dir": dir.join("state")},
         "metrics": {"namespace": "Bench", "metrics_collected": {"statsd": statsd}}
     });
-    let config_path = dir.join("config.json");
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    let mut command = Command::new(BIN);
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: pin only makes a system call, which is allowed between fork and exec.
-        unsafe { command.pre_exec(|| pin(&[0])) };
-    }
-    let mut child = command
-        .arg("--dry-run")
-        .arg(&config_path)
-        .env("HOME", dir)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = dry_run(&config, dir);
     // --dry-run logs to standard error; "Receiving StatsD metrics." comes once it is bound.
     let (ready_tx, ready_rx) = mpsc::channel();
     let stderr = child.stderr.take().unwrap();

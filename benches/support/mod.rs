@@ -4,7 +4,37 @@
 
 #![allow(dead_code)] // each bench uses its part
 
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// The publisher the benches run (the bench profile's build).
+pub const BIN: &str = env!("CARGO_BIN_EXE_amazon-cloudwatch-publisher");
+
+/// The publisher, to be started pinned to CPU 0 (the load comes from the other core).
+pub fn pinned() -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(BIN);
+    // SAFETY: pin only makes a system call, which is allowed between fork and exec.
+    unsafe { command.pre_exec(|| pin(&[0])) };
+    command
+}
+
+/// The publisher with `config` (written to `dir`/config.json) and `--dry-run`, pinned to CPU 0,
+/// its standard output (the requests) and error (its log) piped.
+pub fn dry_run(config: &serde_json::Value, dir: &Path) -> Child {
+    let config_path = dir.join("config.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    pinned()
+        .arg("--dry-run")
+        .arg(&config_path)
+        .env("HOME", dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
 
 /// User + system CPU seconds of a running process.
 pub fn cpu_seconds(pid: u32) -> f64 {
