@@ -255,7 +255,7 @@ impl MetricsPipeline {
         failing: bool,
     ) -> bool {
         let hb = self.heartbeat.clone();
-        let accepted = crate::service::beating(&hb, self.deliver(records, cancel, report)).await;
+        let accepted = crate::service::beating(&hb, self.deliver(records, report)).await;
         report.last_round_accepted = accepted;
         if !accepted {
             return true;
@@ -293,19 +293,14 @@ impl MetricsPipeline {
     }
 
     /// Sends records; on a retryable failure they go to the spool. True if all were accepted.
-    async fn deliver(
-        &mut self,
-        mut records: Vec<MetricRecord>,
-        cancel: &CancellationToken,
-        report: &mut Report,
-    ) -> bool {
+    async fn deliver(&mut self, mut records: Vec<MetricRecord>, report: &mut Report) -> bool {
         let now = clock::get().read();
         for r in &mut records {
             r.restamp(&now);
         }
         let mut all = true;
         for batch in batches(records) {
-            let (message, unsent) = match self.put(batch, cancel, report).await {
+            let (message, unsent) = match self.put(batch, report).await {
                 Ok(dropped) => {
                     all &= dropped == 0;
                     continue;
@@ -361,7 +356,6 @@ impl MetricsPipeline {
     async fn put(
         &mut self,
         batch: Batch,
-        cancel: &CancellationToken,
         report: &mut Report,
     ) -> Result<usize, (String, Vec<Batch>)> {
         let mut dropped = 0;
@@ -372,7 +366,7 @@ impl MetricsPipeline {
             if n == 0 {
                 continue;
             }
-            match self.send(&batch, cancel).await {
+            match self.send(&batch).await {
                 Ok(()) => {
                     tracing::debug!(datums = n, "PutMetricData accepted.");
                     report.datums_accepted += n;
@@ -424,7 +418,7 @@ impl MetricsPipeline {
             }
             tracing::info!(records = unsent.records.len(), "Sending spooled metrics.");
             for batch in batches(unsent.records) {
-                if let Err((message, _)) = self.put(batch, cancel, report).await {
+                if let Err((message, _)) = self.put(batch, report).await {
                     tracing::warn!(%message, "Sending spooled metrics failed; will try again next round.");
                     return;
                 }
@@ -441,17 +435,7 @@ impl MetricsPipeline {
     }
 
     /// One request, unless `abort` came first.
-    async fn send(
-        &self,
-        batch: &Batch,
-        _cancel: &CancellationToken,
-    ) -> Result<(), (Disposition, String)> {
-        if self.abort.is_cancelled() {
-            return Err((
-                Disposition::Retry,
-                "shutting down before CloudWatch answered".into(),
-            ));
-        }
+    async fn send(&self, batch: &Batch) -> Result<(), (Disposition, String)> {
         tokio::select! {
             r = self.sink.send(batch) => r.map_err(|e| (e.disposition, e.message)),
             _ = self.abort.cancelled() => Err((Disposition::Retry, "shutting down before CloudWatch answered".into())),
